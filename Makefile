@@ -1,0 +1,35 @@
+# nas_cli developer commands. `make demo` and `make test` are the README's two set-up commands.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+# torch/torchvision pins that install from the local wheel cache on the dev machines; a user's
+# machine gets them from PyPI. Override TORCH_SPEC to pick another build.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all bench clean help
+
+help:
+	@echo "make install  - pip install -e .[dev] (plus torch/torchvision)"
+	@echo "make demo     - install, then a short offline search on the embedded synthetic dataset"
+	@echo "make test     - install, then the default test suite (CPU, < 10 min)"
+	@echo "make test-all - also the slow tests"
+	@echo "make bench    - search-step throughput benchmark on the current device"
+
+install:
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -e ".[dev]"
+
+demo: install
+	nas-search experiment=demo method=gaea_pcdarts
+
+test: install
+	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: install
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PYTHON) benchmarks/search_step.py
+
+clean:
+	rm -rf outputs multirun .pytest_cache build dist *.egg-info

@@ -1,0 +1,132 @@
+"""Search-step throughput benchmark.
+
+Times one full search step (architecture step + weight step, exactly what the
+search loop runs) for each requested method, with the GPU-resident data
+pipeline included, and prints a rich table; ``--json`` writes the numbers.
+
+    python benchmarks/search_step.py                       # paper sizes on CUDA, small sizes on CPU
+    python benchmarks/search_step.py --methods gaea_pcdarts --batch 256 --steps 30
+    python benchmarks/search_step.py --dataset cifar10 --set dataset.root=/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def compose(overrides: list[str]):
+    from hydra import compose as hcompose, initialize_config_dir
+
+    import nas_cli.cli  # noqa: F401
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return hcompose(config_name="config", overrides=overrides)
+
+
+def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
+    from nas_cli.objectives import Batch
+    from nas_cli.stages.search import build_run
+
+    small = device == "cpu" and not args.full
+    ov = [f"method={method}", f"dataset={args.dataset}", f"runtime.device={device}",
+          f"runtime.precision={args.precision}", f"runtime.channels_last={str(args.channels_last).lower()}",
+          "objective.warmup_epochs=0"]
+    if args.batch:
+        ov.append(f"search.batch_size={args.batch}")
+    elif small:
+        ov.append("search.batch_size=16")
+    if small:
+        ov += ["search_space.init_channels=8", "search_space.layers=5", "dataset.num_train=512",
+               "dataset.image_size=16"]
+    elif args.dataset == "synthetic":
+        ov += ["dataset.num_train=8192", "dataset.num_test=256"]
+    ov += args.set
+    cfg = compose(ov)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = build_run(cfg, Path(tmp))
+    run.model.train()
+    batch = int(cfg.search.batch_size)
+
+    def next_arch() -> Batch:
+        return Batch(*run.arch_stream.sample())
+
+    it = iter(())
+
+    def next_w() -> Batch:
+        nonlocal it
+        try:
+            return Batch(*next(it))
+        except StopIteration:
+            it = iter(run.train_stream.epoch())
+            return Batch(*next(it))
+
+    sync = (lambda: torch.cuda.synchronize()) if run.device.type == "cuda" else (lambda: None)
+    for _ in range(args.warmup):
+        run.objective.step(next_w(), next_arch, True)
+    sync()
+    if run.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        run.objective.step(next_w(), next_arch, True)
+        sync()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    med = times[len(times) // 2]
+    return {
+        "method": method, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
+        "batch": batch, "arch_batch": int(cfg.search.arch_batch_size or batch),
+        "C": int(cfg.search_space.init_channels), "layers": int(cfg.search_space.layers),
+        "precision": args.precision, "channels_last": args.channels_last,
+        "step_s_median": med, "step_s_min": times[0],
+        "images_per_s": 2 * batch / med,  # weight batch + architecture batch
+        "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device.type == "cuda" else None,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--methods", nargs="+", default=["gaea_pcdarts", "pcdarts", "darts", "gaea_darts"])
+    p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch", type=int, default=None, help="weight (and arch) batch; default: the method's")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--full", action="store_true", help="paper sizes even on CPU")
+    p.add_argument("--set", nargs="*", default=[], help="extra config overrides")
+    p.add_argument("--json", default=None, help="write results to this file")
+    args = p.parse_args()
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else (
+        "cpu" if args.device == "auto" else args.device)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [bench_method(m, args, device) for m in args.methods]
+    table = Table(title=f"search step ({rows[0]['device']})")
+    for col in ["method", "batch", "C", "layers", "precision", "step_s_median", "images_per_s", "peak_mem_gb"]:
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["method"], str(r["batch"]), str(r["C"]), str(r["layers"]), r["precision"],
+                      f"{r['step_s_median']:.4f}", f"{r['images_per_s']:.0f}",
+                      "-" if r["peak_mem_gb"] is None else f"{r['peak_mem_gb']:.2f}")
+    Console().print(table)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""How effective weights enter the supernet: full mixture or a hard Gumbel sample.
+
+``hard`` is GDAS's straight-through estimator: the forward value is one-hot,
+the gradient is that of softmax((log p + G) / tau).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from nas_cli.registry import Registry
+
+
+class Sampling(ABC):
+    name: str
+
+    @abstractmethod
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        ...
+
+
+SAMPLINGS: Registry[Sampling] = Registry("sampling")
+
+
+class Mixture(Sampling):
+    name = "mixture"
+
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        return weights
+
+
+class HardGumbel(Sampling):
+    name = "hard"
+
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        # Standard Gumbel noise via -log(Exp(1)); uniform clamped away from 0 so no inf appears
+        # (GDAS redraws on inf/NaN; clamping makes that event impossible without a host sync).
+        u = torch.rand(log_weights.shape, generator=generator, device=log_weights.device)
+        gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
+        p = torch.softmax((log_weights + gumbel) / tau, dim=-1)
+        hard = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype)
+        return hard - p.detach() + p
+
+
+SAMPLINGS.add("mixture", Mixture())
+SAMPLINGS.add("hard", HardGumbel())

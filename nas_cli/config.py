@@ -1,0 +1,308 @@
+"""Structured-config schemas registered in Hydra's ConfigStore.
+
+Every YAML file under ``conf/`` extends one of these dataclasses (through its
+defaults list, ``/schema/<group>/<name>@_here_``), so a misspelt key or a value
+of the wrong type is rejected by OmegaConf before any work starts.  Range and
+compatibility checks that types cannot express live in :func:`validate`.
+
+Groups and their seams:
+
+* ``search_space`` -- which cells/supernet (``nas_cli.spaces``)
+* ``method``       -- relaxation + paper hyperparameters; selects optimizer and objective
+* ``optimizer``    -- architecture optimizer (``nas_cli.optim``)
+* ``objective``    -- how weight and architecture steps interleave (``nas_cli.objectives``)
+* ``dataset``      -- data source (``nas_cli.data``)
+* ``stage``        -- which pipeline stage runs (``nas_cli.stages``)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from nas_cli.errors import ConfigError
+
+# --------------------------------------------------------------------------- spaces
+
+
+@dataclass
+class SearchSpaceConfig:
+    name: str = MISSING
+    #: drop the 'none' op (GAEA DARTS on NB201; optional on the DARTS space)
+    exclude_zero: bool = False
+
+
+@dataclass
+class DartsSpaceConfig(SearchSpaceConfig):
+    init_channels: int = 16
+    layers: int = 8
+    nodes: int = 4
+    stem_multiplier: int = 3
+    #: "cifar" (one 3x3 conv stem) or "imagenet" (PC-DARTS ImageNet search stems, spec §3.2)
+    stem: str = "cifar"
+
+
+# --------------------------------------------------------------------------- method
+
+
+@dataclass
+class RelaxationConfig:
+    #: how architecture tensors are stored: "logits" (softmax, DARTS) or "simplex" (GAEA)
+    parameterization: str = "logits"
+    #: "mixture": weighted sum of all ops; "hard": one straight-through Gumbel sample (GDAS)
+    sampling: str = "mixture"
+    #: PC-DARTS partial-channel factor K (1 = all channels)
+    partial_channels: int = 1
+    #: learn per-node edge weights (PC-DARTS edge normalisation)
+    learn_edges: bool = False
+    #: std of the N(0, std) init of logits (DARTS/PC-DARTS: 1e-3); simplex init is uniform
+    init_std: float = 1e-3
+    #: Gumbel temperature schedule (hard sampling only)
+    tau_max: float = 10.0
+    tau_min: float = 0.1
+
+
+@dataclass
+class MethodConfig:
+    name: str = MISSING
+    description: str = ""
+    relaxation: RelaxationConfig = field(default_factory=RelaxationConfig)
+    #: which genotype the run returns: "last" epoch (paper) or epoch with "best_val" supernet accuracy ([G] bilevel)
+    select: str = "last"
+
+
+# --------------------------------------------------------------------------- optimizer
+
+
+@dataclass
+class OptimizerConfig:
+    """Architecture optimizer (weights always use SGD, configured under ``search``)."""
+
+    name: str = MISSING
+    lr: float = 3e-4
+    #: step size for edge weights (defaults to ``lr``)
+    edge_lr: Optional[float] = None
+    weight_decay: float = 0.0
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])
+    momentum: float = 0.0
+    #: clip the global grad-norm of the architecture tensors before the update (null = off)
+    grad_clip: Optional[float] = None
+    #: lambda of the KL-to-uniform regulariser sum theta*log(theta*|O|) added to the arch loss
+    entropy_reg: float = 0.0
+
+
+@dataclass
+class ExpGradConfig(OptimizerConfig):
+    #: "clamp_normalize" (official EDARTS: multiply, clamp, normalise),
+    #: "normalize_clamp" (official EGDAS order), "paper" (eq. 8, no clamp)
+    numerics: str = "clamp_normalize"
+    clamp_min: float = 1e-5
+
+
+# --------------------------------------------------------------------------- objective
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = MISSING
+    #: fraction of the training set used for weights; the rest is the architecture (validation) split
+    train_portion: float = 0.5
+    #: epochs of weight-only training before architecture updates start
+    warmup_epochs: int = 0
+    #: weight steps per architecture step (the "inexact inner loop" knob)
+    inner_steps: int = 1
+    #: "arch_first" ([D]/[PC]/[G]) or "weight_first" ([A]/[GI])
+    step_order: str = "arch_first"
+
+
+@dataclass
+class SingleLevelConfig(ObjectiveConfig):
+    #: single level uses the whole training set; train_portion is ignored
+    train_portion: float = 1.0
+    #: use the weight step's batch for the arch step instead of a fresh random batch
+    same_batch: bool = False
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+@dataclass
+class DatasetConfig:
+    name: str = MISSING
+    root: str = "${oc.env:NAS_CLI_DATA,data}"
+    download: bool = False
+
+
+@dataclass
+class SyntheticDatasetConfig(DatasetConfig):
+    num_train: int = 4000
+    num_test: int = 1000
+    image_size: int = 32
+    num_classes: int = 10
+    seed: int = 0
+
+
+@dataclass
+class NpzDatasetConfig(DatasetConfig):
+    path: str = MISSING
+
+
+# --------------------------------------------------------------------------- stage / training
+
+
+@dataclass
+class StageConfig:
+    name: str = MISSING
+
+
+@dataclass
+class SearchTrainConfig:
+    """Weight training during search (method presets set the paper's values)."""
+
+    epochs: int = 50
+    batch_size: int = 64
+    #: batch size of architecture steps (defaults to batch_size)
+    arch_batch_size: Optional[int] = None
+    lr: float = 0.025
+    lr_min: float = 0.001
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    nesterov: bool = False
+    grad_clip: Optional[float] = 5.0
+    #: length of the cosine schedule in epochs (null = epochs, the paper's reading)
+    scheduler_epochs: Optional[int] = None
+    augment: bool = True
+    #: evaluate the supernet on the validation split every N epochs (0 = never)
+    val_every: int = 1
+    #: cap on validation batches per evaluation (null = whole split)
+    max_val_batches: Optional[int] = None
+    eval_batch_size: int = 256
+    #: refresh the progress bar every N steps (each refresh syncs with the device)
+    log_every: int = 20
+    #: stop this invocation after N more epochs (time-sliced / preemptible jobs); resume continues
+    stop_after: Optional[int] = None
+
+
+@dataclass
+class RuntimeConfig:
+    #: "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
+    device: str = "auto"
+    #: "fp32" or "bf16" (autocast on the weight path; architecture update always fp32)
+    precision: str = "fp32"
+    channels_last: bool = False
+    #: cuDNN deterministic algorithms (CPU runs are always deterministic)
+    deterministic: bool = True
+    #: torch intra-op threads on CPU (null = torch default)
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class NASConfig:
+    search_space: SearchSpaceConfig = MISSING
+    method: MethodConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    objective: ObjectiveConfig = MISSING
+    dataset: DatasetConfig = MISSING
+    stage: StageConfig = MISSING
+    search: SearchTrainConfig = field(default_factory=SearchTrainConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    seed: int = 0
+    #: "auto": continue from checkpoint.pt in the run dir if present; "true": must resume; "false": start over
+    resume: str = "auto"
+    #: free-form label copied to summary.json (used by nas-report to group runs)
+    tag: str = ""
+    experiment: Optional[Any] = None
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "search_space": {"base": SearchSpaceConfig, "darts": DartsSpaceConfig},
+    "method": {"base": MethodConfig},
+    "optimizer": {"base": OptimizerConfig, "exp_grad": ExpGradConfig},
+    "objective": {"base": ObjectiveConfig, "single_level": SingleLevelConfig},
+    "dataset": {"base": DatasetConfig, "synthetic": SyntheticDatasetConfig, "npz": NpzDatasetConfig},
+    "stage": {"base": StageConfig},
+}
+
+
+def register_schema(group: str, name: str, node: type) -> None:
+    """Let a plugin module add a schema (e.g. a new objective with extra knobs)."""
+    SCHEMAS.setdefault(group, {})[name] = node
+    ConfigStore.instance().store(group=f"schema/{group}", name=name, node=node, package=group)
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="nas_schema", node=NASConfig)
+    for group, nodes in SCHEMAS.items():
+        for name, node in nodes.items():
+            cs.store(group=f"schema/{group}", name=name, node=node, package=group)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def _positive(value: float, key: str, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    _check(ok and math.isfinite(value), f"{key} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Range and compatibility checks; raises ConfigError with a one-line message."""
+    from nas_cli.arch import PARAMETERIZATIONS, SAMPLINGS
+    from nas_cli.objectives import OBJECTIVES
+    from nas_cli.optim import ARCH_OPTIMIZERS
+
+    s = cfg.search
+    _check(s.epochs >= 1, f"search.epochs must be >= 1, got {s.epochs}")
+    _check(s.batch_size >= 1, f"search.batch_size must be >= 1, got {s.batch_size}")
+    _positive(s.lr, "search.lr")
+    _positive(s.lr_min, "search.lr_min", allow_zero=True)
+    _check(s.lr_min <= s.lr, f"search.lr_min ({s.lr_min}) must not exceed search.lr ({s.lr})")
+    _positive(s.weight_decay, "search.weight_decay", allow_zero=True)
+    _check(0 <= s.momentum < 1, f"search.momentum must be in [0, 1), got {s.momentum}")
+    if s.grad_clip is not None:
+        _positive(s.grad_clip, "search.grad_clip")
+
+    o = cfg.objective
+    obj_cls = OBJECTIVES.get(o.name)
+    if obj_cls.uses_split:
+        _check(0 < o.train_portion < 1, f"objective.train_portion must be in (0, 1), got {o.train_portion}")
+    _check(o.warmup_epochs >= 0, f"objective.warmup_epochs must be >= 0, got {o.warmup_epochs}")
+    _check(o.inner_steps >= 1, f"objective.inner_steps must be >= 1, got {o.inner_steps}")
+    _check(o.step_order in ("arch_first", "weight_first"),
+           f"objective.step_order must be arch_first or weight_first, got '{o.step_order}'")
+
+    r = cfg.method.relaxation
+    PARAMETERIZATIONS.get(r.parameterization)
+    SAMPLINGS.get(r.sampling)
+    _check(r.partial_channels >= 1, f"method.relaxation.partial_channels must be >= 1, got {r.partial_channels}")
+    _check(cfg.method.select in ("last", "best_val"),
+           f"method.select must be 'last' or 'best_val', got '{cfg.method.select}'")
+    if cfg.method.select == "best_val":
+        _check(obj_cls.uses_split and s.val_every > 0,
+               "method.select=best_val needs a validation split (a bilevel objective) and search.val_every > 0")
+
+    a = cfg.optimizer
+    opt = ARCH_OPTIMIZERS.get(a.name)
+    _positive(a.lr, "optimizer.lr")
+    if a.edge_lr is not None:
+        _positive(a.edge_lr, "optimizer.edge_lr")
+    _positive(a.weight_decay, "optimizer.weight_decay", allow_zero=True)
+    _positive(a.entropy_reg, "optimizer.entropy_reg", allow_zero=True)
+    _check(r.parameterization in opt.supports,
+           f"optimizer '{a.name}' cannot update '{r.parameterization}' architecture parameters; "
+           f"use one of: {', '.join(n for n in ARCH_OPTIMIZERS.names() if r.parameterization in ARCH_OPTIMIZERS.get(n).supports)}")
+
+    rt = cfg.runtime
+    _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
+    _check(str(cfg.resume).lower() in ("auto", "true", "false"),
+           f"resume must be auto, true or false, got '{cfg.resume}'")

@@ -1,0 +1,6 @@
+"""Objectives (one module each), looked up by ``objective.name``."""
+
+from nas_cli.objectives import first_order  # noqa: F401  (registers single_level, bilevel)
+from nas_cli.objectives.base import OBJECTIVES, Batch, Objective, StepContext, StepOut
+
+__all__ = ["OBJECTIVES", "Batch", "Objective", "StepContext", "StepOut"]

@@ -1,0 +1,65 @@
+"""Architecture optimizers, looked up by ``optimizer.name``.
+
+Each entry says which parameterisations it can update; an impossible pairing
+(Adam on simplex points, EG on unconstrained logits) is a config error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch.optim import Optimizer
+
+from nas_cli.optim.exp_grad import ExponentiatedGradient, eg_update
+from nas_cli.optim.projected_sgd import ProjectedSGD, project_simplex
+from nas_cli.registry import Registry
+
+
+@dataclass(frozen=True)
+class ArchOptimizerEntry:
+    build: Callable[[list[dict[str, Any]], Any], Optimizer]
+    supports: frozenset[str]
+
+
+ARCH_OPTIMIZERS: Registry[ArchOptimizerEntry] = Registry("architecture optimizer")
+
+
+def _strip(groups: list[dict[str, Any]], keep: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in g.items() if k in ("params", "lr") + keep} for g in groups]
+
+
+def _exp_grad(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    gs = []
+    for g in groups:
+        gs.append({"params": g["params"], "lr": g["lr"], "segments": g["segments"],
+                   # [G] clamps op weights only; edge weights are multiplied and normalised
+                   "clamp_min": cfg.clamp_min if g["kind"] == "ops" else None})
+    return ExponentiatedGradient(gs, lr=cfg.lr, numerics=cfg.numerics)
+
+
+def _adam(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    return torch.optim.Adam(_strip(groups, ()), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+
+
+def _sgd(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    return torch.optim.SGD(_strip(groups, ()), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def _projected_sgd(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    return ProjectedSGD(_strip(groups, ("segments",)), lr=cfg.lr)
+
+
+ARCH_OPTIMIZERS.add("exp_grad", ArchOptimizerEntry(_exp_grad, frozenset({"simplex"})))
+ARCH_OPTIMIZERS.add("adam", ArchOptimizerEntry(_adam, frozenset({"logits"})))
+ARCH_OPTIMIZERS.add("sgd", ArchOptimizerEntry(_sgd, frozenset({"logits"})))
+ARCH_OPTIMIZERS.add("projected_sgd", ArchOptimizerEntry(_projected_sgd, frozenset({"simplex"})))
+
+
+def build_arch_optimizer(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    return ARCH_OPTIMIZERS.get(cfg.name).build(groups, cfg)
+
+
+__all__ = ["ARCH_OPTIMIZERS", "ExponentiatedGradient", "ProjectedSGD", "build_arch_optimizer",
+           "eg_update", "project_simplex"]

@@ -1,0 +1,1 @@
+"""Run-time plumbing: devices, seeding, atomic IO, checkpoints, metrics, console."""

@@ -1,0 +1,405 @@
+"""Stage 1: architecture search.
+
+Composes the run from config through the registries (space, relaxation,
+architecture optimizer, objective, dataset), trains with the GPU-resident data
+pipeline, and writes the documented outputs (docs/outputs.md) atomically after
+every epoch.  ``checkpoint.pt`` is the source of truth: on resume every derived
+file is rewritten from it, so a run killed at any instant resumes to exactly
+the result of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from nas_cli.arch import ArchParameters
+from nas_cli.config import validate
+from nas_cli.data import BatchStream, DeviceData, load_dataset, search_split
+from nas_cli.errors import ConfigError, TrainingDiverged
+from nas_cli.objectives import OBJECTIVES, Batch, Objective, StepContext
+from nas_cli.optim import build_arch_optimizer
+from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_checkpoint, save_checkpoint
+from nas_cli.runtime.console import console, kv_table, make_progress
+from nas_cli.runtime.device import resolve_device
+from nas_cli.runtime.env import environment_info
+from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
+from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
+from nas_cli.spaces import SPACES
+from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
+from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
+
+OUTPUT_FILES = ("metrics.jsonl", "genotype.json", "arch_history.npz", "checkpoint.pt", "summary.json")
+
+
+@dataclass
+class SearchRun:
+    """Everything built from the config for one search."""
+
+    cfg: DictConfig
+    out_dir: Path
+    device: torch.device
+    space: SearchSpace
+    relax: RelaxationSpec
+    model: torch.nn.Module
+    arch: ArchParameters
+    objective: Objective
+    ctx: StepContext
+    train_stream: BatchStream
+    arch_stream: BatchStream
+    val_stream: BatchStream | None
+    test_data: DeviceData
+    num_classes: int
+
+
+def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
+    validate(cfg)
+    device = resolve_device(cfg.runtime.device)
+    if cfg.runtime.num_threads:
+        torch.set_num_threads(int(cfg.runtime.num_threads))
+    seed_everything(int(cfg.seed), bool(cfg.runtime.deterministic))
+
+    dataset = load_dataset(cfg.dataset)
+    space = SPACES.get(cfg.search_space.name)(cfg.search_space)
+    r = cfg.method.relaxation
+    relax = RelaxationSpec(partial_channels=int(r.partial_channels), learn_edges=bool(r.learn_edges),
+                           sampling=str(r.sampling))
+    c, h, w = dataset.train_x.shape[1:]
+    model = space.build_supernet(dataset.num_classes, int(c), relax).to(device)
+    if cfg.runtime.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,
+                          init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
+
+    s = cfg.search
+    w_opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                            nesterov=bool(s.nesterov))
+    a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)
+    ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
+                      arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
+                      precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last))
+    objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective, ctx)
+
+    data = DeviceData.from_arrays(dataset.train_x, dataset.train_y, dataset.mean, dataset.std, device)
+    test = DeviceData.from_arrays(dataset.test_x, dataset.test_y, dataset.mean, dataset.std, device)
+    n = dataset.train_x.shape[0]
+    if objective.uses_split:
+        w_idx, a_idx = search_split(n, float(cfg.objective.train_portion))
+    else:
+        w_idx = a_idx = torch.arange(n)
+    gens = {k: torch.Generator(device=device).manual_seed(int(cfg.seed) * 1000 + i)
+            for i, k in enumerate(("train", "arch", "val"))}
+    pad = dataset.crop_padding
+    aug = bool(s.augment)
+    arch_bs = int(s.arch_batch_size or s.batch_size)
+    for name, size in (("weight", len(w_idx)), ("architecture", len(a_idx))):
+        if size < 1:
+            raise ConfigError(f"the {name} split is empty; use more data or another objective.train_portion")
+    train_stream = BatchStream(data, w_idx.to(device), int(s.batch_size), augment=aug, padding=pad,
+                               generator=gens["train"], drop_last=len(w_idx) >= int(s.batch_size))
+    arch_stream = BatchStream(data, a_idx.to(device), arch_bs, augment=aug, padding=pad,
+                              generator=gens["arch"], drop_last=len(a_idx) >= arch_bs)
+    # Spec (training.md §3): validate on the arch split with the training augmentation, BN in eval mode.
+    val_stream = (BatchStream(data, a_idx.to(device), int(s.eval_batch_size), augment=aug, padding=pad,
+                              generator=gens["val"], drop_last=False)
+                  if objective.uses_split else None)
+    return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
+                     val_stream, test, dataset.num_classes)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _eval_weights(run: SearchRun) -> dict[str, torch.Tensor]:
+    probs = run.arch.probabilities()
+    if run.relax.sampling == "hard":  # GDAS validates the argmax architecture
+        probs = {k: (torch.nn.functional.one_hot(v.argmax(-1), v.shape[-1]).float()
+                     if run.arch.specs[k].kind == "ops" else v) for k, v in probs.items()}
+    return probs
+
+
+def _evaluate(run: SearchRun, batches: Any, max_batches: int | None) -> tuple[float, float]:
+    model = run.objective.eval_model()
+    was_training = model.training
+    model.eval()
+    aw = _eval_weights(run)
+    try:
+        return evaluate(lambda x: run.ctx.forward(x, aw, model), batches, run.device, max_batches)
+    finally:
+        model.train(was_training)
+
+
+def _entropy_summary(run: SearchRun) -> dict[str, float]:
+    ent = run.arch.entropies()
+    out = {f"entropy_{k}": v for k, v in ent.items()}
+    ops = [v for k, v in ent.items() if run.arch.specs[k].kind == "ops"]
+    edges = [v for k, v in ent.items() if run.arch.specs[k].kind == "edges"]
+    out["entropy_ops"] = float(np.mean(ops)) if ops else None  # type: ignore[assignment]
+    out["entropy_edges"] = float(np.mean(edges)) if edges else None  # type: ignore[assignment]
+    return out
+
+
+def _history_arrays(history: list[dict[str, torch.Tensor]], raw_history: list[dict[str, torch.Tensor]],
+                    initial: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {"epoch": np.arange(1, len(history) + 1)}
+    for name, init in initial.items():
+        arrays[f"initial_{name}"] = init.numpy()
+        if history:
+            arrays[name] = np.stack([h[name].numpy() for h in history])
+            arrays[f"raw_{name}"] = np.stack([h[name].numpy() for h in raw_history])
+    return arrays
+
+
+def _write_outputs(run: SearchRun, state: dict[str, Any]) -> None:
+    out = run.out_dir
+    atomic_write_jsonl(out / "metrics.jsonl", state["history"])
+    atomic_save_npz(out / "arch_history.npz",
+                    _history_arrays(state["arch_history"], state["raw_history"], state["initial_arch"]))
+    if state["history"]:
+        atomic_write_json(out / "genotype.json", _selected(run, state)["genotype"])
+
+
+def _selected(run: SearchRun, state: dict[str, Any]) -> dict[str, Any]:
+    """The epoch whose genotype the run returns (method.select)."""
+    rows = state["history"]
+    if run.cfg.method.select == "best_val":
+        scored = [r for r in rows if r.get("val_acc") is not None]
+        if scored:
+            return max(scored, key=lambda r: (r["val_acc"], r["epoch"]))
+    return rows[-1]
+
+
+# ---------------------------------------------------------------------------- main loop
+
+def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Run (or resume, or report a finished) search in ``out_dir``; returns the summary."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fingerprint, flat_cfg = config_fingerprint(cfg)
+    ckpt_path = out_dir / "checkpoint.pt"
+    resume = str(cfg.resume).lower()
+    ckpt: dict[str, Any] | None = None
+    if ckpt_path.exists() and resume != "false":
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("fingerprint") != fingerprint:
+            raise ConfigError(
+                f"{out_dir} holds a run with a different config ({config_diff(ckpt['config'], flat_cfg)}); "
+                f"use another hydra.run.dir or resume=false to overwrite it")
+    elif resume == "true":
+        raise ConfigError(f"resume=true but there is no checkpoint.pt in {out_dir}")
+    elif resume == "false":
+        for name in OUTPUT_FILES:
+            (out_dir / name).unlink(missing_ok=True)
+
+    run = build_run(cfg, out_dir)
+    s = cfg.search
+    epochs = int(s.epochs)
+    sched_epochs = int(s.scheduler_epochs or epochs)
+    env = environment_info(run.device)
+    atomic_write_json(out_dir / "env.json", env)
+    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    n_params = count_parameters(run.model)
+
+    state: dict[str, Any]
+    if ckpt is not None:
+        state = _restore(run, ckpt)
+        if state["epoch"] >= epochs:
+            console.print(f"[green]search already complete[/] in {out_dir} ({epochs} epochs); nothing to do")
+            if (out_dir / "summary.json").is_file():
+                summary = json.loads((out_dir / "summary.json").read_text())
+                if summary.get("config_fingerprint") == fingerprint:
+                    _print_summary(summary, out_dir)
+                    return summary
+            return _finish(run, state, n_params, env, fingerprint, flat_cfg)
+        console.print(f"[yellow]resuming[/] from epoch {state['epoch']} of {epochs} ({ckpt_path})")
+    else:
+        state = {"epoch": 0, "history": [], "arch_history": [], "raw_history": [],
+                 "initial_arch": {k: v.cpu() for k, v in run.arch.probabilities().items()},
+                 "elapsed": 0.0}
+
+    console.print(kv_table("search", [
+        ("method", cfg.method.name), ("space", cfg.search_space.name), ("dataset", cfg.dataset.name),
+        ("optimizer", cfg.optimizer.name), ("objective", cfg.objective.name), ("seed", cfg.seed),
+        ("device", str(run.device)), ("supernet params", f"{n_params:,}"), ("output", str(out_dir))]))
+
+    warmup = int(cfg.objective.warmup_epochs)
+    inner = int(cfg.objective.inner_steps)
+    stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
+    steps = len(run.train_stream)
+    r = cfg.method.relaxation
+    with make_progress() as progress:
+        task = progress.add_task("epoch", total=steps, stats="")
+        for epoch in range(state["epoch"], stop_at):
+            t0 = time.perf_counter()
+            lr = cosine_lr(epoch, sched_epochs, float(s.lr), float(s.lr_min))
+            set_lr(run.ctx.w_opt, lr)
+            run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup)
+            arch_on = epoch >= warmup
+            run.model.train()
+            acc = Accumulator(run.device)
+            progress.reset(task, total=steps, description=f"epoch {epoch + 1}/{epochs}", stats="")
+            next_arch = lambda: Batch(*run.arch_stream.sample())  # noqa: E731
+            for i, (x, y) in enumerate(run.train_stream.epoch()):
+                out = run.objective.step(Batch(x, y), next_arch, arch_on and i % inner == 0)
+                acc.add(out.loss, out.correct, out.count)
+                if (i + 1) % max(int(s.log_every), 1) == 0 or i + 1 == steps:
+                    loss_now, acc_now = acc.result()
+                    _check_finite(loss_now, epoch, i, state["epoch"], out_dir)
+                    progress.update(task, completed=i + 1,
+                                    stats=f"loss {loss_now:.3f} acc {acc_now:.3f} H {run.arch.entropies()[next(iter(run.arch.specs))]:.3f}")
+            train_loss, train_acc = acc.result()
+            _check_finite(train_loss, epoch, steps, state["epoch"], out_dir)
+            val_loss = val_acc = None
+            if run.val_stream is not None and s.val_every and (epoch + 1) % int(s.val_every) == 0:
+                val_loss, val_acc = _evaluate(run, run.val_stream.epoch(), s.max_val_batches)
+                run.val_stream.reset()  # a capped evaluation must not leave an epoch open
+            if run.device.type == "cuda":
+                torch.cuda.synchronize(run.device)
+            dt = time.perf_counter() - t0
+            probs = run.arch.probabilities()
+            genotype = run.space.discretize(probs)
+            row = {
+                "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
+                "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
+                "arch_lr": float(cfg.optimizer.lr), "arch_updates": arch_on, "tau": run.arch.tau
+                if run.relax.sampling == "hard" else None,
+                **_entropy_summary(run), "epoch_time": dt,
+                "genotype": run.space.genotype_to_json(genotype),
+            }
+            state["history"].append(row)
+            state["arch_history"].append({k: v.cpu() for k, v in probs.items()})
+            state["raw_history"].append({k: v.detach().cpu().clone() for k, v in run.arch.raw.items()})
+            state["epoch"] = epoch + 1
+            state["elapsed"] += dt
+            save_checkpoint(out_dir / "checkpoint.pt", _snapshot(run, state, fingerprint, flat_cfg))
+            _write_outputs(run, state)
+            console.print(
+                f"epoch {epoch + 1:>3}/{epochs}  loss {train_loss:.4f}  acc {train_acc:.4f}  "
+                f"val_acc {'-' if val_acc is None else f'{val_acc:.4f}'}  "
+                f"H_ops {row['entropy_ops']:.4f}"
+                + (f"  H_edges {row['entropy_edges']:.4f}" if row["entropy_edges"] is not None else "")
+                + f"  lr {lr:.4g}  {dt:.1f}s")
+    if state["epoch"] < epochs:
+        console.print(f"[yellow]stopped after epoch {state['epoch']}/{epochs}[/] (search.stop_after); "
+                      f"run the same command again to continue")
+        return {"status": "partial", "epoch": state["epoch"]}
+    return _finish(run, state, n_params, env, fingerprint, flat_cfg)
+
+
+def _check_finite(loss: float, epoch: int, step: int, last_good: int, out_dir: Path) -> None:
+    if not math.isfinite(loss):
+        where = f"epoch {epoch + 1}, step {step}"
+        kept = (f"checkpoint of epoch {last_good} in {out_dir} is kept" if last_good
+                else "no checkpoint was written")
+        raise TrainingDiverged(f"loss became {loss} at {where}; {kept}; lower search.lr or optimizer.lr "
+                               f"(or set search.grad_clip) and rerun with resume=false")
+
+
+def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "format": 1,
+        "fingerprint": fingerprint,
+        "config": flat_cfg,
+        "epoch": state["epoch"],
+        "elapsed": state["elapsed"],
+        "model": run.model.state_dict(),
+        "arch": {k: v.detach().cpu() for k, v in run.arch.raw.items()},
+        "w_opt": run.ctx.w_opt.state_dict(),
+        "a_opt": run.ctx.a_opt.state_dict(),
+        "objective": run.objective.state_dict(),
+        "rng": rng_state(),
+        "streams": {k: st.state_dict() for k, st in _streams(run).items()},
+        "history": state["history"],
+        "arch_history": state["arch_history"],
+        "raw_history": state["raw_history"],
+        "initial_arch": state["initial_arch"],
+    }
+
+
+def _streams(run: SearchRun) -> dict[str, BatchStream]:
+    streams = {"train": run.train_stream, "arch": run.arch_stream}
+    if run.val_stream is not None:
+        streams["val"] = run.val_stream
+    return streams
+
+
+def _restore(run: SearchRun, ckpt: dict[str, Any]) -> dict[str, Any]:
+    run.model.load_state_dict(ckpt["model"])
+    run.arch.load_raw({k: v.to(run.device) for k, v in ckpt["arch"].items()})
+    run.ctx.w_opt.load_state_dict(ckpt["w_opt"])
+    run.ctx.a_opt.load_state_dict(ckpt["a_opt"])
+    run.objective.load_state_dict(ckpt["objective"])
+    set_rng_state(ckpt["rng"])
+    for k, st in _streams(run).items():
+        st.load_state_dict(ckpt["streams"][k])
+    return {k: ckpt[k] for k in ("epoch", "elapsed", "history", "arch_history", "raw_history", "initial_arch")}
+
+
+def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str, Any], fingerprint: str,
+            flat_cfg: dict[str, Any]) -> dict[str, Any]:
+    cfg = run.cfg
+    _write_outputs(run, state)
+    chosen = _selected(run, state)
+    last = state["history"][-1]
+    test_loss, test_acc = _evaluate(run, _test_batches(run), None)
+    genotype = run.space.genotype_from_json(chosen["genotype"])
+    hours = state["elapsed"] / 3600.0
+    summary = {
+        "status": "complete",
+        "stage": "search",
+        "method": cfg.method.name,
+        "search_space": cfg.search_space.name,
+        "dataset": cfg.dataset.name,
+        "optimizer": cfg.optimizer.name,
+        "objective": cfg.objective.name,
+        "seed": int(cfg.seed),
+        "tag": cfg.tag,
+        "epochs": state["epoch"],
+        "selected_epoch": chosen["epoch"],
+        "select": cfg.method.select,
+        "genotype": chosen["genotype"],
+        "genotype_str": run.space.genotype_str(genotype),
+        "final": {k: last[k] for k in ("train_loss", "train_acc", "val_loss", "val_acc", "entropy_ops",
+                                         "entropy_edges")},
+        "supernet_test_loss": test_loss,
+        "supernet_test_acc": test_acc,
+        "supernet_params": n_params,
+        "search_seconds": state["elapsed"],
+        "search_gpu_hours": hours if run.device.type == "cuda" else 0.0,
+        "search_cpu_hours": hours if run.device.type != "cuda" else 0.0,
+        "device": env.get("gpu", str(run.device)),
+        "config_fingerprint": fingerprint,
+        "extra_memory_bytes": run.objective.extra_memory_bytes(),
+    }
+    atomic_write_json(run.out_dir / "summary.json", summary)
+    _print_summary(summary, run.out_dir)
+    return summary
+
+
+def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    final = summary["final"]
+    console.print(kv_table(
+        f"search result: {summary['method']} on {summary['search_space']}/{summary['dataset']} "
+        f"(seed {summary['seed']})", [
+            ("genotype", summary["genotype_str"]),
+            ("selected epoch", f"{summary['selected_epoch']} ({summary['select']})"),
+            ("train acc", final["train_acc"]), ("val acc (supernet)", final["val_acc"]),
+            ("test acc (supernet)", summary["supernet_test_acc"]), ("entropy ops", final["entropy_ops"]),
+            ("entropy edges", final["entropy_edges"]), ("supernet params", f"{summary['supernet_params']:,}"),
+            ("search time", f"{summary['search_seconds']:.1f} s"), ("outputs", str(out_dir))]))
+
+
+def _test_batches(run: SearchRun) -> Any:
+    from nas_cli.data.loader import normalize
+
+    data = run.test_data
+    bs = int(run.cfg.search.eval_batch_size)
+    for i in range(0, data.x.shape[0], bs):
+        yield normalize(data.x[i:i + bs], data.mean, data.std), data.y[i:i + bs]
