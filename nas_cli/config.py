@@ -235,6 +235,13 @@ def register_schema(group: str, name: str, node: type) -> None:
 
 
 def register_configs() -> None:
+    """Store every schema; importing the plugin packages first lets their modules
+    call :func:`register_schema` for options with extra keys."""
+    import nas_cli.data  # noqa: F401
+    import nas_cli.objectives  # noqa: F401
+    import nas_cli.spaces  # noqa: F401
+    import nas_cli.stages  # noqa: F401
+
     cs = ConfigStore.instance()
     cs.store(name="nas_schema", node=NASConfig)
     for group, nodes in SCHEMAS.items():
