@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
@@ -34,6 +34,10 @@ class SearchSpaceConfig:
     name: str = MISSING
     #: drop the 'none' op (GAEA DARTS on NB201; optional on the DARTS space)
     exclude_zero: bool = False
+    #: named size preset of this space (a key of ``presets``; space YAMLs fill their size keys from it by
+    #: interpolation, so ``experiment=demo`` can ask for "demo" sizes without naming any space's keys)
+    preset: str = "paper"
+    presets: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -64,6 +68,20 @@ class RelaxationConfig:
     #: Gumbel temperature schedule (hard sampling only)
     tau_max: float = 10.0
     tau_min: float = 0.1
+    #: "paper": tau_max -> tau_min over the post-warmup epochs (discrepancies.md #8);
+    #: "official": [G]'s formula, tau_max - (tau_max - tau_min) * max(e - W, 0) / (E - 1)
+    tau_schedule: str = "paper"
+
+
+@dataclass
+class SelectorConfig:
+    """How an epoch's genotype is chosen (nas_cli/stages/selection.py)."""
+
+    #: "argmax": discretize the architecture weights; "random_candidates": best of ``candidates``
+    #: uniformly sampled architectures scored on one validation batch (RSPS, methods.md §7.2)
+    name: str = "argmax"
+    candidates: int = 100
+    batch_size: int = 512
 
 
 @dataclass
@@ -73,6 +91,7 @@ class MethodConfig:
     relaxation: RelaxationConfig = field(default_factory=RelaxationConfig)
     #: which genotype the run returns: "last" epoch (paper) or epoch with "best_val" supernet accuracy ([G] bilevel)
     select: str = "last"
+    selector: SelectorConfig = field(default_factory=SelectorConfig)
 
 
 # --------------------------------------------------------------------------- optimizer
@@ -135,6 +154,14 @@ class DatasetConfig:
     name: str = MISSING
     root: str = "${oc.env:NAS_CLI_DATA,data}"
     download: bool = False
+    #: normalisation constants: null = the dataset's default; "darts" (DARTS-space code) or "nb201"
+    #: (NAS-Bench-201's constants, nasbench201.md §5); ignored by datasets that compute their own
+    normalization: Optional[str] = None
+    #: weights/architecture split of bilevel searches: "portion" (first objective.train_portion of the
+    #: training set, DARTS) or "nb201" (NAS-Bench-201 protocol, nas_cli/data/splits.py)
+    split: str = "portion"
+    #: an official NB201 split file (cifar-split.txt, cifar100-test-split.txt, ...) overriding the rule
+    split_file: Optional[str] = None
 
 
 @dataclass
@@ -201,6 +228,18 @@ class RuntimeConfig:
 
 
 @dataclass
+class OracleConfig:
+    """Benchmark look-ups of the current genotype during search (nas_cli/oracle)."""
+
+    #: null = disabled; "nb201" (NAS-Bench-201 / NATS-Bench topology file or a compact table)
+    name: Optional[str] = None
+    #: .pth/.pickle benchmark file (needs the official API package) or a .csv/.json compact table
+    path: Optional[str] = None
+    #: which benchmark dataset's accuracy to log: null = the searched dataset's
+    dataset: Optional[str] = None
+
+
+@dataclass
 class NASConfig:
     search_space: SearchSpaceConfig = MISSING
     method: MethodConfig = MISSING
@@ -210,6 +249,7 @@ class NASConfig:
     stage: StageConfig = MISSING
     search: SearchTrainConfig = field(default_factory=SearchTrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    oracle: OracleConfig = field(default_factory=OracleConfig)
     seed: int = 0
     #: "auto": continue from checkpoint.pt in the run dir if present; "true": must resume; "false": start over
     resume: str = "auto"
@@ -291,6 +331,8 @@ def validate(cfg: DictConfig) -> None:
     r = cfg.method.relaxation
     PARAMETERIZATIONS.get(r.parameterization)
     SAMPLINGS.get(r.sampling)
+    _check(r.tau_schedule in ("paper", "official"),
+           f"method.relaxation.tau_schedule must be 'paper' or 'official', got '{r.tau_schedule}'")
     _check(r.partial_channels >= 1, f"method.relaxation.partial_channels must be >= 1, got {r.partial_channels}")
     _check(cfg.method.select in ("last", "best_val"),
            f"method.select must be 'last' or 'best_val', got '{cfg.method.select}'")
@@ -308,6 +350,18 @@ def validate(cfg: DictConfig) -> None:
     _check(r.parameterization in opt.supports,
            f"optimizer '{a.name}' cannot update '{r.parameterization}' architecture parameters; "
            f"use one of: {', '.join(n for n in ARCH_OPTIMIZERS.names() if r.parameterization in ARCH_OPTIMIZERS.get(n).supports)}")
+
+    sp = cfg.search_space
+    presets = sp.get("presets") or {}
+    if presets:
+        _check(sp.get("preset") in presets,
+               f"search_space.preset '{sp.get('preset')}' is not defined for the {sp.name} space; "
+               f"choose one of: {', '.join(presets)}")
+    from nas_cli.stages.selection import SELECTORS
+
+    SELECTORS.get(cfg.method.selector.name)
+    _check(cfg.method.selector.candidates >= 1 and cfg.method.selector.batch_size >= 1,
+           "method.selector.candidates and method.selector.batch_size must be >= 1")
 
     rt = cfg.runtime
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")

@@ -16,6 +16,8 @@ from nas_cli.registry import Registry
 
 class Sampling(ABC):
     name: str
+    #: whether samples are one-hot in value (then supernets may run only the selected op per edge)
+    one_hot: bool = False
 
     @abstractmethod
     def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
@@ -34,6 +36,7 @@ class Mixture(Sampling):
 
 class HardGumbel(Sampling):
     name = "hard"
+    one_hot = True
 
     def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
         # Standard Gumbel noise via -log(Exp(1)); uniform clamped away from 0 so no inf appears
@@ -45,5 +48,21 @@ class HardGumbel(Sampling):
         return hard - p.detach() + p
 
 
+class Uniform(Sampling):
+    """One architecture drawn uniformly at random per call, independent of the parameters.
+
+    Random search with weight sharing (RS-WS / RSPS, ``methods.md`` §7.2): the
+    architecture parameters only fix shapes; no gradient reaches them.
+    """
+
+    name = "uniform"
+    one_hot = True
+
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+        idx = torch.randint(0, weights.shape[-1], weights.shape[:-1], generator=generator, device=weights.device)
+        return torch.nn.functional.one_hot(idx, weights.shape[-1]).to(weights.dtype)
+
+
 SAMPLINGS.add("mixture", Mixture())
 SAMPLINGS.add("hard", HardGumbel())
+SAMPLINGS.add("uniform", Uniform())

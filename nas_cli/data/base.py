@@ -29,6 +29,7 @@ BUILDER_MODULES: tuple[str, ...] = (
     "nas_cli.data.synthetic",
     "nas_cli.data.cifar",
     "nas_cli.data.npz",
+    "nas_cli.data.imagenet16",
 )
 
 

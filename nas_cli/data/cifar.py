@@ -48,6 +48,9 @@ class CifarLayout:
     url: str
     archive: str
     archive_md5: str
+    #: NAS-Bench-201's constants (nasbench201.md §5), chosen by ``dataset.normalization=nb201``
+    nb201_mean: tuple[float, ...] = ()
+    nb201_std: tuple[float, ...] = ()
 
     @property
     def files(self) -> tuple[str, ...]:
@@ -70,6 +73,8 @@ CIFAR10 = CifarLayout(
     url="https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     archive="cifar-10-python.tar.gz",
     archive_md5="c58f30108f718f92721af3b95e74349a",
+    nb201_mean=(125.3 / 255, 123.0 / 255, 113.9 / 255),
+    nb201_std=(63.0 / 255, 62.1 / 255, 66.7 / 255),
 )
 
 CIFAR100 = CifarLayout(
@@ -87,6 +92,8 @@ CIFAR100 = CifarLayout(
     url="https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
     archive="cifar-100-python.tar.gz",
     archive_md5="eb9058c3a382ffc7106e4002c42a8d85",
+    nb201_mean=(129.3 / 255, 124.1 / 255, 112.4 / 255),
+    nb201_std=(68.2 / 255, 65.4 / 255, 70.4 / 255),
 )
 
 # The only globals a CIFAR pickle legitimately references (numpy arrays pickled
@@ -234,6 +241,10 @@ def load_cifar(cfg: Mapping[str, Any], layout: CifarLayout) -> ArrayDataset:
         )
     train_x, train_y = _read_split(directory, layout.train_files, layout)
     test_x, test_y = _read_split(directory, layout.test_files, layout)
+    norm = cfg_get(cfg, "normalization", "darts")
+    if norm not in ("darts", "nb201"):
+        raise DataError(f"dataset.normalization must be darts or nb201 for {layout.title}, got '{norm}'")
+    mean, std = (layout.nb201_mean, layout.nb201_std) if norm == "nb201" else (layout.mean, layout.std)
     return ArrayDataset(
         name=layout.name,
         train_x=torch.from_numpy(train_x),
@@ -241,8 +252,8 @@ def load_cifar(cfg: Mapping[str, Any], layout: CifarLayout) -> ArrayDataset:
         test_x=torch.from_numpy(test_x),
         test_y=torch.from_numpy(test_y),
         num_classes=layout.num_classes,
-        mean=layout.mean,
-        std=layout.std,
+        mean=mean,
+        std=std,
         crop_padding=int(cfg_get(cfg, "crop_padding", 4)),
         class_names=_read_class_names(directory, layout),
     )

@@ -21,6 +21,8 @@ from nas_cli.registry import Registry
 class ArchOptimizerEntry:
     build: Callable[[list[dict[str, Any]], Any], Optimizer]
     supports: frozenset[str]
+    #: False for "none": the search loop then runs no architecture steps at all (random search)
+    trains: bool = True
 
 
 ARCH_OPTIMIZERS: Registry[ArchOptimizerEntry] = Registry("architecture optimizer")
@@ -51,10 +53,25 @@ def _projected_sgd(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
     return ProjectedSGD(_strip(groups, ("segments",)), lr=cfg.lr)
 
 
+class Frozen(Optimizer):
+    """No architecture updates (random search with weight sharing samples instead of learning)."""
+
+    def __init__(self, params: Any) -> None:
+        super().__init__(params, {"lr": 0.0})
+
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        return None
+
+
+def _none(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
+    return Frozen(_strip(groups, ()))
+
+
 ARCH_OPTIMIZERS.add("exp_grad", ArchOptimizerEntry(_exp_grad, frozenset({"simplex"})))
 ARCH_OPTIMIZERS.add("adam", ArchOptimizerEntry(_adam, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("sgd", ArchOptimizerEntry(_sgd, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("projected_sgd", ArchOptimizerEntry(_projected_sgd, frozenset({"simplex"})))
+ARCH_OPTIMIZERS.add("none", ArchOptimizerEntry(_none, frozenset({"logits", "simplex"}), trains=False))
 
 
 def build_arch_optimizer(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:

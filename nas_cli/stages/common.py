@@ -15,9 +15,21 @@ def cosine_lr(epoch: int, total: int, lr_max: float, lr_min: float) -> float:
     return lr_min + (lr_max - lr_min) * 0.5 * (1.0 + math.cos(math.pi * epoch / max(total, 1)))
 
 
-def linear_tau(epoch: int, epochs: int, tau_max: float, tau_min: float, warmup: int = 0) -> float:
-    """GDAS temperature: tau_max at the first (post-warmup) epoch, tau_min at the last."""
-    span = max(epochs - 1 - warmup, 1)
+def linear_tau(epoch: int, epochs: int, tau_max: float, tau_min: float, warmup: int = 0,
+               schedule: str = "paper") -> float:
+    """GDAS temperature at the start of 0-based ``epoch`` of ``epochs`` (discrepancies.md #8).
+
+    ``paper``: tau_max at the first post-warmup epoch, tau_min at the last:
+    tau_e = tau_max - (tau_max - tau_min) * (e - W) / (E - 1 - W) (W = 0: GDAS's schedule).
+    ``official`` ([G] EGDAS): the same numerator but divided by (E - 1), so with W > 0 the
+    temperature never reaches tau_min (about 3.42 at the end of 150 epochs with W = 50).
+    """
+    if schedule == "official":
+        span = max(epochs - 1, 1)
+    elif schedule == "paper":
+        span = max(epochs - 1 - warmup, 1)
+    else:
+        raise ValueError(f"unknown tau schedule '{schedule}'")
     frac = min(max(epoch - warmup, 0) / span, 1.0)
     return tau_max - (tau_max - tau_min) * frac
 

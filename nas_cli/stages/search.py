@@ -23,10 +23,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from nas_cli.arch import ArchParameters
 from nas_cli.config import validate
-from nas_cli.data import BatchStream, DeviceData, load_dataset, search_split
+from nas_cli.data import BatchStream, DeviceData, load_dataset
+from nas_cli.data.splits import make_search_split
 from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.objectives import OBJECTIVES, Batch, Objective, StepContext
-from nas_cli.optim import build_arch_optimizer
+from nas_cli.optim import ARCH_OPTIMIZERS, build_arch_optimizer
 from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
@@ -36,6 +37,8 @@ from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
 from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
+from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
+from nas_cli.stages.selection import Selector, build_selector
 
 OUTPUT_FILES = ("metrics.jsonl", "genotype.json", "arch_history.npz", "checkpoint.pt", "summary.json")
 
@@ -58,6 +61,12 @@ class SearchRun:
     val_stream: BatchStream | None
     test_data: DeviceData
     num_classes: int
+    selector: Selector
+    hooks: list[EpochHook]
+    #: whether the architecture optimizer updates anything (False: optimizer=none, random search)
+    arch_trainable: bool = True
+    #: effective weights of the latest selection (validation / final test use them)
+    selected: dict[str, torch.Tensor] | None = None
 
 
 def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
@@ -88,13 +97,18 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                       precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last))
     objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective, ctx)
 
-    data = DeviceData.from_arrays(dataset.train_x, dataset.train_y, dataset.mean, dataset.std, device)
-    test = DeviceData.from_arrays(dataset.test_x, dataset.test_y, dataset.mean, dataset.std, device)
     n = dataset.train_x.shape[0]
     if objective.uses_split:
-        w_idx, a_idx = search_split(n, float(cfg.objective.train_portion))
+        split = make_search_split(dataset, cfg.dataset, float(cfg.objective.train_portion))
+        w_idx, a_idx, with_test = split.weights, split.arch, split.uses_test
     else:
         w_idx = a_idx = torch.arange(n)
+        with_test = False
+    # the NB201 protocol draws architecture batches from test images: then the pool is train + test
+    pool_x = torch.cat([dataset.train_x, dataset.test_x]) if with_test else dataset.train_x
+    pool_y = torch.cat([dataset.train_y, dataset.test_y]) if with_test else dataset.train_y
+    data = DeviceData.from_arrays(pool_x, pool_y, dataset.mean, dataset.std, device)
+    test = DeviceData.from_arrays(dataset.test_x, dataset.test_y, dataset.mean, dataset.std, device)
     gens = {k: torch.Generator(device=device).manual_seed(int(cfg.seed) * 1000 + i)
             for i, k in enumerate(("train", "arch", "val"))}
     pad = dataset.crop_padding
@@ -112,17 +126,17 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                               generator=gens["val"], drop_last=False)
                   if objective.uses_split else None)
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
-                     val_stream, test, dataset.num_classes)
+                     val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
+                     build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains)
 
 
 # ---------------------------------------------------------------------------- helpers
 
 def _eval_weights(run: SearchRun) -> dict[str, torch.Tensor]:
-    probs = run.arch.probabilities()
-    if run.relax.sampling == "hard":  # GDAS validates the argmax architecture
-        probs = {k: (torch.nn.functional.one_hot(v.argmax(-1), v.shape[-1]).float()
-                     if run.arch.specs[k].kind == "ops" else v) for k, v in probs.items()}
-    return probs
+    """Weights of the latest selection (method.selector); GDAS validates the one-hot argmax network."""
+    if run.selected is None:
+        run.selected = run.selector(run, int(run.cfg.search.epochs) - 1)  # resumed after the last epoch
+    return run.selected
 
 
 def _evaluate(run: SearchRun, batches: Any, max_batches: int | None) -> tuple[float, float]:
@@ -240,8 +254,9 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             lr = cosine_lr(epoch, sched_epochs, float(s.lr), float(s.lr_min))
             set_lr(run.ctx.w_opt, lr)
-            run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup)
-            arch_on = epoch >= warmup
+            run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup,
+                                      str(r.tau_schedule))
+            arch_on = epoch >= warmup and run.arch_trainable
             run.model.train()
             acc = Accumulator(run.device)
             progress.reset(task, total=steps, description=f"epoch {epoch + 1}/{epochs}", stats="")
@@ -256,6 +271,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                                     stats=f"loss {loss_now:.3f} acc {acc_now:.3f} H {run.arch.entropies()[next(iter(run.arch.specs))]:.3f}")
             train_loss, train_acc = acc.result()
             _check_finite(train_loss, epoch, steps, state["epoch"], out_dir)
+            run.selected = run.selector(run, epoch)
             val_loss = val_acc = None
             if run.val_stream is not None and s.val_every and (epoch + 1) % int(s.val_every) == 0:
                 val_loss, val_acc = _evaluate(run, run.val_stream.epoch(), s.max_val_batches)
@@ -264,7 +280,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 torch.cuda.synchronize(run.device)
             dt = time.perf_counter() - t0
             probs = run.arch.probabilities()
-            genotype = run.space.discretize(probs)
+            genotype = run.space.discretize(run.selected)
             row = {
                 "epoch": epoch + 1, "train_loss": train_loss, "train_acc": train_acc,
                 "val_loss": val_loss, "val_acc": val_acc, "lr": lr,
@@ -273,6 +289,8 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 **_entropy_summary(run), "epoch_time": dt,
                 "genotype": run.space.genotype_to_json(genotype),
             }
+            for hook in run.hooks:
+                row.update(hook.on_epoch_end(run, row))
             state["history"].append(row)
             state["arch_history"].append({k: v.cpu() for k, v in probs.items()})
             state["raw_history"].append({k: v.detach().cpu().clone() for k, v in run.arch.raw.items()})
@@ -285,6 +303,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 f"val_acc {'-' if val_acc is None else f'{val_acc:.4f}'}  "
                 f"H_ops {row['entropy_ops']:.4f}"
                 + (f"  H_edges {row['entropy_edges']:.4f}" if row["entropy_edges"] is not None else "")
+                + (f"  oracle {row['oracle_test_acc']:.2f}" if row.get("oracle_test_acc") is not None else "")
                 + f"  lr {lr:.4g}  {dt:.1f}s")
     if state["epoch"] < epochs:
         console.print(f"[yellow]stopped after epoch {state['epoch']}/{epochs}[/] (search.stop_after); "
@@ -378,6 +397,8 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
         "config_fingerprint": fingerprint,
         "extra_memory_bytes": run.objective.extra_memory_bytes(),
     }
+    for hook in run.hooks:
+        summary.update(hook.on_finish(run, summary))
     atomic_write_json(run.out_dir / "summary.json", summary)
     _print_summary(summary, run.out_dir)
     return summary
