@@ -7,6 +7,7 @@ pipeline included, and prints a rich table; ``--json`` writes the numbers.
     python benchmarks/search_step.py                       # paper sizes on CUDA, small sizes on CPU
     python benchmarks/search_step.py --methods gaea_pcdarts --batch 256 --steps 30
     python benchmarks/search_step.py --dataset cifar10 --set dataset.root=/data
+    python benchmarks/search_step.py --space nb201 --methods gaea_darts gdas --batch 64
 """
 
 from __future__ import annotations
@@ -40,14 +41,13 @@ def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
     small = device == "cpu" and not args.full
     ov = [f"method={method}", f"dataset={args.dataset}", f"runtime.device={device}",
           f"runtime.precision={args.precision}", f"runtime.channels_last={str(args.channels_last).lower()}",
-          "objective.warmup_epochs=0"]
+          "objective.warmup_epochs=0", f"search_space={args.space}"]
     if args.batch:
         ov.append(f"search.batch_size={args.batch}")
     elif small:
         ov.append("search.batch_size=16")
     if small:
-        ov += ["search_space.init_channels=8", "search_space.layers=5", "dataset.num_train=512",
-               "dataset.image_size=16"]
+        ov += ["search_space.preset=demo", "dataset.num_train=512", "dataset.image_size=16"]
     elif args.dataset == "synthetic":
         ov += ["dataset.num_train=8192", "dataset.num_test=256"]
     ov += args.set
@@ -87,7 +87,8 @@ def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
     return {
         "method": method, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
         "batch": batch, "arch_batch": int(cfg.search.arch_batch_size or batch),
-        "C": int(cfg.search_space.init_channels), "layers": int(cfg.search_space.layers),
+        "space": str(cfg.search_space.name), "C": int(cfg.search_space.init_channels),
+        "layers": int(cfg.search_space.get("layers") or cfg.search_space.get("cells_per_stage") or 0),
         "precision": args.precision, "channels_last": args.channels_last,
         "step_s_median": med, "step_s_min": times[0],
         "images_per_s": 2 * batch / med,  # weight batch + architecture batch
@@ -99,6 +100,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["gaea_pcdarts", "pcdarts", "darts", "gaea_darts"])
     p.add_argument("--dataset", default="synthetic")
+    p.add_argument("--space", default="darts", help="search space (darts, nb201); sizes: the space's paper preset")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, default=None, help="weight (and arch) batch; default: the method's")
     p.add_argument("--steps", type=int, default=20)
@@ -117,10 +119,10 @@ def main() -> None:
 
     rows = [bench_method(m, args, device) for m in args.methods]
     table = Table(title=f"search step ({rows[0]['device']})")
-    for col in ["method", "batch", "C", "layers", "precision", "step_s_median", "images_per_s", "peak_mem_gb"]:
+    for col in ["method", "space", "batch", "C", "layers", "precision", "step_s_median", "images_per_s", "peak_mem_gb"]:
         table.add_column(col)
     for r in rows:
-        table.add_row(r["method"], str(r["batch"]), str(r["C"]), str(r["layers"]), r["precision"],
+        table.add_row(r["method"], r["space"], str(r["batch"]), str(r["C"]), str(r["layers"]), r["precision"],
                       f"{r['step_s_median']:.4f}", f"{r['images_per_s']:.0f}",
                       "-" if r["peak_mem_gb"] is None else f"{r['peak_mem_gb']:.2f}")
     Console().print(table)

@@ -2,7 +2,8 @@
 
 Files under ``dataset.root`` (or ``root/ImageNet16``): ``train_data_batch_1`` ..
 ``train_data_batch_10`` and ``val_data``; each a pickle (latin1) of a dict with
-``data`` (N x 3072 uint8, channel-planar 3x16x16) and ``labels`` (1..1000).
+``data`` (N x 768 uint8, channel-planar 3x16x16; nasbench201.md §5 says
+3072, which is the 32x32 CIFAR row length) and ``labels`` (1..1000).
 The 120-class subset keeps labels 1..120 and uses label-1.  The full files give
 151,700 training and 6,000 test images; smaller (fixture) files are accepted,
 the sizes are reported rather than asserted.  Normalisation: NB201's constants.

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import sys
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -358,6 +357,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.exit_code
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

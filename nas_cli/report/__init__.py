@@ -1,0 +1,1 @@
+"""Reports built from run directories (summary.json / metrics.jsonl only)."""
