@@ -304,7 +304,11 @@ def test_imagenet16_loader_on_fixture(tmp_path: Path) -> None:
     keep = [i for i, l in enumerate(raw["labels"]) if 1 <= l <= 120]
     assert ds.num_test == len(keep) and int(ds.test_y[1]) == 119  # label 120 -> 119; 121 dropped
     np.testing.assert_array_equal(ds.test_x[0].numpy(), raw["data"][keep[0]].reshape(3, 16, 16))
-    assert ds.num_train == 10 * 39  # 1 of 40 labels per file (121) is outside the 120-class subset
+    kept = 0
+    for i in range(1, 11):
+        with open(tmp_path / f"ImageNet16/train_data_batch_{i}", "rb") as f:
+            kept += sum(1 <= l <= 120 for l in pickle.load(f)["labels"])
+    assert ds.num_train == kept  # all 10 training batches, labels outside 1..120 dropped
     assert ds.mean[0] == pytest.approx(122.68 / 255)
     with pytest.raises(DataError, match="not found"):
         load_dataset({"name": "imagenet16_120", "root": str(tmp_path / "nope")})
