@@ -111,7 +111,7 @@ def test_resume_after_kill_mid_epoch(tiny_cfg, tmp_path: Path, monkeypatch) -> N
 
     def dying_step(self, *a, **k):
         calls["n"] += 1
-        if calls["n"] == 12:  # 4 steps/epoch with 128 weight images and batch 32: inside epoch 3
+        if calls["n"] == 8:  # 3 steps/epoch (96 weight images of TINY's 192, batch 32): inside epoch 3
             raise KeyboardInterrupt
         return orig(self, *a, **k)
 
