@@ -67,6 +67,7 @@ class Moreau(Objective):
                 raise ConfigError(f"objective.{key} must be > 0 or null, got {cfg[key]}")
         self.theta = ctx.copy_model()
         self.k = 0
+        self.last_c = self.c_k
 
     @property
     def c_k(self) -> float:
@@ -76,7 +77,7 @@ class Moreau(Objective):
         ctx = self.ctx
         val = next_arch_batch()
         gamma = float(self.cfg.gamma)
-        c = self.c_k
+        c = self.last_c = self.c_k
         w_params = ctx.weight_params(ctx.model)
         th_params = ctx.weight_params(self.theta)
         # 1. theta step on g + ||theta - w||^2 / (2 gamma)
@@ -121,6 +122,9 @@ class Moreau(Objective):
         ctx.model.zero_grad(set_to_none=True)
         self.k += 1
         return StepOut(loss_g.detach(), ctx.correct(logits.detach(), w_batch.y), w_batch.y.shape[0])
+
+    def hypergradient_scale(self) -> float:
+        return self.last_c
 
     def state_dict(self) -> dict[str, Any]:
         return {"theta": self.theta.state_dict(), "k": self.k}
