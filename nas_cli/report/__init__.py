@@ -1,0 +1,1 @@
+"""Reports over runs (``nas_cli.report.objectives``: the objective comparison on the testbed)."""
