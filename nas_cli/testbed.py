@@ -357,6 +357,8 @@ def compose_testbed(problem: str, objective: str, optimizer: str, overrides: lis
             return compose(config_name="config", overrides=ov)
 
     entry = ARCH_OPTIMIZERS.get(optimizer)
+    OBJECTIVES.get(objective)  # unknown names: one-line ConfigError, not a Hydra traceback
+    PROBLEMS.get(problem)
     param = "logits" if "logits" in entry.supports else "simplex"
     base = [f"experiment=toy/{problem}", f"objective={objective}", f"optimizer={optimizer}",
             f"method.relaxation.parameterization={param}"]
