@@ -8,6 +8,9 @@ pipeline included, and prints a rich table; ``--json`` writes the numbers.
     python benchmarks/search_step.py --methods gaea_pcdarts --batch 256 --steps 30
     python benchmarks/search_step.py --dataset cifar10 --set dataset.root=/data
     python benchmarks/search_step.py --space nb201 --methods gaea_darts gdas --batch 64
+    python benchmarks/search_step.py --methods pcdarts --batch 256 --objectives bilevel bilevel_unrolled f2ba moreau
+        # each objective's step time and peak memory relative to first-order bilevel (first-order
+        # bilevel is added as the baseline when missing); extra_mem_mb = the objective's weight copies
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ def compose(overrides: list[str]):
         return hcompose(config_name="config", overrides=overrides)
 
 
-def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
+def bench_method(method: str, args: argparse.Namespace, device: str, objective: str | None = None) -> dict:
     from nas_cli.objectives import Batch
     from nas_cli.stages.search import build_run
 
@@ -42,6 +45,8 @@ def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
     ov = [f"method={method}", f"dataset={args.dataset}", f"runtime.device={device}",
           f"runtime.precision={args.precision}", f"runtime.channels_last={str(args.channels_last).lower()}",
           "objective.warmup_epochs=0", f"search_space={args.space}"]
+    if objective:
+        ov.append(f"objective={objective}")
     if args.batch:
         ov.append(f"search.batch_size={args.batch}")
     elif small:
@@ -85,7 +90,8 @@ def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
     times.sort()
     med = times[len(times) // 2]
     return {
-        "method": method, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
+        "method": method, "objective": str(cfg.objective.name),
+        "extra_mem_mb": run.objective.extra_memory_bytes() / 2**20, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
         "batch": batch, "arch_batch": int(cfg.search.arch_batch_size or batch),
         "space": str(cfg.search_space.name), "C": int(cfg.search_space.init_channels),
         "layers": int(cfg.search_space.get("layers") or cfg.search_space.get("cells_per_stage") or 0),
@@ -99,6 +105,9 @@ def bench_method(method: str, args: argparse.Namespace, device: str) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--methods", nargs="+", default=["gaea_pcdarts", "pcdarts", "darts", "gaea_darts"])
+    p.add_argument("--objectives", nargs="+", default=None,
+                   help="objectives to time per method (e.g. bilevel bilevel_unrolled f2ba moreau); "
+                        "adds time/memory ratios vs first-order bilevel")
     p.add_argument("--dataset", default="synthetic")
     p.add_argument("--space", default="darts", help="search space (darts, nb201); sizes: the space's paper preset")
     p.add_argument("--device", default="auto")
@@ -117,14 +126,24 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    rows = [bench_method(m, args, device) for m in args.methods]
+    objectives = args.objectives or [None]
+    if args.objectives and "bilevel" not in objectives:
+        objectives = ["bilevel", *objectives]  # the baseline of the relative columns
+    rows = [bench_method(m, args, device, o) for m in args.methods for o in objectives]
+    for r in rows:  # relative to first-order bilevel of the same method
+        base = next((b for b in rows if b["method"] == r["method"] and b["objective"] == "bilevel"), None)
+        r["time_vs_bilevel"] = r["step_s_median"] / base["step_s_median"] if base else None
+        r["mem_vs_bilevel"] = (r["peak_mem_gb"] / base["peak_mem_gb"]
+                               if base and r["peak_mem_gb"] and base["peak_mem_gb"] else None)
     table = Table(title=f"search step ({rows[0]['device']})")
-    for col in ["method", "space", "batch", "C", "layers", "precision", "step_s_median", "images_per_s", "peak_mem_gb"]:
+    cols = ["method", "space", "objective", "batch", "C", "layers", "precision", "step_s_median", "images_per_s",
+            "peak_mem_gb", "extra_mem_mb", "time_vs_bilevel", "mem_vs_bilevel"]
+    for col in cols:
         table.add_column(col)
+    fmt = {"step_s_median": "{:.4f}", "images_per_s": "{:.0f}", "peak_mem_gb": "{:.2f}", "extra_mem_mb": "{:.1f}",
+           "time_vs_bilevel": "{:.2f}x", "mem_vs_bilevel": "{:.2f}x"}
     for r in rows:
-        table.add_row(r["method"], r["space"], str(r["batch"]), str(r["C"]), str(r["layers"]), r["precision"],
-                      f"{r['step_s_median']:.4f}", f"{r['images_per_s']:.0f}",
-                      "-" if r["peak_mem_gb"] is None else f"{r['peak_mem_gb']:.2f}")
+        table.add_row(*("-" if r[c] is None else fmt.get(c, "{}").format(r[c]) for c in cols))
     Console().print(table)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))

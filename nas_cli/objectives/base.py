@@ -53,6 +53,8 @@ class StepContext:
         entropy_reg: float = 0.0,
         precision: str = "fp32",
         channels_last: bool = False,
+        loss_fn: Callable[..., Tensor] | None = None,
+        per_example_clip: float | None = None,
     ) -> None:
         self.model = model
         self.arch = arch
@@ -64,6 +66,12 @@ class StepContext:
         self.entropy_reg = entropy_reg
         self.precision = precision
         self.channels_last = channels_last
+        #: criterion ``loss_fn(out, y, reduction=...)``; cross-entropy unless a testbed supplies another
+        self.loss_fn: Callable[..., Tensor] = loss_fn if loss_fn is not None else F.cross_entropy
+        #: XNAS: clip d loss_n / d arch elementwise to [-L, L] per example before averaging (None = off)
+        self.per_example_clip = per_example_clip
+        #: the arch gradient handed to the optimizer by the last ``apply_arch_grads`` (diagnostics, tests)
+        self.last_arch_grads: list[Tensor] | None = None
 
     # ------------------------------------------------------------------ forward
     @property
@@ -83,7 +91,46 @@ class StepContext:
 
     def loss(self, batch: Batch, arch_weights: dict[str, Tensor], model: nn.Module | None = None) -> tuple[Tensor, Tensor]:
         logits = self.forward(batch.x, arch_weights, model)
-        return F.cross_entropy(logits, batch.y), logits
+        return self.loss_fn(logits, batch.y), logits
+
+    def correct(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Number of correct predictions (0 for non-classification criteria such as MSE)."""
+        if logits.dim() == 2 and not torch.is_floating_point(y):
+            return (logits.argmax(1) == y).sum()
+        return torch.zeros((), dtype=torch.long, device=logits.device)
+
+    # ------------------------------------------------------------------ weight copies
+    @staticmethod
+    def weight_params(model: nn.Module) -> list[nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def copy_model(self) -> nn.Module:
+        """An independent copy of the supernet (same weights and buffers) for objectives
+        that keep extra weight copies (F2BA's lower-level copy, Moreau's auxiliary copy)."""
+        import copy
+
+        return copy.deepcopy(self.model)
+
+    def weight_optimizer_like(self, model: nn.Module) -> torch.optim.Optimizer:
+        """SGD with the weight optimizer's momentum / weight decay / nesterov for another copy;
+        call :meth:`sync_lr` before stepping it so it follows the weight lr schedule."""
+        g = self.w_opt.param_groups[0]
+        return torch.optim.SGD(self.weight_params(model), lr=g["lr"], momentum=g.get("momentum", 0.0),
+                               weight_decay=g.get("weight_decay", 0.0), nesterov=g.get("nesterov", False))
+
+    def sync_lr(self, opt: torch.optim.Optimizer) -> None:
+        for g in opt.param_groups:
+            g["lr"] = self.weight_lr
+
+    @staticmethod
+    def module_bytes(*modules: nn.Module) -> int:
+        """Bytes of the parameters and buffers of ``modules`` (extra-memory accounting)."""
+        return sum(t.numel() * t.element_size() for m in modules for t in [*m.parameters(), *m.buffers()])
+
+    @staticmethod
+    def optimizer_state_bytes(opt: torch.optim.Optimizer) -> int:
+        return sum(v.numel() * v.element_size() for st in opt.state.values() for v in st.values()
+                   if isinstance(v, Tensor))
 
     # ------------------------------------------------------------------ weights
     def weight_grads(self, batch: Batch, model: nn.Module | None = None,
@@ -111,7 +158,7 @@ class StepContext:
         loss, logits = self.weight_grads(batch)
         self.clip_weights()
         self.w_opt.step()
-        return StepOut(loss, (logits.argmax(1) == batch.y).sum(), batch.y.shape[0])
+        return StepOut(loss, self.correct(logits, batch.y), batch.y.shape[0])
 
     # ------------------------------------------------------------------ architecture
     def arch_grads(self, batch: Batch, model: nn.Module | None = None) -> tuple[list[Tensor], Tensor]:
@@ -119,16 +166,56 @@ class StepContext:
 
         Uses ``autograd.grad`` w.r.t. the arch tensors only, so the weight-gradient
         kernels of the backward pass are skipped and model ``.grad`` is untouched.
+        With ``per_example_clip`` set (XNAS) the per-example gradients are clipped first.
         """
         params = self.arch_tensors()
         aw = self.arch.weights(sample=True)
+        if self.per_example_clip:
+            grads, loss = self.per_example_clipped_grads(batch, aw, params, float(self.per_example_clip), model)
+            if self.entropy_reg:
+                reg = torch.autograd.grad(self.entropy_reg * self.arch.entropy_regularizer(), params,
+                                          allow_unused=True)
+                grads = [g + r if r is not None else g for g, r in zip(grads, reg)]
+            return grads, loss
         loss, _ = self.loss(batch, aw, model)
         total = loss + self.entropy_reg * self.arch.entropy_regularizer() if self.entropy_reg else loss
         grads = torch.autograd.grad(total, params, allow_unused=True)
-        return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)], loss.detach()
+        return _zeros_for_none(grads, params), loss.detach()
+
+    def per_example_clipped_grads(self, batch: Batch, aw: dict[str, Tensor], params: list[Tensor], clip: float,
+                                  model: nn.Module | None = None, chunk: int = 64) -> tuple[list[Tensor], Tensor]:
+        """mean_n clip(d loss_n / d params, [-clip, clip]) from ONE forward pass.
+
+        The per-example rows of the Jacobian come from ``autograd.grad`` with one-hot
+        cotangents and ``is_grads_batched=True`` (a vmapped backward), ``chunk`` rows at a
+        time.  This is the exact per-example gradient of each example's loss term *within
+        the batch* (batch-norm statistics couple examples, as they do in the forward pass);
+        ops without a batching rule fall back to one backward per example.
+        """
+        logits = self.forward(batch.x, aw, model)
+        losses = self.loss_fn(logits, batch.y, reduction="none").reshape(-1)
+        n = losses.shape[0]
+        sums = [torch.zeros_like(p, dtype=torch.float32) for p in params]
+        eye = torch.eye(n, device=losses.device, dtype=losses.dtype)
+        for start in range(0, n, chunk):
+            rows = eye[start:start + chunk]
+            try:
+                per = torch.autograd.grad(losses, params, grad_outputs=rows, retain_graph=True,
+                                          is_grads_batched=True, allow_unused=True)
+                per = [g if g is not None else torch.zeros((rows.shape[0], *p.shape), device=p.device)
+                       for g, p in zip(per, params)]
+            except RuntimeError:  # no vmap rule for some op: one backward per example
+                per = [torch.stack(_zeros_for_none(torch.autograd.grad(losses[i], params, retain_graph=True,
+                                                                       allow_unused=True), params))
+                       for i in range(start, min(start + chunk, n))]
+                per = [torch.stack([row[j] for row in per]) for j in range(len(params))]
+            for s, g in zip(sums, per):
+                s.add_(g.float().clamp(-clip, clip).sum(0))
+        return [s / n for s in sums], losses.detach().mean()
 
     def apply_arch_grads(self, grads: list[Tensor]) -> None:
         params = self.arch_tensors()
+        self.last_arch_grads = [g.detach().float() for g in grads]
         for p, g in zip(params, grads):
             p.grad = g.detach().float()
         if self.arch_grad_clip:
@@ -161,6 +248,14 @@ class Objective(ABC):
         """Network whose accuracy is reported and whose weights pair with the genotype."""
         return self.ctx.model
 
+    def hypergradient_scale(self) -> float:
+        """Factor turning the last arch gradient into a hypergradient estimate (Moreau scales
+        its upper-level term by 1/c_k); used by the testbed's known-answer checks."""
+        return 1.0
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Called by the search loop before each epoch (0-based); penalty schedules hook in here."""
+
     def state_dict(self) -> dict[str, Any]:
         return {}
 
@@ -170,6 +265,10 @@ class Objective(ABC):
     def extra_memory_bytes(self) -> int:
         """Bytes held beyond model + arch + optimizers (extra weight copies)."""
         return 0
+
+
+def _zeros_for_none(grads: Any, params: list[Tensor]) -> list[Tensor]:
+    return [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, params)]
 
 
 OBJECTIVES: Registry[type[Objective]] = Registry("objective")

@@ -14,6 +14,7 @@ from torch.optim import Optimizer
 
 from nas_cli.optim.exp_grad import ExponentiatedGradient, eg_update
 from nas_cli.optim.projected_sgd import ProjectedSGD, project_simplex
+from nas_cli.optim.xnas import XNAS, build_xnas
 from nas_cli.registry import Registry
 
 
@@ -72,11 +73,12 @@ ARCH_OPTIMIZERS.add("adam", ArchOptimizerEntry(_adam, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("sgd", ArchOptimizerEntry(_sgd, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("projected_sgd", ArchOptimizerEntry(_projected_sgd, frozenset({"simplex"})))
 ARCH_OPTIMIZERS.add("none", ArchOptimizerEntry(_none, frozenset({"logits", "simplex"}), trains=False))
+ARCH_OPTIMIZERS.add("xnas", ArchOptimizerEntry(build_xnas, frozenset({"simplex"})))
 
 
 def build_arch_optimizer(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:
     return ARCH_OPTIMIZERS.get(cfg.name).build(groups, cfg)
 
 
-__all__ = ["ARCH_OPTIMIZERS", "ExponentiatedGradient", "ProjectedSGD", "build_arch_optimizer",
+__all__ = ["ARCH_OPTIMIZERS", "ExponentiatedGradient", "ProjectedSGD", "XNAS", "build_arch_optimizer",
            "eg_update", "project_simplex"]

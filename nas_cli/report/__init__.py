@@ -1,1 +1,1 @@
-"""Reports built from run directories (summary.json / metrics.jsonl only)."""
+"""Reports built from run directories (summary.json / metrics.jsonl only); ``objectives``: the objective comparison on the testbed."""

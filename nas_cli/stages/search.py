@@ -94,7 +94,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)
     ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
                       arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
-                      precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last))
+                      precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last),
+                      per_example_clip=cfg.optimizer.get("per_example_clip"))
     objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective, ctx)
 
     n = dataset.train_x.shape[0]
@@ -125,6 +126,9 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     val_stream = (BatchStream(data, a_idx.to(device), int(s.eval_batch_size), augment=aug, padding=pad,
                               generator=gens["val"], drop_last=False)
                   if objective.uses_split else None)
+    if hasattr(a_opt, "set_horizon"):  # optimizers that need the number of arch steps (XNAS wipe-out)
+        arch_epochs = max(int(s.epochs) - int(cfg.objective.warmup_epochs), 1)
+        a_opt.set_horizon(arch_epochs * math.ceil(len(train_stream) / int(cfg.objective.inner_steps)))
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
                      build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains)
@@ -254,6 +258,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             t0 = time.perf_counter()
             lr = cosine_lr(epoch, sched_epochs, float(s.lr), float(s.lr_min))
             set_lr(run.ctx.w_opt, lr)
+            run.objective.on_epoch_start(epoch, epochs)
             run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup,
                                       str(r.tau_schedule))
             arch_on = epoch >= warmup and run.arch_trainable
