@@ -147,7 +147,7 @@ def test_eval_stage_never_reads_test_and_early_elimination(tmp_path: Path, monke
 
 def test_pipeline_end_to_end_and_report(tmp_path: Path) -> None:
     cfg = _cfg("stage=pipeline", "stage.search_seeds=2", "stage.retrain_seeds=2", "stage.prune_at_epoch=null",
-               "stage.val_portion=0.25", "search.epochs=1", "objective.warmup_epochs=0")
+               "stage.val_portion=0.25", "search.epochs=1", "objective.warmup_epochs=0", "train.epochs=1")
     out = tmp_path / "pipe"
     summary = run_pipeline(cfg, out)
     for s in (0, 1):
@@ -219,13 +219,19 @@ def test_nas_arch_darts_v2(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- job pool
 
-def test_job_pool_runs_workers_in_subprocesses(tmp_path: Path) -> None:
-    """stage.jobs=2 on CPU: two worker subprocesses; results equal the in-process run."""
-    from nas_cli.runtime.jobs import Job, plan_slots, run_jobs
+def test_job_slots() -> None:
+    from nas_cli.runtime.jobs import plan_slots
 
     assert plan_slots("auto", "cpu") == [] and plan_slots(1, "cpu") == [] and plan_slots(2, "cpu") == [None, None]
     with pytest.raises(ConfigError):
         plan_slots("many", "cpu")
+
+
+@pytest.mark.slow
+def test_job_pool_runs_workers_in_subprocesses(tmp_path: Path) -> None:
+    """stage.jobs=2 on CPU: two worker subprocesses; results equal the in-process run."""
+    from nas_cli.runtime.jobs import Job, run_jobs
+
     cfg = _cfg("train.epochs=1")
     jobs = [Job(f"j{s}", "nas_cli.stages.protocol:eval_job", cfg, tmp_path / f"p{s}",
                 {"job": EvalJob("darts_v2", get_genotype("darts_v2"), s, 0.25, False, "eval").to_json()})
