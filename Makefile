@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make install  - pip install -e .[dev] (plus torch/torchvision)"
-	@echo "make demo     - install, then a short offline search on the embedded synthetic dataset"
+	@echo "make demo     - install, then the whole search -> eval -> retrain pipeline on embedded synthetic data + report"
 	@echo "make test     - install, then the default test suite (CPU, < 10 min)"
 	@echo "make test-all - also the slow tests"
 	@echo "make bench    - search-step throughput benchmark on the current device"
@@ -20,7 +20,8 @@ install:
 	$(PIP) install -q -e ".[dev]"
 
 demo: install
-	nas-search experiment=demo method=gaea_pcdarts
+	nas-search experiment=demo stage=pipeline method=gaea_pcdarts hydra.run.dir=outputs/demo-pipeline
+	nas-report outputs/demo-pipeline
 
 test: install
 	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)

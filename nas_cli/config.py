@@ -215,6 +215,40 @@ class SearchTrainConfig:
 
 
 @dataclass
+class TrainConfig:
+    """Training an evaluation network from scratch (stages 2 and 3; training.md table B).
+
+    Defaults are the GAEA paper's values (App. C.1.2).  Discrepancies #2/#3: the official
+    GAEA/DARTS code uses ``batch_size=96`` and ``drop_path=0.2``; set them to reproduce it.
+    """
+
+    epochs: int = 600
+    batch_size: int = 128
+    lr: float = 0.025
+    lr_min: float = 0.0
+    momentum: float = 0.9
+    weight_decay: float = 3e-4
+    nesterov: bool = False
+    grad_clip: Optional[float] = 5.0
+    #: evaluation network size (CIFAR: C=36, L=20)
+    init_channels: int = 36
+    layers: int = 20
+    #: weight of the auxiliary-head loss (0 = no auxiliary head)
+    auxiliary_weight: float = 0.4
+    #: final drop-path probability p; epoch e (0-based) of E uses p*e/E
+    drop_path: float = 0.3
+    #: cutout length in pixels (0 = off)
+    cutout: int = 16
+    augment: bool = True
+    #: evaluate the held-out split (stage 2) / the test set (stage 3) every N epochs (the last epoch always)
+    eval_every: int = 1
+    eval_batch_size: int = 256
+    log_every: int = 50
+    #: stop this invocation after N more epochs (time-sliced jobs); rerunning resumes
+    stop_after: Optional[int] = None
+
+
+@dataclass
 class RuntimeConfig:
     #: "auto" (CUDA when present), "cpu", "cuda", "cuda:N"
     device: str = "auto"
@@ -248,6 +282,7 @@ class NASConfig:
     dataset: DatasetConfig = MISSING
     stage: StageConfig = MISSING
     search: SearchTrainConfig = field(default_factory=SearchTrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     oracle: OracleConfig = field(default_factory=OracleConfig)
     seed: int = 0

@@ -16,7 +16,9 @@ from nas_cli.runtime.io import atomic_torch_save
 
 #: config keys that may change between an interrupted run and its resumption
 RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.stop_after",
-                  "search.log_every", "tag", "experiment", "stage")
+                  "search.log_every", "tag", "experiment", "stage",
+                  # stage-2/3 training settings do not affect a search (eval jobs fingerprint them)
+                  "train")
 
 
 def config_fingerprint(cfg: DictConfig) -> tuple[str, dict[str, Any]]:

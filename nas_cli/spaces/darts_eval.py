@@ -76,6 +76,12 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
+        if min(x.shape[-2:]) < 5:
+            # Small images (synthetic demo data at 8-16 px) leave the head a map smaller than the
+            # 5x5 pooling window; pool adaptively to the same 2x2 so the head (and its loss) still work.
+            # Paper-sized inputs (8x8 / 7x7 here) never take this path.
+            x = nn.functional.adaptive_avg_pool2d(self.features[0](x), 2)
+            return self.classifier(self.features[2:](x).flatten(1))
         return self.classifier(self.features(x).flatten(1))
 
 

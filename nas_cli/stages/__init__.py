@@ -20,3 +20,29 @@ def _search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
 
 
 STAGES.add("search", _search)
+
+
+def _eval(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    from nas_cli.stages.protocol import run_eval_stage
+
+    return run_eval_stage(cfg, out_dir)
+
+
+def _retrain(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    from nas_cli.stages.protocol import run_retrain_stage
+
+    return run_retrain_stage(cfg, out_dir)
+
+
+def _pipeline(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    from nas_cli.stages.protocol import run_pipeline
+
+    return run_pipeline(cfg, out_dir)
+
+
+STAGES.add("eval", _eval)
+STAGES.add("retrain", _retrain)
+STAGES.add("pipeline", _pipeline)
+
+# stage schemas with extra keys (stage.search_dir, stage.keep_top_k, ...) register on import
+import nas_cli.stages.protocol  # noqa: E402,F401
