@@ -157,3 +157,23 @@ def test_cli_demo_preset_runs_each_method(method: str, tmp_path: Path) -> None:
     assert (tmp_path / "summary.json").is_file()
     assert (tmp_path / ".hydra" / "config.yaml").is_file()
     assert "search result" in proc.stdout
+
+
+def test_bf16_channels_last_keeps_arch_fp32(tiny_cfg, tmp_path: Path) -> None:
+    """bf16 autocast + channels_last on the weight path; the architecture stays fp32."""
+    from nas_cli.stages.search import build_run
+
+    cfg = tiny_cfg("method=gaea_pcdarts", "runtime.precision=bf16", "runtime.channels_last=true",
+                   "search.epochs=1", "objective.warmup_epochs=0")
+    summary = run_search(cfg, tmp_path)
+    assert summary["status"] == "complete"
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    for name, t in ckpt["arch"].items():
+        assert t.dtype == torch.float32, name
+        np.testing.assert_allclose(t.sum(-1).numpy() if t.dim() == 2 else 1.0, 1.0, rtol=1e-5)
+    run = build_run(cfg, tmp_path / "b")
+    x, y = run.train_stream.sample()
+    logits = run.ctx.forward(x, run.arch.weights())
+    assert logits.dtype == torch.float32
+    convs = [m.weight for m in run.model.modules() if isinstance(m, torch.nn.Conv2d) and m.weight.dim() == 4 and m.weight.shape[-1] > 1]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
