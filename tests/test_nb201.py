@@ -356,3 +356,13 @@ def test_cifar_nb201_normalization_setting(tmp_path: Path) -> None:
     a = load_cifar({"root": str(tmp_path)}, CIFAR100)
     b = load_cifar({"root": str(tmp_path), "normalization": "nb201"}, CIFAR100)
     assert a.mean == CIFAR100.mean and b.mean[0] == pytest.approx(129.3 / 255) and b.std[2] == pytest.approx(70.4 / 255)
+
+
+def test_nas_arch_dispatches_nb201_strings(capsys) -> None:
+    from nas_cli.report.arch import main
+
+    resnet = "|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"
+    assert main([resnet]) == 0
+    out = capsys.readouterr().out
+    assert "imagenet16_120" in out and "cifar100" in out and "559,386" in out
+    assert main(["|bogus~0|+|x|"]) != 0

@@ -110,6 +110,11 @@ def genotype_text(g: Genotype) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if any(a.startswith("|") and "~" in a for a in args_list):  # a NAS-Bench-201 arch string
+        from nas_cli.spaces.nb201 import main as nb201_main
+
+        return nb201_main(args_list)
     from nas_cli.runtime.console import console, error_line, kv_table
     from nas_cli.spaces.genotypes import get_genotype, list_genotypes
 
