@@ -366,3 +366,25 @@ def test_nas_arch_dispatches_nb201_strings(capsys) -> None:
     out = capsys.readouterr().out
     assert "imagenet16_120" in out and "cifar100" in out and "559,386" in out
     assert main(["|bogus~0|+|x|"]) != 0
+
+
+def test_nas_report_dispatches_nb201_runs(tmp_path) -> None:
+    """nas-report on NB201 search dirs prints Table-2 rows and draws the oracle curves."""
+    import json as _json
+
+    from nas_cli.report import print_report
+    from nas_cli.stages.search import run_search
+
+    table = tmp_path / "oracle.json"
+    from nas_cli.spaces.nb201 import all_arch_strings
+
+    table.write_text(_json.dumps({a: {"cifar10": 90.0 + (i % 7), "cifar100": 70.0, "imagenet16_120": 40.0}
+                                  for i, a in enumerate(all_arch_strings())}))
+    for seed in (0, 1):
+        run_search(make_cfg([*NB_TINY, "method=gaea_darts", f"seed={seed}", "oracle=nb201",
+                             f"oracle.path={table}"]), tmp_path / "runs" / f"seed{seed}")
+    reports = print_report(tmp_path / "runs", tmp_path / "rep")
+    assert any(r.name == "nb201_table2" for r in reports)
+    assert (tmp_path / "rep" / "nb201_table2.md").is_file()
+    assert (tmp_path / "rep" / "nb201_oracle_curves.png").is_file()
+    assert "gaea_darts" in (tmp_path / "rep" / "nb201_table2.md").read_text()

@@ -164,3 +164,4 @@ register_kind(ReportKind("train_job", lambda s: s.get("stage") in ("eval", "retr
 # generic fallback for searches: more specific kinds (e.g. NAS-Bench-201) use a smaller priority
 register_kind(ReportKind("search", lambda s: s.get("stage") == "search" and "supernet_test_acc" in s,
                          build_search, priority=100))
+import nas_cli.report.nb201  # noqa: E402,F401  (registers the NAS-Bench-201 kind)

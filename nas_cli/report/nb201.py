@@ -160,3 +160,38 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# ---------------------------------------------------------------------------- nas-report kind
+
+def _build_report(runs: list[Any], fig_dir: Path) -> list[Any]:
+    """``nas-report`` kind for NB201 searches: Table-2 rows + oracle curves (PNG and SVG)."""
+    from nas_cli.report import Report
+
+    dirs = [r.path for r in runs]
+    rows = table2_rows(dirs)
+    figs: list[Path] = []
+    if oracle_curves(dirs):
+        figs = [plot_oracle_curves(dirs, fig_dir / f"nb201_oracle_curves.{ext}") for ext in ("png", "svg")]
+    table = []
+    for r in rows:
+        cells = ["-" if r[f"{ds}_mean"] is None else f"{r[f'{ds}_mean']:.2f} ± {r[f'{ds}_std']:.2f}"
+                 for ds in DATASETS]
+        table.append([r["method"], r["search_dataset"], r["tag"], str(len(r["seeds"])), *cells,
+                      f"{r['search_seconds']:.0f}", "; ".join(r["genotypes"])])
+    notes = [] if figs else ["no oracle_test_acc in these runs: configure oracle=nb201 oracle.path=... to get "
+                             "benchmark accuracies and curves"]
+    return [Report("nb201_table2", "NAS-Bench-201 (oracle test accuracy %, mean ± std over seeds)",
+                   ["Method", "Searched on", "Tag", "Seeds", "CIFAR-10", "CIFAR-100", "ImageNet16-120",
+                    "Search (s)", "Genotypes"], table, figures=figs, notes=notes)]
+
+
+def _register_report_kind() -> None:
+    from nas_cli.report import REPORT_KINDS, ReportKind, register_kind
+
+    if "nb201" not in REPORT_KINDS:
+        register_kind(ReportKind("nb201", lambda s: s.get("stage") == "search" and s.get("search_space") == "nb201",
+                                 _build_report, priority=10))
+
+
+_register_report_kind()
