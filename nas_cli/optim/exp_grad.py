@@ -24,14 +24,14 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
+from nas_cli.optim.base import PerParameterOptimizer
 
 from nas_cli.arch.segments import segment_apply
 
 NUMERICS = ("clamp_normalize", "normalize_clamp", "paper")
 
 
-class ExponentiatedGradient(Optimizer):
+class ExponentiatedGradient(PerParameterOptimizer):
     """``torch.optim`` optimizer for parameters that live on simplices.
 
     Param-group options: ``lr`` (eta), ``segments`` (None: every row of the last
@@ -47,23 +47,10 @@ class ExponentiatedGradient(Optimizer):
             raise ValueError(f"numerics must be one of {NUMERICS}, got {numerics}")
         super().__init__(params, dict(lr=lr, clamp_min=clamp_min, numerics=numerics, segments=segments))
 
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            eta = group["lr"]
-            numerics = group["numerics"]
-            clamp = group["clamp_min"]
-            segments = group["segments"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                dt = torch.promote_types(p.dtype, torch.float32)  # never update in reduced precision
-                p.copy_(eg_update(p.to(dt), p.grad.to(dt), eta, segments, numerics, clamp).to(p.dtype))
-        return loss
+    def update(self, p: Tensor, group: dict[str, Any]) -> None:
+        dt = torch.promote_types(p.dtype, torch.float32)  # never update in reduced precision
+        p.copy_(eg_update(p.to(dt), p.grad.to(dt), group["lr"], group["segments"], group["numerics"],
+                          group["clamp_min"]).to(p.dtype))
 
 
 def eg_update(theta: Tensor, grad: Tensor, eta: float, segments: Optional[tuple[int, ...]] = None,

@@ -11,7 +11,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
+
+from nas_cli.optim.base import PerParameterOptimizer
 
 from nas_cli.arch.segments import segment_apply
 
@@ -28,18 +29,9 @@ def project_simplex(v: Tensor) -> Tensor:
     return (v - tau).clamp_min(0)
 
 
-class ProjectedSGD(Optimizer):
+class ProjectedSGD(PerParameterOptimizer):
     def __init__(self, params: Iterable[Any], lr: float = 0.1, segments: Optional[tuple[int, ...]] = None) -> None:
         super().__init__(params, dict(lr=lr, segments=segments))
 
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.copy_(segment_apply(p - group["lr"] * p.grad, group["segments"], project_simplex))
-        return loss
+    def update(self, p: Tensor, group: dict[str, Any]) -> None:
+        p.copy_(segment_apply(p - group["lr"] * p.grad, group["segments"], project_simplex))

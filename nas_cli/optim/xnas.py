@@ -29,9 +29,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import torch
 from torch import Tensor
-from torch.optim import Optimizer
-
 from nas_cli.arch.segments import segment_apply
+from nas_cli.optim.base import PerParameterOptimizer
 
 
 def _segment_max(x: Tensor, segments: Optional[tuple[int, ...]]) -> Tensor:
@@ -39,7 +38,7 @@ def _segment_max(x: Tensor, segments: Optional[tuple[int, ...]]) -> Tensor:
     return segment_apply(x, segments, lambda t: t.max(dim=-1, keepdim=True).values.expand_as(t))
 
 
-class XNAS(Optimizer):
+class XNAS(PerParameterOptimizer):
     """Exponentiated weights with wipe-out on a product of simplices."""
 
     def __init__(self, params: Iterable[Any], lr: float = 0.1, clip: float = 1.0, wipeout: bool = True,
@@ -54,34 +53,24 @@ class XNAS(Optimizer):
         if self.horizon is None:
             self.horizon = int(total_steps)
 
-    @torch.no_grad()
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:  # type: ignore[override]
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            eta, clip, segments = group["lr"], group["clip"], group["segments"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                st = self.state[p]
-                if not st:
-                    st["score"] = p.detach().float().clamp_min(1e-38).log()
-                    st["alive"] = p.detach() > 0
-                    st["t"] = 0
-                st["t"] += 1
-                score = st["score"] - eta * p.grad.float()
-                alive = st["alive"]
-                if group["wipeout"] and self.horizon is not None:
-                    masked = score.masked_fill(~alive, -math.inf)
-                    remaining = max(self.horizon - st["t"], 0)
-                    alive = alive & (masked >= _segment_max(masked, segments) - 2 * eta * clip * remaining)
-                st["score"], st["alive"] = score, alive
-                weights = segment_apply(score.masked_fill(~alive, -math.inf), segments,
-                                        lambda t: torch.softmax(t, dim=-1))
-                p.copy_(weights.to(p.dtype))
-        return loss
+    def update(self, p: Tensor, group: dict[str, Any]) -> None:
+        eta, clip, segments = group["lr"], group["clip"], group["segments"]
+        st = self.state[p]
+        if not st:
+            st["score"] = p.detach().float().clamp_min(1e-38).log()
+            st["alive"] = p.detach() > 0
+            st["t"] = 0
+        st["t"] += 1
+        score = st["score"] - eta * p.grad.float()
+        alive = st["alive"]
+        if group["wipeout"] and self.horizon is not None:
+            masked = score.masked_fill(~alive, -math.inf)
+            remaining = max(self.horizon - st["t"], 0)
+            alive = alive & (masked >= _segment_max(masked, segments) - 2 * eta * clip * remaining)
+        st["score"], st["alive"] = score, alive
+        weights = segment_apply(score.masked_fill(~alive, -math.inf), segments,
+                                lambda t: torch.softmax(t, dim=-1))
+        p.copy_(weights.to(p.dtype))
 
     def wiped_fraction(self) -> float:
         """Fraction of architecture entries wiped out so far (diagnostics)."""
