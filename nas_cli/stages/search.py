@@ -39,6 +39,7 @@ from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
 from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
 from nas_cli.stages.selection import Selector, build_selector
+from nas_cli.stages.stepper import build_search_stepper
 
 OUTPUT_FILES = ("metrics.jsonl", "genotype.json", "arch_history.npz", "checkpoint.pt", "summary.json")
 
@@ -252,6 +253,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
     steps = len(run.train_stream)
     r = cfg.method.relaxation
+    stepper = build_search_stepper(run)
     with make_progress() as progress:
         task = progress.add_task("epoch", total=steps, stats="")
         for epoch in range(state["epoch"], stop_at):
@@ -267,7 +269,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             progress.reset(task, total=steps, description=f"epoch {epoch + 1}/{epochs}", stats="")
             next_arch = lambda: Batch(*run.arch_stream.sample())  # noqa: E731
             for i, (x, y) in enumerate(run.train_stream.epoch()):
-                out = run.objective.step(Batch(x, y), next_arch, arch_on and i % inner == 0)
+                out = stepper(Batch(x, y), next_arch, arch_on and i % inner == 0)
                 acc.add(out.loss, out.correct, out.count)
                 if (i + 1) % max(int(s.log_every), 1) == 0 or i + 1 == steps:
                     loss_now, acc_now = acc.result()

@@ -177,22 +177,27 @@ class EvalTrainer:
         self.model.drop_path_prob = p
         self.model.train()
         acc = Accumulator(self.device)
-        aux_w = float(t.auxiliary_weight)
-        for i, (x, y) in enumerate(self.stream.epoch()):
-            x, y = dist.shard(x, y, self.ctx)
-            if self.cfg.runtime.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(self.device, self.cfg.runtime.precision):
-                logits, logits_aux = self.ddp_model(x)
-            loss = eval_loss(logits, logits_aux, y, aux_w)
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if t.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(t.grad_clip))
-            self.opt.step()
-            acc.add(loss, (logits.argmax(1) == y).sum(), y.shape[0])
+        for x, y in self.stream.epoch():
+            loss, correct, count = self.train_step(x, y)
+            acc.add(loss, correct, count)
         loss_v, acc_v = dist.reduce_metrics(acc, self.ctx)
         return {"train_loss": loss_v, "train_acc": acc_v, "lr": lr, "drop_path": p}
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """One SGD step on a global batch (sharded across ranks); returns (loss, correct, count) on device."""
+        t = self.cfg.train
+        x, y = dist.shard(x, y, self.ctx)
+        if self.cfg.runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(self.device, self.cfg.runtime.precision):
+            logits, logits_aux = self.ddp_model(x)
+        loss = eval_loss(logits, logits_aux, y, float(t.auxiliary_weight))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(t.grad_clip))
+        self.opt.step()
+        return loss.detach(), (logits.argmax(1) == y).sum(), int(y.shape[0])
 
     def _batches(self, data: DeviceData) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = int(self.cfg.train.eval_batch_size)
