@@ -259,6 +259,12 @@ class RuntimeConfig:
     deterministic: bool = True
     #: torch intra-op threads on CPU (null = torch default)
     num_threads: Optional[int] = None
+    #: DARTS-space supernet: run each op type once per node over the stacked incoming edges
+    #: (grouped kernels; same math, same state_dict as the per-edge reference). false = reference
+    fused: bool = True
+    #: capture the whole training step in one CUDA graph and replay it: "auto" (on CUDA when the
+    #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)
+    cuda_graphs: str = "auto"
 
 
 @dataclass
@@ -400,5 +406,7 @@ def validate(cfg: DictConfig) -> None:
 
     rt = cfg.runtime
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
+    _check(str(rt.cuda_graphs).lower() in ("auto", "true", "false"),
+           f"runtime.cuda_graphs must be auto, true or false, got '{rt.cuda_graphs}'")
     _check(str(cfg.resume).lower() in ("auto", "true", "false"),
            f"resume must be auto, true or false, got '{cfg.resume}'")
