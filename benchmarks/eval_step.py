@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--channels-last", action="store_true")
     ap.add_argument("--full", action="store_true", help="paper sizes even on CPU")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--set", nargs="*", default=[], help="extra config overrides")
     args = ap.parse_args()
 
     from benchmarks.search_step import compose
@@ -51,16 +52,20 @@ def main() -> None:
                f"train.batch_size={args.batch or 32}"]
     else:
         ov += ["dataset.num_train=8192", "dataset.num_test=256", f"train.batch_size={args.batch or 128}"]
-    cfg = compose(ov)
+    cfg = compose(ov + args.set)
     with tempfile.TemporaryDirectory() as tmp:
         tr = EvalTrainer(cfg, EvalJob(args.arch, get_genotype(args.arch), 0, 0.0, False), Path(tmp))
     bs = int(cfg.train.batch_size)
-    tr.model.drop_path_prob = 0.15
     tr.model.train()
-    opt, aux_w = tr.opt, float(cfg.train.auxiliary_weight)
-    from nas_cli.runtime.device import autocast
-    from nas_cli.stages.train_eval import eval_loss
+    tr.train_epoch  # noqa: B018  (the trainer sets lr / drop-path per epoch; here: fixed values)
+    from nas_cli.stages.common import set_lr
 
+    set_lr(tr.opt, float(cfg.train.lr))
+    if tr.graphs:
+        tr._drop.fill_(0.15)
+        tr.model.drop_path_prob = tr._drop
+    else:
+        tr.model.drop_path_prob = 0.15
     it = iter(())
 
     def batch():
@@ -72,16 +77,7 @@ def main() -> None:
             return next(it)
 
     def step() -> None:
-        x, y = batch()
-        if cfg.runtime.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(tr.device, args.precision):
-            logits, aux = tr.model(x)
-        loss = eval_loss(logits, aux, y, aux_w)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tr.model.parameters(), 5.0)
-        opt.step()
+        tr.train_step(*batch())
 
     sync = (lambda: torch.cuda.synchronize()) if tr.device.type == "cuda" else (lambda: None)
     for _ in range(args.warmup):
@@ -96,7 +92,7 @@ def main() -> None:
     dt = (time.perf_counter() - t0) / args.steps
     res = {"arch": args.arch, "device": torch.cuda.get_device_name() if tr.device.type == "cuda" else "cpu",
            "C": int(cfg.train.init_channels), "L": int(cfg.train.layers), "batch": bs, "precision": args.precision,
-           "channels_last": args.channels_last, "params": tr.params, "step_ms": dt * 1000,
+           "channels_last": args.channels_last, "cuda_graphs": tr.graphs, "params": tr.params, "step_ms": dt * 1000,
            "images_per_s": bs / dt,
            "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if tr.device.type == "cuda" else None}
     from nas_cli.runtime.console import console, kv_table

@@ -75,22 +75,25 @@ def bench_method(method: str, args: argparse.Namespace, device: str, objective: 
             it = iter(run.train_stream.epoch())
             return Batch(*next(it))
 
+    from nas_cli.stages.stepper import build_search_stepper
+
+    stepper = build_search_stepper(run)
     sync = (lambda: torch.cuda.synchronize()) if run.device.type == "cuda" else (lambda: None)
     for _ in range(args.warmup):
-        run.objective.step(next_w(), next_arch, True)
+        stepper(next_w(), next_arch, True)
     sync()
     if run.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(args.steps):
         t0 = time.perf_counter()
-        run.objective.step(next_w(), next_arch, True)
+        stepper(next_w(), next_arch, True)
         sync()
         times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
     return {
-        "method": method, "objective": str(cfg.objective.name),
+        "method": method, "objective": str(cfg.objective.name), "stepper": stepper.name,
         "extra_mem_mb": run.objective.extra_memory_bytes() / 2**20, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
         "batch": batch, "arch_batch": int(cfg.search.arch_batch_size or batch),
         "space": str(cfg.search_space.name), "C": int(cfg.search_space.init_channels),
@@ -136,7 +139,7 @@ def main() -> None:
         r["mem_vs_bilevel"] = (r["peak_mem_gb"] / base["peak_mem_gb"]
                                if base and r["peak_mem_gb"] and base["peak_mem_gb"] else None)
     table = Table(title=f"search step ({rows[0]['device']})")
-    cols = ["method", "space", "objective", "batch", "C", "layers", "precision", "step_s_median", "images_per_s",
+    cols = ["method", "space", "objective", "stepper", "batch", "C", "layers", "precision", "step_s_median", "images_per_s",
             "peak_mem_gb", "extra_mem_mb", "time_vs_bilevel", "mem_vs_bilevel"]
     for col in cols:
         table.add_column(col)

@@ -235,6 +235,9 @@ class Objective(ABC):
 
     #: whether the training set is split into weight / architecture parts
     uses_split: ClassVar[bool] = True
+    #: whether ``step`` is free of host synchronisation and Python state that changes between
+    #: steps, so the whole step can be captured once in a CUDA graph and replayed
+    graph_safe: ClassVar[bool] = False
 
     def __init__(self, cfg: Any, ctx: StepContext) -> None:
         self.cfg = cfg

@@ -13,6 +13,8 @@ from nas_cli.objectives.base import OBJECTIVES, Batch, Objective, StepOut
 
 
 class FirstOrder(Objective):
+    graph_safe = True
+
     def _arch_batch(self, w_batch: Batch, next_arch_batch: Callable[[], Batch]) -> Batch:
         return next_arch_batch()
 

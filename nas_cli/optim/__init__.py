@@ -24,6 +24,8 @@ class ArchOptimizerEntry:
     supports: frozenset[str]
     #: False for "none": the search loop then runs no architecture steps at all (random search)
     trains: bool = True
+    #: the step is device-only (no host-side counters), so it can run inside a CUDA graph
+    graph_safe: bool = True
 
 
 ARCH_OPTIMIZERS: Registry[ArchOptimizerEntry] = Registry("architecture optimizer")
@@ -73,7 +75,7 @@ ARCH_OPTIMIZERS.add("adam", ArchOptimizerEntry(_adam, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("sgd", ArchOptimizerEntry(_sgd, frozenset({"logits"})))
 ARCH_OPTIMIZERS.add("projected_sgd", ArchOptimizerEntry(_projected_sgd, frozenset({"simplex"})))
 ARCH_OPTIMIZERS.add("none", ArchOptimizerEntry(_none, frozenset({"logits", "simplex"}), trains=False))
-ARCH_OPTIMIZERS.add("xnas", ArchOptimizerEntry(build_xnas, frozenset({"simplex"})))
+ARCH_OPTIMIZERS.add("xnas", ArchOptimizerEntry(build_xnas, frozenset({"simplex"}), graph_safe=False))
 
 
 def build_arch_optimizer(groups: list[dict[str, Any]], cfg: Any) -> Optimizer:

@@ -36,7 +36,7 @@ class EvalCell(nn.Module):
             OPS[name](C, 2 if reduction and j < 2 else 1, True, False) for name, j in pairs
         )
 
-    def forward(self, s0: Tensor, s1: Tensor, drop_prob: float) -> Tensor:
+    def forward(self, s0: Tensor, s1: Tensor, drop_prob: float | Tensor) -> Tensor:
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(len(self.ops) // 2):
             outs = []
@@ -44,7 +44,8 @@ class EvalCell(nn.Module):
                 op = self.ops[k]
                 h = op(states[self.indices[k]])
                 # identity branches are never dropped: dropping them would cut the cell's residual path
-                if self.training and drop_prob > 0.0 and not isinstance(op, Identity):
+                # (a device-tensor probability -- CUDA-graph training -- is always applied: p = 0 keeps x exactly)
+                if self.training and (isinstance(drop_prob, Tensor) or drop_prob > 0.0) and not isinstance(op, Identity):
                     h = drop_path(h, drop_prob)
                 outs.append(h)
             states.append(outs[0] + outs[1])

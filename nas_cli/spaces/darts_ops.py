@@ -170,17 +170,23 @@ OPS: dict[str, OpBuilder] = {
 }
 
 
-def drop_path(x: Tensor, drop_prob: float) -> Tensor:
+def drop_path(x: Tensor, drop_prob: float | Tensor) -> Tensor:
     """Drop whole samples of ``x`` with probability ``drop_prob``; survivors are divided by the keep prob.
 
     Dividing by the keep probability keeps the expected value unchanged, so no
     rescaling is needed at evaluation time (where drop-path is off).  The mask
-    is drawn on-device (no host sync), one Bernoulli per sample.
+    is drawn on-device (no host sync), one Bernoulli per sample.  ``drop_prob`` may be
+    a 0-dim device tensor (CUDA-graph training updates it in place each epoch).
     """
+    shape = (x.shape[0],) + (1,) * (x.dim() - 1)
+    if isinstance(drop_prob, Tensor):
+        keep_t = (1.0 - drop_prob).to(x.dtype)
+        mask = torch.bernoulli(keep_t.expand(shape))
+        return x * (mask / keep_t)
     if drop_prob <= 0.0:
         return x
     keep = 1.0 - drop_prob
-    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+    mask = torch.empty(shape, dtype=x.dtype, device=x.device).bernoulli_(keep)
     return x * (mask / keep)
 
 

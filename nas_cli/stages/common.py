@@ -66,8 +66,12 @@ def evaluate(forward: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's lr; a device-tensor lr (CUDA-graph steps) is updated in place."""
     for g in opt.param_groups:
-        g["lr"] = lr
+        if isinstance(g["lr"], Tensor):
+            g["lr"].fill_(lr)
+        else:
+            g["lr"] = lr
 
 
 def train_mode(module: nn.Module, mode: bool) -> None:

@@ -32,6 +32,7 @@ from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_che
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
+from nas_cli.runtime.graphs import graph_weight_optimizer, make_capturable
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
@@ -90,9 +91,16 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 
     s = cfg.search
-    w_opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
-                            nesterov=bool(s.nesterov))
+    fast = device.type == "cuda" and str(cfg.runtime.cuda_graphs).lower() != "false"
+    if fast:  # same SGD; lr held on device so a captured step follows the schedule (runtime/graphs.py)
+        w_opt = graph_weight_optimizer(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
+                                       bool(s.nesterov), device)
+    else:
+        w_opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
+                                nesterov=bool(s.nesterov))
     a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)
+    if fast:
+        make_capturable(a_opt)
     ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
                       arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
                       precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last),
@@ -243,17 +251,18 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                  "initial_arch": {k: v.cpu() for k, v in run.arch.probabilities().items()},
                  "elapsed": 0.0}
 
+    stepper = build_search_stepper(run)
     console.print(kv_table("search", [
         ("method", cfg.method.name), ("space", cfg.search_space.name), ("dataset", cfg.dataset.name),
         ("optimizer", cfg.optimizer.name), ("objective", cfg.objective.name), ("seed", cfg.seed),
-        ("device", str(run.device)), ("supernet params", f"{n_params:,}"), ("output", str(out_dir))]))
+        ("device", str(run.device)), ("step", stepper.name), ("supernet params", f"{n_params:,}"),
+        ("output", str(out_dir))]))
 
     warmup = int(cfg.objective.warmup_epochs)
     inner = int(cfg.objective.inner_steps)
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
     steps = len(run.train_stream)
     r = cfg.method.relaxation
-    stepper = build_search_stepper(run)
     with make_progress() as progress:
         task = progress.add_task("epoch", total=steps, stats="")
         for epoch in range(state["epoch"], stop_at):

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Protocol
 
+import torch
+
+from nas_cli.errors import ConfigError
 from nas_cli.objectives import Batch, StepOut
+from nas_cli.runtime.graphs import GraphedStep, device_lr, warm_call
 
 if TYPE_CHECKING:
     from nas_cli.stages.search import SearchRun
@@ -35,6 +39,90 @@ class EagerStepper:
         return self.objective.step(batch, next_arch_batch, do_arch)
 
 
+class CudaGraphStepper:
+    """Replays the whole search step (arch step + weight step) from a CUDA graph.
+
+    One graph per step kind (weight only; weight + architecture), sharing one
+    memory pool since they never run concurrently.  Batches are drawn by the
+    usual device-resident streams outside the graph and copied into the graph's
+    input buffers, so the data order and augmentation are those of the eager
+    path.  Whether a step kind consumes an architecture batch is observed during
+    its eager warm-up steps (single-level ERM with ``same_batch`` does not), so
+    the architecture stream advances exactly as it would eagerly.
+    """
+
+    name = "cuda_graph"
+
+    def __init__(self, run: "SearchRun", warmup: int = 2) -> None:
+        self.run = run
+        self.objective = run.objective
+        self.warmup = max(int(warmup), 1)
+        self.warm: dict[bool, int] = {False: 0, True: 0}
+        self.graphs: dict[bool, GraphedStep] = {}
+        self.uses_arch_batch: dict[bool, bool] = {}
+        self._pool = torch.cuda.graph_pool_handle()
+
+    def __call__(self, batch: Batch, next_arch_batch: Callable[[], Batch], do_arch: bool) -> StepOut:
+        if self.warm[do_arch] < self.warmup:
+            return self._warm_step(batch, next_arch_batch, do_arch)
+        inputs = [batch.x, batch.y]
+        if self.uses_arch_batch[do_arch]:
+            ab = next_arch_batch()
+            inputs += [ab.x, ab.y]
+        loss, correct = self._graph(do_arch)(*inputs)
+        return StepOut(loss, correct, int(batch.y.shape[0]))
+
+    def _warm_step(self, batch: Batch, next_arch_batch: Callable[[], Batch], do_arch: bool) -> StepOut:
+        """An ordinary eager step (optimizer state, cuDNN plans); notes whether an arch batch is drawn."""
+        self.warm[do_arch] += 1
+        device_lr(self.run.ctx.w_opt, self.run.device)
+        used: list[bool] = []
+
+        def lazy() -> Batch:
+            used.append(True)
+            return next_arch_batch()
+        out = warm_call(lambda: self.objective.step(batch, lazy, do_arch),
+                        side_stream=self.warm[do_arch] == self.warmup)
+        self.uses_arch_batch[do_arch] = bool(used)
+        return out
+
+    def _graph(self, do_arch: bool) -> GraphedStep:
+        if do_arch not in self.graphs:
+            def fn(x: torch.Tensor, y: torch.Tensor, *arch_xy: torch.Tensor) -> tuple[torch.Tensor, ...]:
+                out = self.objective.step(Batch(x, y), lambda: Batch(*arch_xy), do_arch)
+                return out.loss, out.correct
+            self.graphs[do_arch] = GraphedStep(fn, warmup=0, pool=self._pool)
+        return self.graphs[do_arch]
+
+
+def graph_support(run: "SearchRun") -> str | None:
+    """Why this run's step cannot be captured in a CUDA graph (None: it can)."""
+    from nas_cli.optim import ARCH_OPTIMIZERS
+
+    cfg = run.cfg
+    if run.device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if not getattr(run.objective, "graph_safe", False):
+        return f"objective '{cfg.objective.name}' synchronises with the host inside its step"
+    if not ARCH_OPTIMIZERS.get(cfg.optimizer.name).graph_safe:
+        return f"architecture optimizer '{cfg.optimizer.name}' keeps host-side state"
+    if run.arch.sampling.one_hot:
+        return f"'{run.relax.sampling}' sampling selects ops on the host every step"
+    from nas_cli.runtime import distributed as dist
+
+    if dist.context().enabled:
+        return "data-parallel search runs eagerly"
+    return None
+
+
 def build_search_stepper(run: "SearchRun") -> Stepper:
-    """The step executor ``runtime`` asks for (eager until a faster one is selected)."""
+    """The step executor ``runtime.cuda_graphs`` asks for (auto: graphs when the run supports them)."""
+    mode = str(run.cfg.runtime.cuda_graphs).lower()
+    if mode == "false":
+        return EagerStepper(run)
+    why_not = graph_support(run)
+    if why_not is None:
+        return CudaGraphStepper(run)
+    if mode == "true":
+        raise ConfigError(f"runtime.cuda_graphs=true but {why_not}; use runtime.cuda_graphs=auto or false")
     return EagerStepper(run)

@@ -37,6 +37,7 @@ from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
+from nas_cli.runtime.graphs import GraphedStep, device_lr, graph_weight_optimizer
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
@@ -142,8 +143,16 @@ class EvalTrainer:
                                   in_channels=c).to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.SGD(self.model.parameters(), lr=float(t.lr), momentum=float(t.momentum),
-                                   weight_decay=float(t.weight_decay), nesterov=bool(t.nesterov))
+        self.graphs = _use_graphs(cfg, self.device, self.ctx.enabled)
+        if self.graphs:  # same SGD; lr on device so the captured step follows the schedule
+            self.opt: torch.optim.Optimizer = graph_weight_optimizer(
+                self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay), bool(t.nesterov),
+                self.device)
+            self._drop = torch.zeros((), device=self.device)
+            self._graph = GraphedStep(self._step, warmup=2)
+        else:
+            self.opt = torch.optim.SGD(self.model.parameters(), lr=float(t.lr), momentum=float(t.momentum),
+                                       weight_decay=float(t.weight_decay), nesterov=bool(t.nesterov))
         data = DeviceData.from_arrays(ds.train_x, ds.train_y, ds.mean, ds.std, self.device)
         n = ds.train_x.shape[0]
         if job.holdout > 0:
@@ -174,7 +183,11 @@ class EvalTrainer:
         lr = cosine_lr(epoch, epochs, float(t.lr), float(t.lr_min))
         set_lr(self.opt, lr)
         p = drop_path_prob(float(t.drop_path), epoch, epochs)
-        self.model.drop_path_prob = p
+        if self.graphs:
+            self._drop.fill_(p)
+            self.model.drop_path_prob = self._drop  # type: ignore[assignment]
+        else:
+            self.model.drop_path_prob = p
         self.model.train()
         acc = Accumulator(self.device)
         for x, y in self.stream.epoch():
@@ -184,9 +197,19 @@ class EvalTrainer:
         return {"train_loss": loss_v, "train_acc": acc_v, "lr": lr, "drop_path": p}
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """One SGD step on a global batch (sharded across ranks); returns (loss, correct, count) on device."""
-        t = self.cfg.train
+        """One SGD step on a global batch (sharded across ranks); returns (loss, correct, count) on device.
+
+        With CUDA graphs the step is replayed from a graph after two eager warm-up steps."""
         x, y = dist.shard(x, y, self.ctx)
+        if self.graphs:
+            device_lr(self.opt, self.device)
+            loss, correct = self._graph(x, y)
+        else:
+            loss, correct = self._step(x, y)
+        return loss, correct, int(y.shape[0])
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = self.cfg.train
         if self.cfg.runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.cfg.runtime.precision):
@@ -197,7 +220,7 @@ class EvalTrainer:
         if t.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), float(t.grad_clip))
         self.opt.step()
-        return loss.detach(), (logits.argmax(1) == y).sum(), int(y.shape[0])
+        return loss.detach(), (logits.argmax(1) == y).sum()
 
     def _batches(self, data: DeviceData) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         bs = int(self.cfg.train.eval_batch_size)
@@ -220,6 +243,18 @@ class EvalTrainer:
         self.opt.load_state_dict(ckpt["opt"])
         set_rng_state(ckpt["rng"])
         self.stream.load_state_dict(ckpt["stream"])
+
+
+def _use_graphs(cfg: DictConfig, device: torch.device, distributed: bool) -> bool:
+    """Whether the training step replays from a CUDA graph (runtime.cuda_graphs)."""
+    mode = str(cfg.runtime.cuda_graphs).lower()
+    if mode == "false":
+        return False
+    why_not = ("no CUDA device" if device.type != "cuda"
+               else "data-parallel training runs eagerly" if distributed else None)
+    if why_not and mode == "true":
+        raise ConfigError(f"runtime.cuda_graphs=true but {why_not}; use runtime.cuda_graphs=auto or false")
+    return why_not is None
 
 
 def _finished_summary(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -1,0 +1,116 @@
+"""Whole-step CUDA graphs: same math as the eager path (GPU), clear errors where unsupported (CPU)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas_cli.errors import ConfigError
+from nas_cli.objectives import Batch
+from nas_cli.spaces.genotypes import get_genotype
+from nas_cli.stages.search import build_run
+from nas_cli.stages.stepper import CudaGraphStepper, EagerStepper, build_search_stepper, graph_support
+from nas_cli.stages.train_eval import EvalJob, EvalTrainer
+from tests.conftest import TINY, make_cfg
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+
+
+def _run(tmp_path: Path, *extra: str, device: str = "cpu"):
+    cfg = make_cfg([*TINY, f"runtime.device={device}", "objective.warmup_epochs=0", *extra])
+    return build_run(cfg, tmp_path)
+
+
+def test_cpu_runs_use_the_eager_stepper(tmp_path: Path) -> None:
+    run = _run(tmp_path, "method=gaea_pcdarts")
+    assert isinstance(build_search_stepper(run), EagerStepper)
+    assert graph_support(run) == "CUDA graphs need a CUDA device"
+
+
+def test_cuda_graphs_true_without_support_is_a_config_error(tmp_path: Path) -> None:
+    run = _run(tmp_path, "method=gaea_pcdarts", "runtime.cuda_graphs=true")
+    with pytest.raises(ConfigError, match="cuda_graphs=true but CUDA graphs need a CUDA device"):
+        build_search_stepper(run)
+
+
+def test_unknown_cuda_graphs_value_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="runtime.cuda_graphs must be auto, true or false"):
+        _run(tmp_path, "runtime.cuda_graphs=maybe")
+
+
+def test_eval_trainer_cuda_graphs_true_on_cpu_is_a_config_error(tmp_path: Path) -> None:
+    cfg = make_cfg(["experiment=demo", "runtime.device=cpu", "runtime.cuda_graphs=true", "dataset.num_train=64",
+                    "dataset.image_size=8", "train.init_channels=4", "train.layers=3", "train.batch_size=16"])
+    with pytest.raises(ConfigError, match="cuda_graphs=true but no CUDA device"):
+        EvalTrainer(cfg, EvalJob("x", get_genotype("darts_v2"), 0), tmp_path)
+
+
+def _steps(run, n: int, do_arch: bool = True) -> list[float]:
+    stepper = build_search_stepper(run)
+    run.model.train()
+    losses = []
+    it = iter(run.train_stream.epoch())
+    for _ in range(n):
+        try:
+            x, y = next(it)
+        except StopIteration:
+            it = iter(run.train_stream.epoch())
+            x, y = next(it)
+        out = stepper(Batch(x, y), lambda: Batch(*run.arch_stream.sample()), do_arch)
+        losses.append(float(out.loss))
+    return losses
+
+
+@gpu
+@pytest.mark.parametrize("method", ["gaea_pcdarts", "darts"])
+def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) -> None:
+    """Eight steps (2 eager warm-up, capture, 5 replays) track the eager reference: same losses
+    and architecture parameters up to float reassociation (fused vs foreach SGD)."""
+    results = {}
+    for mode in ("true", "false"):
+        run = _run(tmp_path / mode, f"method={method}", "runtime.device=cuda", f"runtime.cuda_graphs={mode}",
+                   "runtime.deterministic=true")
+        stepper = build_search_stepper(run)
+        assert isinstance(stepper, CudaGraphStepper if mode == "true" else EagerStepper)
+        losses = _steps(run, 8)
+        results[mode] = (losses, {k: v.detach().cpu().clone() for k, v in run.arch.raw.items()})
+    torch.testing.assert_close(torch.tensor(results["true"][0]), torch.tensor(results["false"][0]),
+                               rtol=1e-4, atol=1e-4)
+    for k, v in results["false"][1].items():
+        torch.testing.assert_close(results["true"][1][k], v, rtol=1e-4, atol=1e-5)
+
+
+@gpu
+def test_graph_lr_schedule_is_followed(tmp_path: Path) -> None:
+    """The captured SGD step reads the learning rate from device memory: lr=0 freezes the weights."""
+    from nas_cli.stages.common import set_lr
+
+    run = _run(tmp_path, "method=gaea_pcdarts", "runtime.device=cuda", "runtime.cuda_graphs=true")
+    _steps(run, 4)  # captured and replayed
+    set_lr(run.ctx.w_opt, 0.0)
+    for g in run.ctx.w_opt.param_groups:  # no momentum carry-over either
+        for p in g["params"]:
+            st = run.ctx.w_opt.state.get(p, {})
+            if st.get("momentum_buffer") is not None:
+                st["momentum_buffer"].zero_()
+    before = [p.detach().clone() for p in run.model.parameters()]
+    _steps(run, 2)
+    wd_free = all(torch.equal(a, p.detach()) for a, p in zip(before, run.model.parameters()))
+    assert wd_free
+
+
+@gpu
+def test_eval_trainer_graph_matches_eager(tmp_path: Path) -> None:
+    base = ["experiment=demo", "runtime.device=cuda", "dataset.num_train=256", "dataset.image_size=16",
+            "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0",
+            "train.auxiliary_weight=0.4"]
+    losses = {}
+    for mode in ("true", "false"):
+        cfg = make_cfg([*base, f"runtime.cuda_graphs={mode}"])
+        tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0), tmp_path / mode)
+        assert tr.graphs == (mode == "true")
+        tr.train_epoch(0)
+        losses[mode] = tr.train_epoch(1)["train_loss"]
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
