@@ -162,6 +162,9 @@ class DatasetConfig:
     split: str = "portion"
     #: an official NB201 split file (cifar-split.txt, cifar100-test-split.txt, ...) overriding the rule
     split_file: Optional[str] = None
+    #: cut-down runs: keep only the first N training / test images (null = all)
+    limit_train: Optional[int] = None
+    limit_test: Optional[int] = None
 
 
 @dataclass

@@ -652,3 +652,13 @@ def test_cuda_pipeline_matches_cpu_semantics() -> None:
     nxt = s.sample()
     s.load_state_dict(st)
     assert torch.equal(s.sample()[0], nxt[0])
+
+
+def test_dataset_limits_cut_train_and_test() -> None:
+    from nas_cli.data import load_dataset
+
+    ds = load_dataset({"name": "synthetic", "num_train": 64, "num_test": 32, "image_size": 8,
+                       "limit_train": 10, "limit_test": 5})
+    assert ds.train_x.shape[0] == 10 and ds.test_x.shape[0] == 5 and ds.train_y.shape[0] == 10
+    with pytest.raises(ConfigError, match="dataset.limit_train must be a positive"):
+        load_dataset({"name": "synthetic", "num_train": 64, "num_test": 32, "image_size": 8, "limit_train": 0})

@@ -181,4 +181,19 @@ def load_dataset(cfg: Mapping[str, Any]) -> ArrayDataset:
     if not name:
         raise ConfigError(f"dataset.name is required; choose one of: {', '.join(DATASETS.names())}")
     builder = DATASETS.get(str(name))
-    return builder(cfg).validate()
+    return _limit(builder(cfg).validate(), cfg_get(cfg, "limit_train"), cfg_get(cfg, "limit_test"))
+
+
+def _limit(ds: ArrayDataset, train: int | None, test: int | None) -> ArrayDataset:
+    """The first ``train`` / ``test`` images (``dataset.limit_*``: quick real-data runs)."""
+    import dataclasses
+
+    for key, n in (("limit_train", train), ("limit_test", test)):
+        if n is not None and int(n) < 1:
+            raise ConfigError(f"dataset.{key} must be a positive number of images or null, got {n}")
+    tr = slice(None) if train is None else slice(0, int(train))
+    te = slice(None) if test is None else slice(0, int(test))
+    if train is None and test is None:
+        return ds
+    return dataclasses.replace(ds, train_x=ds.train_x[tr], train_y=ds.train_y[tr], test_x=ds.test_x[te],
+                               test_y=ds.test_y[te])
