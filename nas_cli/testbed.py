@@ -23,13 +23,15 @@ architecture optimizer of nas_cli runs unchanged (same ``Objective`` classes, sa
 Problems are configured by ``experiment=toy/<problem>`` presets (``conf/experiment/toy/``):
 the preset's ``experiment`` block holds the problem's sizes and run length, and the
 usual ``search.*``, ``objective.*``, ``optimizer.*`` keys configure the weight and
-architecture updates.  ``nas-compare-objectives`` (``nas_cli/report/objectives.py``)
-runs them side by side.
+architecture updates.  The presets select ``stage=toy`` (``nas_cli/stages/toy.py``), so
+``nas-search experiment=toy/<problem>`` runs them side by side through the main CLI;
+``nas-compare-objectives`` (``nas_cli/report/objectives.py``) is the standalone variant.
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -62,6 +64,8 @@ class Problem:
     name: str
     op_names: list[str]
     planted: int
+    #: the exact hypergradient (and the optimum) are known in closed form
+    closed_form: bool = False
     x_tr: Tensor
     y_tr: Tensor
     x_val: Tensor
@@ -75,6 +79,10 @@ class Problem:
 
     def exact_hypergradient(self, arch: ArchParameters, rho: float) -> tuple[Tensor, Tensor] | None:
         """(hypergradient w.r.t. the raw arch tensor, upper-level value) or None if not closed form."""
+        return None
+
+    def optimum(self, rho: float) -> float | None:
+        """Upper-level value at the planted vertex, where it is known in closed form."""
         return None
 
     def upper_loss(self, model: nn.Module, arch_weights: dict[str, Tensor]) -> float:
@@ -98,6 +106,7 @@ class _MixedLinear(nn.Module):
 
 class Quadratic(Problem):
     name = "quadratic"
+    closed_form = True
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         g = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
@@ -287,9 +296,44 @@ def run_testbed(cfg: Any, steps: int | None = None, log_every: int = 1) -> Testb
     for i in range(steps):
         dt = run.step(i, do_arch=i >= warmup and i % inner == 0)
         if i % log_every == 0 or i == steps - 1:
+            probs = run.probs()
             run.history.append({"step": i + 1, "upper_loss": run.upper_loss(), "train_loss": run.train_loss(),
-                                "p_planted": float(run.probs()[run.problem.planted]), "step_s": dt})
+                                "p_planted": float(probs[run.problem.planted]), "step_s": dt,
+                                "probs": [float(v) for v in probs]})
     return run
+
+
+def evaluate(cfg: Any, steps: int | None = None, settle_steps: int = 300,
+             log_every: int = 1) -> tuple[dict[str, Any], TestbedRun]:
+    """Run one (optimizer, objective) configuration and score it against the known answers.
+
+    Returns a result row -- final upper/training loss, weight on the planted op and whether it
+    won, op-weight entropy, median seconds per step, the objective's extra memory and, where the
+    problem has a closed form, the relative error of the objective's hypergradient estimate
+    (after ``settle_steps`` weight steps at the initial architecture, on a fresh run) -- and the run.
+    """
+    from nas_cli.arch import entropy
+
+    run = run_testbed(cfg, steps=steps, log_every=log_every)
+    probs = run.probs()
+    err = None
+    if run.problem.closed_form:
+        fresh = build_testbed(cfg)
+        if fresh.objective.uses_split:  # single level has no lower level to differentiate through
+            h = hypergradient_estimate(fresh, settle_steps)
+            err = float((h["estimate"] - h["exact"]).norm() / h["exact"].norm())
+    last = run.history[-1]
+    row = {
+        "optimizer": str(cfg.optimizer.name), "objective": str(cfg.objective.name),
+        "upper_loss": last["upper_loss"], "train_loss": last["train_loss"],
+        "p_planted": float(probs[run.problem.planted]),
+        "recovered": int(probs.argmax()) == run.problem.planted,
+        "selected": run.problem.op_names[int(probs.argmax())],
+        "entropy": float(entropy(probs[None])),
+        "step_ms": 1e3 * statistics.median(h["step_s"] for h in run.history),
+        "extra_memory_bytes": run.objective.extra_memory_bytes(), "hypergrad_rel_err": err,
+    }
+    return row, run
 
 
 def hypergradient_estimate(run: TestbedRun, settle_steps: int) -> dict[str, Tensor]:
@@ -339,13 +383,15 @@ def _targets(run: TestbedRun, w_now: list[Tensor], bufs: list[Tensor | None]) ->
 # ---------------------------------------------------------------------------- config
 
 
-def compose_testbed(problem: str, objective: str, optimizer: str, overrides: list[str] | tuple[str, ...] = ()) -> Any:
+def compose_testbed(problem: str, objective: str, optimizer: str, overrides: list[str] | tuple[str, ...] = (),
+                    experiment: dict[str, Any] | None = None) -> Any:
     """Compose ``experiment=toy/<problem> objective=<o> optimizer=<a>`` in-process.
 
     The relaxation's parameterisation follows the optimizer (logits for Adam/SGD, simplex
     for EG/XNAS); the preset's ``arch_lr`` table gives the optimizer's step size and its
     ``objective_overrides`` table objective-specific keys (e.g. Moreau's plain-GD ``beta``);
-    ``overrides`` come last and win.
+    ``overrides`` come last and win.  ``experiment``: the preset's resolved ``experiment`` block when
+    the caller has it already (the toy stage), which saves composing a probe config first.
     """
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
@@ -353,6 +399,10 @@ def compose_testbed(problem: str, objective: str, optimizer: str, overrides: lis
     from nas_cli.cli import CONF_DIR
 
     def _compose(ov: list[str]) -> Any:
+        from hydra.core.global_hydra import GlobalHydra
+
+        if GlobalHydra.instance().is_initialized():  # inside the nas-search app (stage=toy): same conf dir
+            return compose(config_name="config", overrides=ov)
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="config", overrides=ov)
 
@@ -362,8 +412,7 @@ def compose_testbed(problem: str, objective: str, optimizer: str, overrides: lis
     param = "logits" if "logits" in entry.supports else "simplex"
     base = [f"experiment=toy/{problem}", f"objective={objective}", f"optimizer={optimizer}",
             f"method.relaxation.parameterization={param}"]
-    probe = _compose(base)
-    ex = OmegaConf.to_container(probe.experiment, resolve=True) or {}
+    ex = experiment if experiment is not None else OmegaConf.to_container(_compose(base).experiment, resolve=True) or {}
     extra = []
     lr = (ex.get("arch_lr") or {}).get(optimizer)  # type: ignore[union-attr]
     if lr is not None:

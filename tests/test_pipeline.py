@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from nas_cli.errors import ConfigError
-from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from nas_cli.report import Run
+from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.spaces.genotypes import get_genotype
 from nas_cli.stages.protocol import rank_candidates, run_eval_stage, run_pipeline
 from nas_cli.stages.train_eval import EvalJob, EvalTrainer, drop_path_prob, eval_loss, train_eval_network
@@ -200,6 +201,34 @@ def test_nas_report_on_fixture_outputs(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-c", "from nas_cli.report import cli; cli()", str(tmp_path / "nothing")],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "not a directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_entropy_plot_uniform_reference_uses_each_runs_op_count(tmp_path: Path, monkeypatch) -> None:
+    """The dotted 'uniform' line is ln |O| from arch_history.npz: ln 5 on NB201 (not ln 8), one per op count."""
+    from nas_cli.report import builtin, plots
+
+    def run(d: Path, method: str, edges: int, ops: int) -> None:
+        _fixture_search(d, method, 0, [1.5, 1.0])
+        w = np.full((edges, ops), 1.0 / ops, dtype=np.float32)
+        atomic_save_npz(d / "arch_history.npz", {"epoch": np.arange(1, 3), "initial_normal": w,
+                                                 "normal": np.stack([w, w]), "initial_normal_edges": np.ones(edges)})
+
+    figs: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, stem: figs.append(fig) or [])
+    run(tmp_path / "nb201", "nb201-like", 6, 5)
+    assert plots.op_count(tmp_path / "nb201") == 5
+    builtin.build_search([Run(tmp_path / "nb201", json.loads((tmp_path / "nb201/summary.json").read_text()))],
+                         tmp_path / "rep")
+    levels = sorted(round(float(ln.get_ydata()[0]), 6) for ln in figs[0].axes[0].lines
+                    if ln.get_label().startswith("uniform"))
+    assert levels == [round(float(np.log(5)), 6)]
+    run(tmp_path / "darts", "darts-like", 14, 8)  # two spaces in one plot: one reference each
+    figs.clear()
+    plots.entropy_plot({"a": [[{"epoch": 1, "entropy_normal": 1.0}]], "b": [[{"epoch": 1, "entropy_normal": 2.0}]]},
+                       tmp_path / "e", num_ops={"a": plots.op_count(tmp_path / "nb201"),
+                                                "b": plots.op_count(tmp_path / "darts")})
+    levels = sorted(float(ln.get_ydata()[0]) for ln in figs[0].axes[0].lines if ln.get_label().startswith("uniform"))
+    assert levels == pytest.approx([np.log(5), np.log(8)])
 
 
 def test_nas_arch_darts_v2(tmp_path: Path) -> None:

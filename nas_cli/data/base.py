@@ -170,6 +170,33 @@ def channel_stats(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(mean), tuple(std)
 
 
+def from_arrays(name: str, cfg: Mapping[str, Any], train_x: np.ndarray, train_y: np.ndarray,
+                test_x: np.ndarray, test_y: np.ndarray, num_classes: int,
+                mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None,
+                class_names: list[str] | None = None) -> ArrayDataset:
+    """The one way a builder turns its arrays (uint8 NCHW images, int64 labels) into an ArrayDataset.
+
+    Shared so every source gets the same defaults: normalisation constants from the
+    training images when the source has none (:func:`channel_stats`), and the random-crop
+    padding ``dataset.crop_padding`` or else proportional to the image size
+    (:func:`default_crop_padding`: 4 px for 32x32 CIFAR, 2 px for 16x16 ImageNet16).
+    """
+    if mean is None or std is None:
+        mean, std = channel_stats(train_x)
+    return ArrayDataset(
+        name=name,
+        train_x=torch.from_numpy(train_x),
+        train_y=torch.from_numpy(train_y),
+        test_x=torch.from_numpy(test_x),
+        test_y=torch.from_numpy(test_y),
+        num_classes=int(num_classes),
+        mean=tuple(mean),
+        std=tuple(std),
+        crop_padding=int(cfg_get(cfg, "crop_padding", default_crop_padding(train_x.shape[2]))),
+        class_names=class_names,
+    )
+
+
 def load_dataset(cfg: Mapping[str, Any]) -> ArrayDataset:
     """Build and validate the dataset named by ``cfg["name"]``.
 

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get
+from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, from_arrays
 from nas_cli.errors import DataError
 
 _IMAGE_SHAPE = (3, 32, 32)
@@ -245,25 +245,11 @@ def load_cifar(cfg: Mapping[str, Any], layout: CifarLayout) -> ArrayDataset:
     if norm not in ("darts", "nb201"):
         raise DataError(f"dataset.normalization must be darts or nb201 for {layout.title}, got '{norm}'")
     mean, std = (layout.nb201_mean, layout.nb201_std) if norm == "nb201" else (layout.mean, layout.std)
-    return ArrayDataset(
-        name=layout.name,
-        train_x=torch.from_numpy(train_x),
-        train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x),
-        test_y=torch.from_numpy(test_y),
-        num_classes=layout.num_classes,
-        mean=mean,
-        std=std,
-        crop_padding=int(cfg_get(cfg, "crop_padding", 4)),
-        class_names=_read_class_names(directory, layout),
-    )
+    return from_arrays(layout.name, cfg, train_x, train_y, test_x, test_y, layout.num_classes, mean, std,
+                       _read_class_names(directory, layout))
 
 
-@DATASETS.register("cifar10")
-def build_cifar10(cfg: Mapping[str, Any]) -> ArrayDataset:
-    return load_cifar(cfg, CIFAR10)
-
-
-@DATASETS.register("cifar100")
-def build_cifar100(cfg: Mapping[str, Any]) -> ArrayDataset:
-    return load_cifar(cfg, CIFAR100)
+#: the registered variants: one layout record each, one loader for all
+LAYOUTS = (CIFAR10, CIFAR100)
+for _layout in LAYOUTS:
+    DATASETS.add(_layout.name, partial(load_cifar, layout=_layout))

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get
+from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, from_arrays
 from nas_cli.data.cifar import _read_pickle
 from nas_cli.errors import DataError
 
@@ -71,14 +70,4 @@ def build_imagenet16_120(cfg: Mapping[str, Any]) -> ArrayDataset:
     norm = cfg_get(cfg, "normalization", "nb201")
     if norm != "nb201":
         raise DataError(f"imagenet16_120 has only NB201 normalisation constants; got dataset.normalization={norm}")
-    return ArrayDataset(
-        name="imagenet16_120",
-        train_x=torch.from_numpy(train_x),
-        train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x),
-        test_y=torch.from_numpy(test_y),
-        num_classes=NUM_CLASSES,
-        mean=MEAN,
-        std=STD,
-        crop_padding=int(cfg_get(cfg, "crop_padding", 2)),
-    )
+    return from_arrays("imagenet16_120", cfg, train_x, train_y, test_x, test_y, NUM_CLASSES, MEAN, STD)

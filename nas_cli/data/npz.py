@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, channel_stats, default_crop_padding
+from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, from_arrays
 from nas_cli.errors import DataError
 
 REQUIRED_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -105,20 +104,8 @@ def build_npz(cfg: Mapping[str, Any]) -> ArrayDataset:
     num_classes = int(cfg_get(cfg, "num_classes", len(names) if names else seen))
     if ("mean" in arrays) != ("std" in arrays):
         raise DataError(f"{path}: provide both 'mean' and 'std' or neither (they are computed then)")
+    mean = std = None  # computed from the training images when absent
     if "mean" in arrays:
         mean = tuple(float(v) for v in arrays["mean"].reshape(-1))
         std = tuple(float(v) for v in arrays["std"].reshape(-1))
-    else:  # derive from the training images (what a user would otherwise have to compute)
-        mean, std = channel_stats(train_x)
-    return ArrayDataset(
-        name="npz",
-        train_x=torch.from_numpy(train_x),
-        train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x),
-        test_y=torch.from_numpy(test_y),
-        num_classes=num_classes,
-        mean=mean,
-        std=std,
-        crop_padding=int(cfg_get(cfg, "crop_padding", default_crop_padding(train_x.shape[2]))),
-        class_names=names,
-    )
+    return from_arrays("npz", cfg, train_x, train_y, test_x, test_y, num_classes, mean, std, names)

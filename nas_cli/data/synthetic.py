@@ -34,9 +34,8 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import numpy as np
-import torch
 
-from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, channel_stats, default_crop_padding
+from nas_cli.data.base import DATASETS, ArrayDataset, cfg_get, from_arrays
 from nas_cli.errors import ConfigError
 
 #: Classes are indexed into cue tables by residues modulo these pairwise
@@ -261,22 +260,10 @@ def build_synthetic(cfg: Mapping[str, Any]) -> ArrayDataset:
     except (TypeError, ValueError) as e:
         raise ConfigError(f"synthetic dataset: numeric settings expected ({e})") from None
     train_x, train_y, test_x, test_y = generate(num_train, num_test, image_size, num_classes, seed)
-    mean, std = channel_stats(train_x)
     cues = class_cues(num_classes)
     names = [
         f"{['vert', 'horiz', 'plaid'][cues.orientation[c]]}-p{cues.period[c]}"
         f"-{['red', 'green', 'blue', 'yellow'][cues.hue[c]]}{['', '-checker'][cues.texture[c]]}"
         for c in range(num_classes)
     ]
-    return ArrayDataset(
-        name="synthetic",
-        train_x=torch.from_numpy(train_x),
-        train_y=torch.from_numpy(train_y),
-        test_x=torch.from_numpy(test_x),
-        test_y=torch.from_numpy(test_y),
-        num_classes=num_classes,
-        mean=mean,
-        std=std,
-        crop_padding=int(cfg_get(cfg, "crop_padding", default_crop_padding(image_size))),
-        class_names=names,
-    )
+    return from_arrays("synthetic", cfg, train_x, train_y, test_x, test_y, num_classes, class_names=names)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -156,6 +155,19 @@ def _rich(rep: Report) -> Any:
     return t
 
 
+def emit(rep: Report, out_dir: Path | None) -> None:
+    """Print one report (rich table + notes) and, with ``out_dir``, save it as Markdown, CSV and LaTeX."""
+    from nas_cli.runtime.console import console
+    from nas_cli.runtime.io import atomic_write_text
+
+    console.print(_rich(rep))
+    for n in rep.notes:
+        console.print(f"  [dim]{n}[/]")
+    if out_dir is not None:
+        for ext, fn in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
+            atomic_write_text(out_dir / f"{rep.name}.{ext}", fn(rep))
+
+
 def build_reports(paths: Sequence[Path], out_dir: Path | None) -> list[Report]:
     runs = _load_runs(paths)
     fig_dir = out_dir or Path(paths[0]) / "report"
@@ -169,7 +181,6 @@ def print_report(path: Path | Sequence[Path], out_dir: Path | None = None, write
     """Print (and with ``write`` save) the reports of the runs under ``path``; returns them."""
     from nas_cli.errors import ConfigError
     from nas_cli.runtime.console import console
-    from nas_cli.runtime.io import atomic_write_text
 
     paths = [Path(p) for p in ([path] if isinstance(path, (str, Path)) else path)]
     for p in paths:
@@ -184,13 +195,7 @@ def print_report(path: Path | Sequence[Path], out_dir: Path | None = None, write
     if not reports:
         raise ConfigError(f"no finished runs (summary.json with status complete) under {', '.join(map(str, paths))}")
     for rep in reports:
-        console.print(_rich(rep))
-        for n in rep.notes:
-            console.print(f"  [dim]{n}[/]")
-        if write:
-            assert out is not None
-            for ext, fn in (("md", to_markdown), ("csv", to_csv), ("tex", to_latex)):
-                atomic_write_text(out / f"{rep.name}.{ext}", fn(rep))
+        emit(rep, out if write else None)
     if write:
         assert out is not None
         figs = sorted({f for r in reports for f in r.figures})
@@ -206,21 +211,20 @@ def print_report(path: Path | Sequence[Path], out_dir: Path | None = None, write
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
-    from nas_cli.errors import UserError
-    from nas_cli.runtime.console import error_line
+    from nas_cli.cliutil import run_command
 
     ap = argparse.ArgumentParser(prog="nas-report", description="Tables (rich, Markdown, CSV, LaTeX) and plots "
                                  "(PNG, SVG) from nas-search run, multirun or pipeline directories.")
     ap.add_argument("paths", nargs="+", help="run / multirun / pipeline directories (searched recursively)")
     ap.add_argument("--out", default=None, help="output directory (default: <first path>/report)")
-    args = ap.parse_args(argv)
-    try:
-        print_report([Path(p) for p in args.paths], Path(args.out) if args.out else None)
-    except UserError as exc:
-        error_line(str(exc))
-        return exc.exit_code
-    return 0
+    return run_command(ap, _report_command, argv)
+
+
+def _report_command(args: Any) -> None:
+    print_report([Path(p) for p in args.paths], Path(args.out) if args.out else None)
 
 
 def cli() -> None:
-    sys.exit(main())
+    from nas_cli.cliutil import exit_with
+
+    exit_with(main)

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from nas_cli.errors import UserError
 from nas_cli.spaces.genotypes import Genotype
 
 OP_COLORS = {
@@ -115,8 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from nas_cli.spaces.nb201 import main as nb201_main
 
         return nb201_main(args_list)
-    from nas_cli.runtime.console import console, error_line, kv_table
-    from nas_cli.spaces.genotypes import get_genotype, list_genotypes
+    from nas_cli.cliutil import run_command
+    from nas_cli.spaces.genotypes import list_genotypes
 
     ap = argparse.ArgumentParser(prog="nas-arch", description="Show a DARTS-space genotype: cells, params, "
                                  "multiply-adds, and normal/reduction cell diagrams (PNG + SVG).")
@@ -125,32 +124,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="evaluation-network setting: CIFAR C=36 L=20 (32x32) or ImageNet C=48 L=14 (224x224)")
     ap.add_argument("--out", default=None, help="directory for the diagrams (default: ./arch-<name>)")
     ap.add_argument("--no-plots", action="store_true", help="only print")
-    args = ap.parse_args(argv)
-    try:
-        text = args.arch[len("arch="):] if args.arch.startswith("arch=") else args.arch
-        geno = get_genotype(text)
-        info = describe(geno, args.dataset)
-        name = Path(text).stem if Path(text).suffix else text
-        rows = [("genotype", genotype_text(geno)),
-                ("normal", "  ".join(f"{op}<-{j}" for op, j in geno.normal)),
-                ("reduce", "  ".join(f"{op}<-{j}" for op, j in geno.reduce)),
-                (f"params ({args.dataset}, no aux)", f"{info['params']:,} ({info['params'] / 1e6:.2f}M)"),
-                ("multiply-adds", f"{info['multiply_adds']:,} ({info['multiply_adds'] / 1e6:.0f}M)")]
-        if not args.no_plots:
-            out = Path(args.out or f"arch-{name}")
-            files = []
-            for cell in ("normal", "reduce"):
-                files += draw_cell(geno, cell, out / f"{name}_{cell}", title=f"{name}: {cell} cell")
-            rows.append(("diagrams", ", ".join(str(f) for f in files)))
-        console.print(kv_table(f"architecture {name}", rows))
-    except UserError as exc:
-        error_line(str(exc))
-        return exc.exit_code
-    return 0
+    return run_command(ap, _show, args_list)
+
+
+def _show(args: argparse.Namespace) -> None:
+    """Print a genotype's description (and draw its cells)."""
+    from nas_cli.runtime.console import console, kv_table
+    from nas_cli.spaces.genotypes import get_genotype
+
+    text = args.arch[len("arch="):] if args.arch.startswith("arch=") else args.arch
+    geno = get_genotype(text)
+    info = describe(geno, args.dataset)
+    name = Path(text).stem if Path(text).suffix else text
+    rows = [("genotype", genotype_text(geno)),
+            ("normal", "  ".join(f"{op}<-{j}" for op, j in geno.normal)),
+            ("reduce", "  ".join(f"{op}<-{j}" for op, j in geno.reduce)),
+            (f"params ({args.dataset}, no aux)", f"{info['params']:,} ({info['params'] / 1e6:.2f}M)"),
+            ("multiply-adds", f"{info['multiply_adds']:,} ({info['multiply_adds'] / 1e6:.0f}M)")]
+    if not args.no_plots:
+        out = Path(args.out or f"arch-{name}")
+        files = []
+        for cell in ("normal", "reduce"):
+            files += draw_cell(geno, cell, out / f"{name}_{cell}", title=f"{name}: {cell} cell")
+        rows.append(("diagrams", ", ".join(str(f) for f in files)))
+    console.print(kv_table(f"architecture {name}", rows))
 
 
 def cli() -> None:
-    sys.exit(main())
+    from nas_cli.cliutil import exit_with
+
+    exit_with(main)
 
 
 if __name__ == "__main__":

@@ -54,10 +54,17 @@ def _pipeline_label(r: Run, runs: list[Run]) -> str:
     return label
 
 
+def _op_count(dirs: Sequence[Path]) -> int | None:
+    """The op count of a series (its runs share a search space): the first run that records one."""
+    from nas_cli.report.plots import op_count
+
+    return next((n for n in map(op_count, dirs) if n), None)
+
+
 def build_pipeline(runs: list[Run], fig_dir: Path) -> list[Report]:
     from nas_cli.report.plots import curves_plot, entropy_plot
 
-    rows, entropy, curves, figs = [], {}, {}, []
+    rows, entropy, num_ops, curves, figs = [], {}, {}, {}, []
     unit = "GPU"
     for r in sorted(runs, key=lambda r: (r.summary.get("method", ""), str(r.path))):
         s = r.summary
@@ -72,9 +79,10 @@ def build_pipeline(runs: list[Run], fig_dir: Path) -> list[Report]:
                      f"{s['params'] / 1e6:.2f}", f"{statistics.fmean(hours) if hours else 0.0:.3f}",
                      f"{len(s.get('search_seeds', []))}/{len(s.get('retrain_seeds', []))}", s.get("selected", "-")])
         entropy[label] = [_rows_of(sr.path) for sr in searches]
+        num_ops[label] = _op_count([sr.path for sr in searches])
         curves[f"{label} retrain"] = [_rows_of(p) for p in sorted((r.path / "retrain").glob("seed*"))]
         figs += _cells(s["genotype"], f"{label} selected", fig_dir)
-    figs += entropy_plot(entropy, fig_dir / "entropy_normal")
+    figs += entropy_plot(entropy, fig_dir / "entropy_normal", num_ops=num_ops)
     figs += curves_plot(curves, fig_dir / "learning_curves", metrics=("train_acc", "test_acc"))
     dataset = runs[0].summary.get("dataset", "")
     return [Report(
@@ -134,7 +142,7 @@ def build_search(runs: list[Run], fig_dir: Path) -> list[Report]:
     for r in runs:
         s = r.summary
         groups[(s["method"], s["search_space"], s["dataset"], s.get("objective", ""), s.get("tag", ""))].append(r)
-    rows, entropy, curves, figs = [], {}, {}, []
+    rows, entropy, num_ops, curves, figs = [], {}, {}, {}, []
     unit = "GPU" if any(r.summary.get("search_gpu_hours") for r in runs) else "CPU"
     for key, group in sorted(groups.items()):
         method, space, dataset, objective, tag = key
@@ -146,9 +154,10 @@ def build_search(runs: list[Run], fig_dir: Path) -> list[Report]:
                      f"{ss[0]['supernet_params'] / 1e6:.2f}",
                      f"{statistics.fmean(_hours(s)[0] for s in ss):.3f}"])
         entropy[label] = [_rows_of(r.path) for r in group]
+        num_ops[label] = _op_count([r.path for r in group])
         curves[label] = entropy[label]
         figs += _cells(ss[0]["genotype"], f"{label} seed{ss[0]['seed']}", fig_dir)
-    figs += entropy_plot(entropy, fig_dir / "entropy_normal")
+    figs += entropy_plot(entropy, fig_dir / "entropy_normal", num_ops=num_ops)
     figs += curves_plot(curves, fig_dir / "search_curves", metrics=("train_acc", "val_acc"))
     return [Report("search", "Search runs (supernet; mean ± std over seeds)",
                    ["Method", "Space", "Dataset", "Runs", "Supernet test acc (%)", "Final op entropy",
@@ -165,3 +174,4 @@ register_kind(ReportKind("train_job", lambda s: s.get("stage") in ("eval", "retr
 register_kind(ReportKind("search", lambda s: s.get("stage") == "search" and "supernet_test_acc" in s,
                          build_search, priority=100))
 import nas_cli.report.nb201  # noqa: E402,F401  (registers the NAS-Bench-201 kind)
+import nas_cli.report.objectives  # noqa: E402,F401  (registers the testbed comparison kind)

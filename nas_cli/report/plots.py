@@ -1,9 +1,10 @@
-"""Report figures (PNG + SVG, matplotlib Agg): op-weight entropy (GAEA Figure 1) and learning curves."""
+"""Report figures (PNG + SVG, matplotlib Agg): op-weight entropy (GAEA Figure 1), learning curves and
+the testbed's upper-level loss."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -25,41 +26,80 @@ def _save(fig: Any, stem: Path) -> list[Path]:
     return out
 
 
-def _mean_curve(runs: list[list[dict[str, Any]]], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Per-epoch mean and std over seeds, over the epochs all seeds have a value for."""
-    per_epoch: dict[int, list[float]] = {}
+def _mean_curve(runs: list[list[dict[str, Any]]], key: str,
+                x: str = "epoch") -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Mean and std over seeds of ``key`` per ``x`` (epoch, step), over the x values any seed has."""
+    per_x: dict[int, list[float]] = {}
     for rows in runs:
         for r in rows:
             if r.get(key) is not None:
-                per_epoch.setdefault(int(r["epoch"]), []).append(float(r[key]))
-    if not per_epoch:
+                per_x.setdefault(int(r[x]), []).append(float(r[key]))
+    if not per_x:
         return None
-    ep = np.array(sorted(per_epoch))
-    vals = [per_epoch[e] for e in ep]
-    return ep, np.array([np.mean(v) for v in vals]), np.array([np.std(v) for v in vals])
+    xs = np.array(sorted(per_x))
+    vals = [per_x[e] for e in xs]
+    return xs, np.array([np.mean(v) for v in vals]), np.array([np.std(v) for v in vals])
 
 
-def entropy_plot(series: Series, stem: Path, key: str = "entropy_normal") -> list[Path]:
-    """Mean (± std band over seeds) entropy of the normal-cell op weights per epoch, one line per method."""
+def _draw_mean_std(ax: Any, series: Series, key: str, x: str = "epoch") -> int:
+    """One line per label (mean over its seeds) with a ± std band; returns how many were drawn.
+
+    The one drawing rule of every report curve, so all figures read the same way."""
+    drawn = 0
+    for label, runs in series.items():
+        c = _mean_curve(runs, key, x)
+        if c is None:
+            continue
+        xs, m, s = c
+        ax.plot(xs, m, marker="o" if len(xs) < 15 else None, label=label)
+        if len(runs) > 1:
+            ax.fill_between(xs, m - s, m + s, alpha=0.2)
+        drawn += 1
+    return drawn
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def op_count(run_dir: Path) -> int | None:
+    """Number of candidate ops of a search run: the last dimension of its op-weight tensors in
+    ``arch_history.npz`` (the normal cell's when present; edge-weight vectors are 1-D and skipped).
+
+    None when the file is missing or holds no op tensor (then no uniform reference is drawn)."""
+    path = Path(run_dir) / "arch_history.npz"
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            ops = {k[len("initial_"):]: z[k].shape for k in z.files if k.startswith("initial_") and z[k].ndim >= 2}
+    except (OSError, ValueError):
+        return None
+    if not ops:
+        return None
+    return int((ops.get("normal") or next(iter(ops.values())))[-1])
+
+
+def entropy_plot(series: Series, stem: Path, key: str = "entropy_normal",
+                 num_ops: Mapping[str, int | None] | None = None) -> list[Path]:
+    """Mean (± std band over seeds) entropy of the normal-cell op weights per epoch, one line per method.
+
+    The dotted reference is the entropy of uniform weights, ln |O|, with |O| taken per series from
+    ``num_ops`` (label -> op count, see :func:`op_count`): ln 8 on the DARTS space, ln 5 on
+    NAS-Bench-201, one less with ``exclude_zero``.  Series of unknown op count get no reference."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    drawn = 0
-    for label, runs in series.items():
-        c = _mean_curve(runs, key)
-        if c is None:
-            continue
-        ep, m, s = c
-        ax.plot(ep, m, marker="o" if len(ep) < 15 else None, label=label)
-        ax.fill_between(ep, m - s, m + s, alpha=0.2)
-        drawn += 1
-    if not drawn:
+    if not _draw_mean_std(ax, series, key):
         plt.close(fig)
         return []
-    ax.axhline(np.log(8), color="gray", ls=":", lw=1, label="uniform (log 8)")
+    counts = sorted({int(n) for label, n in (num_ops or {}).items() if n and label in series})
+    for n in counts:
+        ax.axhline(np.log(n), color="gray", ls=":", lw=1, label=f"uniform (ln {n})")
     ax.set_xlabel("epoch")
     ax.set_ylabel("entropy of op weights (nats)")
     ax.set_title("Normal-cell operation-weight entropy")
@@ -70,25 +110,35 @@ def entropy_plot(series: Series, stem: Path, key: str = "entropy_normal") -> lis
 
 def curves_plot(series: Series, stem: Path, metrics: Sequence[str] = ("train_acc", "val_acc")) -> list[Path]:
     """Accuracy per epoch (mean over seeds), one panel per metric."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.8), squeeze=False)
     drawn = 0
     for ax, key in zip(axes[0], metrics):
-        for label, runs in series.items():
-            c = _mean_curve(runs, key)
-            if c is None:
-                continue
-            ep, m, s = c
-            ax.plot(ep, m, marker="o" if len(ep) < 15 else None, label=label)
-            ax.fill_between(ep, m - s, m + s, alpha=0.2)
-            drawn += 1
+        drawn += _draw_mean_std(ax, series, key)
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(key.replace("_", " "))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    if not drawn:
+        plt.close(fig)
+        return []
+    fig.tight_layout()
+    return _save(fig, stem)
+
+
+def upper_loss_plot(panels: Mapping[str, Series], stem: Path, title: str) -> list[Path]:
+    """Testbed upper-level (validation) loss per step, log scale: one panel per architecture
+    optimizer, one line per objective (mean ± std over seeds)."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    drawn = 0
+    for ax, (opt, series) in zip(axes[0], panels.items()):
+        drawn += _draw_mean_std(ax, series, "upper_loss", x="step")
+        ax.set_yscale("log")
+        ax.set_xlabel("step")
+        ax.set_ylabel("upper-level (validation) loss")
+        ax.set_title(f"{title} - {opt}")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if not drawn:

@@ -44,5 +44,15 @@ STAGES.add("eval", _eval)
 STAGES.add("retrain", _retrain)
 STAGES.add("pipeline", _pipeline)
 
+
+def _toy(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    from nas_cli.stages.toy import run_toy
+
+    return run_toy(cfg, out_dir)
+
+
+STAGES.add("toy", _toy)
+
 # stage schemas with extra keys (stage.search_dir, stage.keep_top_k, ...) register on import
 import nas_cli.stages.protocol  # noqa: E402,F401
+import nas_cli.stages.toy  # noqa: E402,F401
