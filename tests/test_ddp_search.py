@@ -110,7 +110,7 @@ def test_ranks_hold_identical_state(two_ranks: list[dict[str, Any]]) -> None:
     assert r0["search"]["world_size"] == 2
 
 
-def test_only_rank_zero_writes(two_ranks: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_only_rank_zero_writes(two_ranks: list[dict[str, Any]]) -> None:
     r0, r1 = two_ranks
     assert r1["search"]["writes"] == []
     assert {"checkpoint.pt", "metrics.jsonl", "genotype.json", "summary.json"} <= set(r0["search"]["writes"])
