@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from nas_cli.arch import ArchParameters
 from nas_cli.registry import Registry
+from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.device import autocast
 
 
@@ -55,6 +56,7 @@ class StepContext:
         channels_last: bool = False,
         loss_fn: Callable[..., Tensor] | None = None,
         per_example_clip: float | None = None,
+        dist_ctx: dist.DistContext | None = None,
     ) -> None:
         self.model = model
         self.arch = arch
@@ -72,6 +74,9 @@ class StepContext:
         self.per_example_clip = per_example_clip
         #: the arch gradient handed to the optimizer by the last ``apply_arch_grads`` (diagnostics, tests)
         self.last_arch_grads: list[Tensor] | None = None
+        #: data-parallel layout: every batch an objective sees is this rank's shard of the global
+        #: batch, and gradients are averaged over ranks in ``clip_weights`` / ``apply_arch_grads``
+        self.dist = dist_ctx if dist_ctx is not None else dist.DistContext()
 
     # ------------------------------------------------------------------ forward
     @property
@@ -149,8 +154,28 @@ class StepContext:
         loss.backward()
         return loss.detach(), logits.detach()
 
+    def average_over_ranks(self, tensors: list[Tensor]) -> None:
+        """Average ``tensors`` in place over data-parallel ranks (no-op in one process).
+
+        Objectives call it for gradients they use *before* an optimizer step (the
+        unrolled virtual step, Moreau's auxiliary copy): each rank's loss is the mean
+        over its equal shard, so the rank average is the global-batch gradient.
+        """
+        dist.all_reduce_mean_(tensors, self.dist)
+
+    def reduce_weight_grads(self, model: nn.Module | None = None) -> None:
+        """Average ``model``'s ``.grad`` over ranks (the data-parallel weight-gradient reduction)."""
+        if self.dist.enabled:
+            model = model if model is not None else self.model
+            self.average_over_ranks([p.grad for p in model.parameters() if p.grad is not None])
+
     def clip_weights(self, model: nn.Module | None = None) -> None:
+        """Average the weight gradients over ranks, then clip: every objective calls this
+        between its backward pass and its weight-optimizer step, so it is the one place where
+        data parallelism reduces weight gradients (clipping the *global* gradient, as one
+        process would)."""
         model = model if model is not None else self.model
+        self.reduce_weight_grads(model)
         if self.grad_clip:
             nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
 
@@ -214,10 +239,18 @@ class StepContext:
         return [s / n for s in sums], losses.detach().mean()
 
     def apply_arch_grads(self, grads: list[Tensor]) -> None:
+        """Average ``grads`` over ranks, clip, and step the architecture optimizer.
+
+        Architecture gradients come from ``autograd.grad`` (not ``.backward``), so no DDP
+        hook would see them: the explicit average here keeps the architecture parameters
+        bit-identical on every rank (same all-reduce result, same optimizer arithmetic).
+        """
         params = self.arch_tensors()
-        self.last_arch_grads = [g.detach().float() for g in grads]
+        grads = [g.detach().float() for g in grads]
+        self.average_over_ranks(grads)
+        self.last_arch_grads = grads
         for p, g in zip(params, grads):
-            p.grad = g.detach().float()
+            p.grad = g
         if self.arch_grad_clip:
             nn.utils.clip_grad_norm_(params, self.arch_grad_clip)
         self.a_opt.step()
@@ -268,6 +301,11 @@ class Objective(ABC):
     def extra_memory_bytes(self) -> int:
         """Bytes held beyond model + arch + optimizers (extra weight copies)."""
         return 0
+
+    def extra_modules(self) -> list[nn.Module]:
+        """Networks the objective keeps besides ``ctx.model`` (their BN statistics are
+        averaged over data-parallel ranks with the supernet's)."""
+        return []
 
 
 def _zeros_for_none(grads: Any, params: list[Tensor]) -> list[Tensor]:

@@ -146,6 +146,9 @@ class F2BA(Objective):
         self.z_opt.load_state_dict(state["z_opt"])
         self.lam = float(state["lambda"])
 
+    def extra_modules(self) -> list[torch.nn.Module]:
+        return [self.z]
+
     def extra_memory_bytes(self) -> int:
         momentum = float(self.ctx.w_opt.param_groups[0].get("momentum", 0.0))
         params = sum(p.numel() * p.element_size() for p in self.ctx.weight_params(self.z))

@@ -83,6 +83,7 @@ class Moreau(Objective):
         # 1. theta step on g + ||theta - w||^2 / (2 gamma)
         self.theta.train(ctx.model.training)
         ctx.weight_grads(w_batch, model=self.theta)
+        ctx.reduce_weight_grads(self.theta)  # data parallel: theta steps on the global gradient
         eta = float(self.cfg.eta) if self.cfg.eta is not None else ctx.weight_lr
         with torch.no_grad():
             for t, w in zip(th_params, w_params):
@@ -135,3 +136,6 @@ class Moreau(Objective):
 
     def extra_memory_bytes(self) -> int:
         return self.ctx.module_bytes(self.theta)
+
+    def extra_modules(self) -> list[torch.nn.Module]:
+        return [self.theta]

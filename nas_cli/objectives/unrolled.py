@@ -1,5 +1,9 @@
 """DARTS second order: the unrolled bilevel hypergradient (spec methods.md §3.2, [D] ``_backward_step_unrolled``).
 
+Data parallel: ``grad_w L_tr`` (virtual step) and ``v`` are averaged over ranks
+before use; ``g - xi*h`` is linear in the per-rank losses, so the average that
+``apply_arch_grads`` takes is the global hypergradient.
+
 The architecture gradient is that of ``L_val(w', a)`` at the *virtual* weights
 ``w' = w - xi*(mu*m + grad_w L_tr(w, a) + lambda*w)`` (one SGD-momentum step with the
 real optimizer's momentum buffer ``m``, momentum ``mu`` and weight decay ``lambda``;
@@ -63,6 +67,7 @@ class BilevelUnrolled(Objective):
                 aw_det = {k: v.detach() for k, v in ctx.arch.weights(sample=True).items()}
             loss_tr, _ = ctx.loss(train_batch, aw_det, model)
             d_w = _zeros_for_none(torch.autograd.grad(loss_tr, params, allow_unused=True), params)
+            ctx.average_over_ranks(d_w)  # data parallel: the virtual step uses the global gradient
             with torch.no_grad():
                 for p, d in zip(params, d_w):
                     buf = ctx.w_opt.state.get(p, {}).get("momentum_buffer")
@@ -75,6 +80,7 @@ class BilevelUnrolled(Objective):
             grads = torch.autograd.grad(total, [*arch_params, *params], allow_unused=True)
             grads = _zeros_for_none(grads, [*arch_params, *params])
             g, v = grads[:len(arch_params)], grads[len(arch_params):]
+            ctx.average_over_ranks(v)  # eps and w +- eps*v must be the same on every rank
             # 3. eps = 0.01 / ||v|| over all weight tensors
             v_norm = torch.sqrt(sum((t.float() ** 2).sum() for t in v))
             eps = 0.01 / v_norm.clamp_min(1e-12)

@@ -54,15 +54,22 @@ class Accumulator:
 
 @torch.no_grad()
 def evaluate(forward: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor, Tensor]],
-             device: torch.device, max_batches: int | None = None) -> tuple[float, float]:
-    """Mean loss and accuracy of ``forward`` over ``batches`` (caller sets eval mode)."""
+             device: torch.device, max_batches: int | None = None,
+             finish: Callable[[Accumulator], tuple[float, float]] = Accumulator.result) -> tuple[float, float]:
+    """Mean loss and accuracy of ``forward`` over ``batches`` (caller sets eval mode).
+
+    ``finish`` turns the sums into the result; data-parallel callers pass a
+    reduction over ranks (each rank then evaluates its rows of every batch).
+    """
     acc = Accumulator(device)
     for i, (x, y) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
+        if y.shape[0] == 0:  # this rank's share of a small last batch
+            continue
         logits = forward(x).float()
         acc.add(F.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), y.shape[0])
-    return acc.result()
+    return finish(acc)
 
 
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:

@@ -30,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from nas_cli.config import StageConfig, register_schema
 from nas_cli.errors import ConfigError
 from nas_cli.runtime.console import console
+from nas_cli.runtime.distributed import env_world
 from nas_cli.runtime.io import atomic_write_json, read_jsonl
 from nas_cli.runtime.jobs import Job, run_jobs
 from nas_cli.spaces.genotypes import Genotype, get_genotype
@@ -218,8 +219,9 @@ def run_eval_stage(cfg: DictConfig, out_dir: Path,
         "candidates": {n: {"fingerprint": fps[n], "genotype": jobs[n].genotype.to_json()} for n in jobs},
         "gpu_hours": sum(json.loads((out_dir / n / "summary.json").read_text())["gpu_hours"] for n in survivors),
     }
-    atomic_write_json(out_dir / "selection.json", selection)
-    atomic_write_json(out_dir / "summary.json", selection)
+    if env_world().is_main:  # under torchrun every rank computes this; rank 0 writes it
+        atomic_write_json(out_dir / "selection.json", selection)
+        atomic_write_json(out_dir / "summary.json", selection)
     console.print(f"[green]stage 2 selected[/] {best} ({st.metric} {final[0][1]:.4f}); "
                   f"ranking: {', '.join(f'{n} {v:.4f}' for n, v in final)}")
     return selection
@@ -269,7 +271,8 @@ def run_retrain_stage(cfg: DictConfig, out_dir: Path, eval_dir: Path | None = No
         "params": runs[0]["params"], "multiply_adds": runs[0]["multiply_adds"], "epochs": int(cfg.train.epochs),
         "gpu_hours": sum(r["gpu_hours"] for r in runs), "cpu_hours": sum(r["cpu_hours"] for r in runs),
     }
-    atomic_write_json(out_dir / "summary.json", summary)
+    if env_world().is_main:
+        atomic_write_json(out_dir / "summary.json", summary)
     console.print(f"[green]stage 3[/] {name}: test error {mean:.2f} ± {std:.2f} % (best {min(errors):.2f}), "
                   f"{summary['params'] / 1e6:.2f}M params")
     return summary
@@ -308,8 +311,9 @@ def run_pipeline(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         "test_error_best": retrain["test_error_best"], "params": retrain["params"],
         "retrain_seeds": retrain["seeds"],
     }
-    atomic_write_json(out_dir / "summary.json", summary)
-    from nas_cli.report import print_report
+    if env_world().is_main:
+        atomic_write_json(out_dir / "summary.json", summary)
+        from nas_cli.report import print_report
 
-    print_report(out_dir)  # tables + plots in <run dir>/report/
+        print_report(out_dir)  # tables + plots in <run dir>/report/
     return summary

@@ -6,6 +6,16 @@ pipeline, and writes the documented outputs (docs/outputs.md) atomically after
 every epoch.  ``checkpoint.pt`` is the source of truth: on resume every derived
 file is rewritten from it, so a run killed at any instant resumes to exactly
 the result of an uninterrupted run.
+
+Data parallel (``torchrun --nproc_per_node=N -m nas_cli ...``, see
+``nas_cli/runtime/distributed.py``): every rank draws the same global weight and
+architecture batches and steps on its shard; the objective seam
+(``StepContext``) averages weight and architecture gradients over ranks, so
+weights and architecture parameters stay bit-identical and every rank exports
+the same genotype.  BatchNorm normalises with per-rank batch statistics (as DDP
+does); the running statistics are averaged over ranks at the end of every epoch,
+before validation and the checkpoint.  Validation and test batches are split
+over ranks and their metrics summed.  Only rank 0 writes files and prints.
 """
 
 from __future__ import annotations
@@ -28,6 +38,7 @@ from nas_cli.data.splits import make_search_split
 from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.objectives import OBJECTIVES, Batch, Objective, StepContext
 from nas_cli.optim import ARCH_OPTIMIZERS, build_arch_optimizer
+from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
@@ -69,11 +80,18 @@ class SearchRun:
     arch_trainable: bool = True
     #: effective weights of the latest selection (validation / final test use them)
     selected: dict[str, torch.Tensor] | None = None
+    #: data-parallel layout (world_size 1 = one process)
+    world: dist.DistContext = dist.DistContext()
+
+    def shard(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
+        """This rank's part of a global batch (the whole batch in one process)."""
+        return Batch(*dist.shard(x, y, self.world))
 
 
 def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     validate(cfg)
-    device = resolve_device(cfg.runtime.device)
+    dctx = dist.context()
+    device = dist.local_device(cfg.runtime.device) if dctx.enabled else resolve_device(cfg.runtime.device)
     if cfg.runtime.num_threads:
         torch.set_num_threads(int(cfg.runtime.num_threads))
     seed_everything(int(cfg.seed), bool(cfg.runtime.deterministic))
@@ -104,7 +122,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
                       arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
                       precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last),
-                      per_example_clip=cfg.optimizer.get("per_example_clip"))
+                      per_example_clip=cfg.optimizer.get("per_example_clip"), dist_ctx=dctx)
     objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective, ctx)
 
     n = dataset.train_x.shape[0]
@@ -124,6 +142,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     pad = dataset.crop_padding
     aug = bool(s.augment)
     arch_bs = int(s.arch_batch_size or s.batch_size)
+    dist.check_divisible(int(s.batch_size), "search.batch_size", dctx)
+    dist.check_divisible(arch_bs, "search.arch_batch_size", dctx)
     for name, size in (("weight", len(w_idx)), ("architecture", len(a_idx))):
         if size < 1:
             raise ConfigError(f"the {name} split is empty; use more data or another objective.train_portion")
@@ -140,7 +160,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         a_opt.set_horizon(arch_epochs * math.ceil(len(train_stream) / int(cfg.objective.inner_steps)))
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
-                     build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains)
+                     build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -158,9 +178,16 @@ def _evaluate(run: SearchRun, batches: Any, max_batches: int | None) -> tuple[fl
     model.eval()
     aw = _eval_weights(run)
     try:
-        return evaluate(lambda x: run.ctx.forward(x, aw, model), batches, run.device, max_batches)
+        return evaluate(lambda x: run.ctx.forward(x, aw, model), _rank_rows(run, batches), run.device,
+                        max_batches, finish=lambda acc: dist.reduce_metrics(acc, run.world))
     finally:
         model.train(was_training)
+
+
+def _rank_rows(run: SearchRun, batches: Any) -> Any:
+    """Evaluation batches split over ranks (BN in eval mode: the split changes nothing but speed)."""
+    for x, y in batches:
+        yield dist.shard_rows(x, run.world), dist.shard_rows(y, run.world)
 
 
 def _entropy_summary(run: SearchRun) -> dict[str, float]:
@@ -209,6 +236,10 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run (or resume, or report a finished) search in ``out_dir``; returns the summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    world = dist.context()
+    main = world.is_main
+    if not main:
+        console.quiet = True  # rank 0 reports for everyone (errors still go to stderr)
     fingerprint, flat_cfg = config_fingerprint(cfg)
     ckpt_path = out_dir / "checkpoint.pt"
     resume = str(cfg.resume).lower()
@@ -221,17 +252,19 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 f"use another hydra.run.dir or resume=false to overwrite it")
     elif resume == "true":
         raise ConfigError(f"resume=true but there is no checkpoint.pt in {out_dir}")
-    elif resume == "false":
+    elif resume == "false" and main:
         for name in OUTPUT_FILES:
             (out_dir / name).unlink(missing_ok=True)
 
     run = build_run(cfg, out_dir)
+    dist.barrier(world)  # every rank has read the checkpoint (or seen it deleted) before rank 0 writes
     s = cfg.search
     epochs = int(s.epochs)
     sched_epochs = int(s.scheduler_epochs or epochs)
     env = environment_info(run.device)
-    atomic_write_json(out_dir / "env.json", env)
-    atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    if main:
+        atomic_write_json(out_dir / "env.json", {**env, "world_size": world.world_size})
+        atomic_write_text(out_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     n_params = count_parameters(run.model)
 
     state: dict[str, Any]
@@ -255,8 +288,8 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     console.print(kv_table("search", [
         ("method", cfg.method.name), ("space", cfg.search_space.name), ("dataset", cfg.dataset.name),
         ("optimizer", cfg.optimizer.name), ("objective", cfg.objective.name), ("seed", cfg.seed),
-        ("device", str(run.device)), ("step", stepper.name), ("supernet params", f"{n_params:,}"),
-        ("output", str(out_dir))]))
+        ("device", str(run.device) + (f" x {world.world_size} processes" if world.enabled else "")),
+        ("step", stepper.name), ("supernet params", f"{n_params:,}"), ("output", str(out_dir))]))
 
     warmup = int(cfg.objective.warmup_epochs)
     inner = int(cfg.objective.inner_steps)
@@ -276,17 +309,19 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             run.model.train()
             acc = Accumulator(run.device)
             progress.reset(task, total=steps, description=f"epoch {epoch + 1}/{epochs}", stats="")
-            next_arch = lambda: Batch(*run.arch_stream.sample())  # noqa: E731
+            # every rank draws the same global batches and steps on its shard of them
+            next_arch = lambda: run.shard(*run.arch_stream.sample())  # noqa: E731
             for i, (x, y) in enumerate(run.train_stream.epoch()):
-                out = stepper(Batch(x, y), next_arch, arch_on and i % inner == 0)
+                out = stepper(run.shard(x, y), next_arch, arch_on and i % inner == 0)
                 acc.add(out.loss, out.correct, out.count)
                 if (i + 1) % max(int(s.log_every), 1) == 0 or i + 1 == steps:
-                    loss_now, acc_now = acc.result()
+                    loss_now, acc_now = dist.reduce_metrics(acc, world)  # same step on every rank
                     _check_finite(loss_now, epoch, i, state["epoch"], out_dir)
                     progress.update(task, completed=i + 1,
                                     stats=f"loss {loss_now:.3f} acc {acc_now:.3f} H {run.arch.entropies()[next(iter(run.arch.specs))]:.3f}")
-            train_loss, train_acc = acc.result()
+            train_loss, train_acc = dist.reduce_metrics(acc, world)
             _check_finite(train_loss, epoch, steps, state["epoch"], out_dir)
+            dist.average_buffers_([run.model, *run.objective.extra_modules()], world)
             run.selected = run.selector(run, epoch)
             val_loss = val_acc = None
             if run.val_stream is not None and s.val_every and (epoch + 1) % int(s.val_every) == 0:
@@ -312,8 +347,9 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
             state["raw_history"].append({k: v.detach().cpu().clone() for k, v in run.arch.raw.items()})
             state["epoch"] = epoch + 1
             state["elapsed"] += dt
-            save_checkpoint(out_dir / "checkpoint.pt", _snapshot(run, state, fingerprint, flat_cfg))
-            _write_outputs(run, state)
+            if main:
+                save_checkpoint(out_dir / "checkpoint.pt", _snapshot(run, state, fingerprint, flat_cfg))
+                _write_outputs(run, state)
             console.print(
                 f"epoch {epoch + 1:>3}/{epochs}  loss {train_loss:.4f}  acc {train_acc:.4f}  "
                 f"val_acc {'-' if val_acc is None else f'{val_acc:.4f}'}  "
@@ -324,6 +360,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     if state["epoch"] < epochs:
         console.print(f"[yellow]stopped after epoch {state['epoch']}/{epochs}[/] (search.stop_after); "
                       f"run the same command again to continue")
+        dist.barrier(world)
         return {"status": "partial", "epoch": state["epoch"]}
     return _finish(run, state, n_params, env, fingerprint, flat_cfg)
 
@@ -380,12 +417,13 @@ def _restore(run: SearchRun, ckpt: dict[str, Any]) -> dict[str, Any]:
 def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str, Any], fingerprint: str,
             flat_cfg: dict[str, Any]) -> dict[str, Any]:
     cfg = run.cfg
-    _write_outputs(run, state)
+    if run.world.is_main:
+        _write_outputs(run, state)
     chosen = _selected(run, state)
     last = state["history"][-1]
     test_loss, test_acc = _evaluate(run, _test_batches(run), None)
     genotype = run.space.genotype_from_json(chosen["genotype"])
-    hours = state["elapsed"] / 3600.0
+    hours = state["elapsed"] / 3600.0 * run.world.world_size
     summary = {
         "status": "complete",
         "stage": "search",
@@ -407,6 +445,7 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
         "supernet_test_acc": test_acc,
         "supernet_params": n_params,
         "search_seconds": state["elapsed"],
+        "world_size": run.world.world_size,
         "search_gpu_hours": hours if run.device.type == "cuda" else 0.0,
         "search_cpu_hours": hours if run.device.type != "cuda" else 0.0,
         "device": env.get("gpu", str(run.device)),
@@ -415,8 +454,10 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
     }
     for hook in run.hooks:
         summary.update(hook.on_finish(run, summary))
-    atomic_write_json(run.out_dir / "summary.json", summary)
+    if run.world.is_main:
+        atomic_write_json(run.out_dir / "summary.json", summary)
     _print_summary(summary, run.out_dir)
+    dist.barrier(run.world)  # no rank returns (and maybe starts the next stage) before the files exist
     return summary
 
 
