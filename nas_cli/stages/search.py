@@ -47,6 +47,8 @@ from nas_cli.runtime.graphs import graph_weight_optimizer, make_capturable
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
+from nas_cli.spaces.batchnorm import resolve_impl as resolve_bn_impl
+from nas_cli.spaces.batchnorm import use_batchnorm_impl
 from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
 from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
@@ -105,6 +107,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     model = space.build_supernet(dataset.num_classes, int(c), relax).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device))
     arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 

@@ -1,0 +1,55 @@
+"""The fast BatchNorm implementations compute the reference non-affine BatchNorm exactly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nas_cli.errors import ConfigError
+from nas_cli.spaces.batchnorm import BN_IMPLS, SearchBatchNorm2d, resolve_impl, use_batchnorm_impl
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="needs CUDA"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("impl", sorted(BN_IMPLS))
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_impl_matches_native_batchnorm(impl: str, dtype: torch.dtype, device: str) -> None:
+    torch.manual_seed(0)
+    ref = nn.BatchNorm2d(5, affine=False).to(device, dtype)
+    bn = nn.BatchNorm2d(5, affine=False).to(device, dtype)
+    assert use_batchnorm_impl(bn, impl) == 1 and isinstance(bn, SearchBatchNorm2d)
+    tol = 1e-5 if dtype == torch.float32 else 1e-10
+    for step in range(3):  # running statistics accumulate identically
+        x = (torch.randn(6, 5, 7, 7, dtype=dtype, device=device) * (step + 2) + step).requires_grad_(True)
+        x2 = x.detach().clone().requires_grad_(True)
+        g = torch.randn_like(x)
+        y_ref, y = ref(x), bn(x2)
+        y_ref.backward(g)
+        y.backward(g)
+        torch.testing.assert_close(y, y_ref, atol=tol, rtol=tol)
+        torch.testing.assert_close(x2.grad, x.grad, atol=tol, rtol=tol)
+    torch.testing.assert_close(bn.running_mean, ref.running_mean, atol=tol, rtol=tol)
+    torch.testing.assert_close(bn.running_var, ref.running_var, atol=tol, rtol=tol)
+    assert int(bn.num_batches_tracked) == int(ref.num_batches_tracked) == 3
+    assert bn.state_dict().keys() == ref.state_dict().keys()
+    bn.eval()
+    ref.eval()
+    x = torch.randn(2, 5, 3, 3, dtype=dtype, device=device)
+    torch.testing.assert_close(bn(x), ref(x))
+
+
+def test_affine_batchnorms_are_left_alone() -> None:
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.BatchNorm2d(3, affine=False))
+    assert use_batchnorm_impl(net, "function") == 1
+    assert type(net[0]) is nn.BatchNorm2d
+
+
+def test_resolve_impl() -> None:
+    assert resolve_impl("auto", torch.device("cpu")) == "native"
+    assert resolve_impl("auto", torch.device("cuda")) == "function"
+    with pytest.raises(ConfigError, match="runtime.batchnorm must be"):
+        resolve_impl("welford", torch.device("cpu"))
