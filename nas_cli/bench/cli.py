@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--workloads", nargs="+", default=None, metavar="NAME",
                     help=f"subset to run (default: all): {', '.join(ORDER)}")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on CUDA, 3 on CPU)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 5 on CUDA, 1 on CPU)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed warm-up steps (default: 5 on CUDA, 1 on CPU); keep >= 3 on CUDA, where the "
+                         "CUDA-graph stepper runs 2 eager steps and captures on the 3rd")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--full", action="store_true", help="paper sizes even on CPU")
     ap.add_argument("--json", default=None, metavar="PATH", help="also write the results here (atomically)")

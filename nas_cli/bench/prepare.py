@@ -70,19 +70,13 @@ PREPARERS: Registry[Preparer] = Registry("benchmark workload kind")
 def prepare_search(cfg: DictConfig, genotype: str) -> Prepared:
     """One search step of ``run_search``'s inner loop, in its first architecture-updating epoch."""
     from nas_cli.objectives import Batch
-    from nas_cli.stages.common import cosine_lr, linear_tau, set_lr
-    from nas_cli.stages.search import build_run
+    from nas_cli.stages.search import begin_epoch, build_run
     from nas_cli.stages.stepper import build_search_stepper
 
     tmp = tempfile.TemporaryDirectory(prefix="nas-bench-")
     run = build_run(cfg, Path(tmp.name))
-    s, r = cfg.search, cfg.method.relaxation
-    epochs, warmup = int(s.epochs), int(cfg.objective.warmup_epochs)
-    epoch = min(warmup, epochs - 1)  # the loop's per-epoch prelude, for the first arch epoch
-    set_lr(run.ctx.w_opt, cosine_lr(epoch, int(s.scheduler_epochs or epochs), float(s.lr), float(s.lr_min)))
-    run.objective.on_epoch_start(epoch, epochs)
-    run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup, str(r.tau_schedule))
-    run.model.train()
+    # the loop's per-epoch state for its first epoch with architecture steps
+    begin_epoch(run, min(int(cfg.objective.warmup_epochs), int(cfg.search.epochs) - 1))
     stepper = build_search_stepper(run)
     next_w = _Cycle(run.train_stream)
 
@@ -105,17 +99,14 @@ def prepare_search(cfg: DictConfig, genotype: str) -> Prepared:
 
 
 def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
-    """One ``EvalTrainer.train_step`` at mid-training drop-path (p * e / E with e = E / 2)."""
+    """One ``EvalTrainer.train_step`` in the middle epoch (drop-path p * e / E with e = E // 2)."""
     from nas_cli.spaces.genotypes import get_genotype
-    from nas_cli.stages.train_eval import EvalJob, EvalTrainer, drop_path_prob
+    from nas_cli.stages.train_eval import EvalJob, EvalTrainer
 
     tmp = tempfile.TemporaryDirectory(prefix="nas-bench-")
     trainer = EvalTrainer(cfg, EvalJob(genotype, get_genotype(genotype), int(cfg.seed)), Path(tmp.name))
     t = cfg.train
-    epochs = int(t.epochs)
-    p = drop_path_prob(float(t.drop_path), epochs // 2, epochs)
-    trainer.model.drop_path_prob = p
-    trainer.model.train()
+    _, p = trainer.begin_epoch(int(t.epochs) // 2)  # lr, drop-path (device tensor under graphs), train mode
     batches = _Cycle(trainer.stream)
 
     def step() -> Any:
@@ -125,8 +116,7 @@ def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
     bs, px = trainer.stream.batch_size, trainer.image_shape[-1]
     sizes = (f"C={t.init_channels} L={t.layers} {px}px b{bs} aux{float(t.auxiliary_weight):g} "
              f"dp{p:.2g}/{float(t.drop_path):g} cutout{t.cutout}")
-    # the fast eval paths may expose their executor's name; the plain train_step is the eager one
-    return Prepared(step, trainer.device, bs, sizes, str(getattr(trainer, "stepper_name", "eager")),
+    return Prepared(step, trainer.device, bs, sizes, "cuda_graph" if trainer.graphs else "eager",
                     {"genotype": genotype, "params": trainer.params, "batch": bs, "image_size": px,
                      "drop_path_now": p}, keep=tmp)
 

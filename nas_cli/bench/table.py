@@ -42,7 +42,7 @@ def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
             _MEM_LABEL.get(kind, "peak GB"), f"{rows[0]['target_device'] if rows else 'H100'} target",
             "settings", *(["speed-up"] if compare else [])]
     for c in cols:
-        table.add_column(c, overflow="fold", no_wrap=c == "workload",
+        table.add_column(c, overflow="fold", no_wrap=c in ("workload", "settings"),
                          justify="right" if c in ("median s", "mean s", "img/s") else "left")
     for r in rows:
         head = [r["workload"], *([r["variant"]] if compare else [])]
