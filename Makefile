@@ -5,6 +5,8 @@ PIP ?= $(PYTHON) -m pip
 # machine gets them from PyPI. Override TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
+# e.g. make bench BENCH_ARGS="--compare --json bench.json runtime.precision=bf16"
+BENCH_ARGS ?=
 
 .PHONY: install demo test test-all bench clean help
 
@@ -13,7 +15,7 @@ help:
 	@echo "make demo     - install, then the whole search -> eval -> retrain pipeline on embedded synthetic data + report"
 	@echo "make test     - install, then the default test suite (CPU, < 10 min)"
 	@echo "make test-all - also the slow tests"
-	@echo "make bench    - search-step throughput benchmark on the current device"
+	@echo "make bench    - nas-bench: step time, images/s, peak memory of the search/eval steps on this device"
 
 install:
 	$(PIP) install -q $(TORCH_SPEC)
@@ -30,7 +32,7 @@ test-all: install
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
 bench: install
-	$(PYTHON) benchmarks/search_step.py
+	nas-bench $(BENCH_ARGS)
 
 clean:
 	rm -rf outputs multirun .pytest_cache build dist *.egg-info

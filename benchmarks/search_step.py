@@ -1,6 +1,7 @@
-"""Search-step throughput benchmark.
+"""Search-step throughput per method and per objective (``--objectives``).
 
-Times one full search step (architecture step + weight step, exactly what the
+For the standard workloads use ``nas-bench`` (nas_cli/bench); this script keeps the
+method x objective comparison and reuses nas-bench's search seam and timer.  It times one full search step (architecture step + weight step, exactly what the
 search loop runs) for each requested method, with the GPU-resident data
 pipeline included, and prints a rich table; ``--json`` writes the numbers.
 
@@ -18,8 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -38,8 +37,9 @@ def compose(overrides: list[str]):
 
 
 def bench_method(method: str, args: argparse.Namespace, device: str, objective: str | None = None) -> dict:
-    from nas_cli.objectives import Batch
-    from nas_cli.stages.search import build_run
+    """Time ``method`` (and optionally another objective) through nas-bench's search seam and timer."""
+    from nas_cli.bench.measure import time_steps
+    from nas_cli.bench.prepare import prepare_search
 
     small = device == "cpu" and not args.full
     ov = [f"method={method}", f"dataset={args.dataset}", f"runtime.device={device}",
@@ -57,51 +57,23 @@ def bench_method(method: str, args: argparse.Namespace, device: str, objective: 
         ov += ["dataset.num_train=8192", "dataset.num_test=256"]
     ov += args.set
     cfg = compose(ov)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = build_run(cfg, Path(tmp))
-    run.model.train()
-    batch = int(cfg.search.batch_size)
-
-    def next_arch() -> Batch:
-        return Batch(*run.arch_stream.sample())
-
-    it = iter(())
-
-    def next_w() -> Batch:
-        nonlocal it
-        try:
-            return Batch(*next(it))
-        except StopIteration:
-            it = iter(run.train_stream.epoch())
-            return Batch(*next(it))
-
-    from nas_cli.stages.stepper import build_search_stepper
-
-    stepper = build_search_stepper(run)
-    sync = (lambda: torch.cuda.synchronize()) if run.device.type == "cuda" else (lambda: None)
-    for _ in range(args.warmup):
-        stepper(next_w(), next_arch, True)
-    sync()
-    if run.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(args.steps):
-        t0 = time.perf_counter()
-        stepper(next_w(), next_arch, True)
-        sync()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    med = times[len(times) // 2]
+    prep = prepare_search(cfg, "")
+    try:
+        timing, peak_gb, _ = time_steps(prep.step, prep.device, args.steps, args.warmup)
+    finally:
+        prep.keep.cleanup()
+    batch, info = int(cfg.search.batch_size), prep.info
     return {
-        "method": method, "objective": str(cfg.objective.name), "stepper": stepper.name,
-        "extra_mem_mb": run.objective.extra_memory_bytes() / 2**20, "device": torch.cuda.get_device_name() if run.device.type == "cuda" else "cpu",
-        "batch": batch, "arch_batch": int(cfg.search.arch_batch_size or batch),
+        "method": method, "objective": info["objective"], "stepper": prep.stepper,
+        "extra_mem_mb": info["extra_memory_bytes"] / 2**20,
+        "device": torch.cuda.get_device_name() if prep.device.type == "cuda" else "cpu",
+        "batch": batch, "arch_batch": info["arch_batch"],
         "space": str(cfg.search_space.name), "C": int(cfg.search_space.init_channels),
         "layers": int(cfg.search_space.get("layers") or cfg.search_space.get("cells_per_stage") or 0),
         "precision": args.precision, "channels_last": args.channels_last,
-        "step_s_median": med, "step_s_min": times[0],
-        "images_per_s": 2 * batch / med,  # weight batch + architecture batch
-        "peak_mem_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device.type == "cuda" else None,
+        "step_s_median": timing.median, "step_s_min": min(timing.times),
+        "images_per_s": prep.images_per_step / timing.median,  # weight batch + architecture batch
+        "peak_mem_gb": peak_gb if prep.device.type == "cuda" else None,
     }
 
 

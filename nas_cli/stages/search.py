@@ -263,7 +263,6 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     dist.barrier(world)  # every rank has read the checkpoint (or seen it deleted) before rank 0 writes
     s = cfg.search
     epochs = int(s.epochs)
-    sched_epochs = int(s.scheduler_epochs or epochs)
     env = environment_info(run.device)
     if main:
         atomic_write_json(out_dir / "env.json", {**env, "world_size": world.world_size})
@@ -294,22 +293,14 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         ("device", str(run.device) + (f" x {world.world_size} processes" if world.enabled else "")),
         ("step", stepper.name), ("supernet params", f"{n_params:,}"), ("output", str(out_dir))]))
 
-    warmup = int(cfg.objective.warmup_epochs)
     inner = int(cfg.objective.inner_steps)
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
     steps = len(run.train_stream)
-    r = cfg.method.relaxation
     with make_progress() as progress:
         task = progress.add_task("epoch", total=steps, stats="")
         for epoch in range(state["epoch"], stop_at):
             t0 = time.perf_counter()
-            lr = cosine_lr(epoch, sched_epochs, float(s.lr), float(s.lr_min))
-            set_lr(run.ctx.w_opt, lr)
-            run.objective.on_epoch_start(epoch, epochs)
-            run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup,
-                                      str(r.tau_schedule))
-            arch_on = epoch >= warmup and run.arch_trainable
-            run.model.train()
+            lr, arch_on = begin_epoch(run, epoch)
             acc = Accumulator(run.device)
             progress.reset(task, total=steps, description=f"epoch {epoch + 1}/{epochs}", stats="")
             # every rank draws the same global batches and steps on its shard of them
@@ -366,6 +357,21 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         dist.barrier(world)
         return {"status": "partial", "epoch": state["epoch"]}
     return _finish(run, state, n_params, env, fingerprint, flat_cfg)
+
+
+def begin_epoch(run: SearchRun, epoch: int) -> tuple[float, bool]:
+    """Per-epoch state before the steps of 0-based ``epoch``: weight lr, objective schedules, GDAS
+    temperature, train mode.  Returns (lr, whether architecture steps run this epoch).
+
+    Shared by the loop and ``nas-bench`` so the benchmark times the step in the loop's state."""
+    cfg, s, r = run.cfg, run.cfg.search, run.cfg.method.relaxation
+    epochs, warmup = int(s.epochs), int(cfg.objective.warmup_epochs)
+    lr = cosine_lr(epoch, int(s.scheduler_epochs or epochs), float(s.lr), float(s.lr_min))
+    set_lr(run.ctx.w_opt, lr)
+    run.objective.on_epoch_start(epoch, epochs)
+    run.arch.tau = linear_tau(epoch, epochs, float(r.tau_max), float(r.tau_min), warmup, str(r.tau_schedule))
+    run.model.train()
+    return lr, epoch >= warmup and run.arch_trainable
 
 
 def _check_finite(loss: float, epoch: int, step: int, last_good: int, out_dir: Path) -> None:

@@ -177,7 +177,10 @@ class EvalTrainer:
             self.ddp_model = dist.wrap_ddp(self.model, self.device)
 
     # ------------------------------------------------------------------ pieces
-    def train_epoch(self, epoch: int) -> dict[str, float]:
+    def begin_epoch(self, epoch: int) -> tuple[float, float]:
+        """Set epoch ``epoch``'s lr and drop-path probability, train mode; returns (lr, p).
+
+        Shared by :meth:`train_epoch` and ``nas-bench`` so both time the same step state."""
         t = self.cfg.train
         epochs = int(t.epochs)
         lr = cosine_lr(epoch, epochs, float(t.lr), float(t.lr_min))
@@ -189,6 +192,10 @@ class EvalTrainer:
         else:
             self.model.drop_path_prob = p
         self.model.train()
+        return lr, p
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        lr, p = self.begin_epoch(epoch)
         acc = Accumulator(self.device)
         for x, y in self.stream.epoch():
             loss, correct, count = self.train_step(x, y)

@@ -1,0 +1,73 @@
+"""The result table (rich) and the JSON document ``nas-bench --json`` writes."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from rich.table import Table
+
+from nas_cli.runtime.io import atomic_write_json
+
+_MEM_LABEL = {"cuda_max_allocated": "peak GB (CUDA max alloc)", "cpu_peak_rss_delta": "peak GB (CPU RSS delta)"}
+
+
+def add_speedups(rows: list[dict[str, Any]]) -> None:
+    """--compare: each default row gets ``speedup_vs_eager`` = eager median / its median."""
+    eager = {r["workload"]: r for r in rows if r["variant"] == "eager" and not r.get("error")}
+    for r in rows:
+        ref = eager.get(r["workload"])
+        if ref is not None and r["variant"] != "eager" and not r.get("error"):
+            r["speedup_vs_eager"] = ref["step_s_median"] / r["step_s_median"]
+
+
+def settings_text(r: dict[str, Any]) -> str:
+    return (f"{r['precision']} {'NHWC' if r['channels_last'] else 'NCHW'} {'fused' if r['fused'] else 'unfused'} "
+            f"graphs={r['cuda_graphs']} {r['stepper']}")
+
+
+def target_text(r: dict[str, Any]) -> str:
+    text = f"{r['target_step_s']:.3g} s"
+    return text + (f", {r['target_mem_gb']:g} GB" if r.get("target_mem_gb") is not None else "")
+
+
+def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
+    compare = any(r["variant"] != "default" for r in rows)
+    kind = next((r["peak_mem_kind"] for r in rows if not r.get("error")), "cuda_max_allocated")
+    table = Table(title=title, title_justify="left")
+    cols = ["workload", *(["variant"] if compare else []), "sizes", "median s", "mean s", "img/s",
+            _MEM_LABEL.get(kind, "peak GB"), f"{rows[0]['target_device'] if rows else 'H100'} target",
+            "settings", *(["speed-up"] if compare else [])]
+    for c in cols:
+        table.add_column(c, overflow="fold", no_wrap=c in ("workload", "settings"),
+                         justify="right" if c in ("median s", "mean s", "img/s") else "left")
+    for r in rows:
+        head = [r["workload"], *([r["variant"]] if compare else [])]
+        if r.get("error"):
+            table.add_row(*head, f"[red]failed: {r['error']}[/]", *[""] * (len(cols) - len(head) - 2),
+                          target_text(r), "")
+            continue
+        mem = "-" if r["peak_mem_gb"] is None else f"{r['peak_mem_gb']:.3f}"
+        speed = ([f"{r['speedup_vs_eager']:.2f}x" if r.get("speedup_vs_eager") is not None else
+                  ("ref" if r["variant"] == "eager" else "-")] if compare else [])
+        table.add_row(*head, r["sizes"], f"{r['step_s_median']:.4f}", f"{r['step_s_mean']:.4f}",
+                      f"{r['images_per_s']:.0f}", mem, target_text(r), settings_text(r), *speed)
+    return table
+
+
+def write_json(path: str | Path, rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> Path:
+    import torch
+
+    doc = {
+        "format": 1,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": ["nas-bench", *sys.argv[1:]],
+        "options": options,
+        "host": {"python": platform.python_version(), "torch": torch.__version__,
+                 "cuda": torch.version.cuda, "platform": platform.platform()},
+        "rows": list(rows),
+    }
+    return atomic_write_json(path, doc)

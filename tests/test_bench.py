@@ -1,0 +1,115 @@
+"""nas-bench on CPU: every workload runs through the real seams, the table and JSON come out,
+and user errors are one line.  Sizes are forced tiny with overrides every workload accepts."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from nas_cli.bench import main
+from nas_cli.bench.measure import time_steps
+from nas_cli.bench.workloads import ORDER
+
+# keys shared by all workloads' configs (search_space.* differs between DARTS and NB201);
+# one intra-op thread: on a shared, oversubscribed CPU two spinning OpenMP threads are ~5x slower
+TINY = ["search.batch_size=8", "train.batch_size=8", "train.layers=3", "dataset.num_train=64",
+        "dataset.num_test=16", "runtime.num_threads=1"]
+TARGETS = {"pcdarts_search": 0.10, "gaea_pcdarts_search": 0.10, "eval_step": 0.025,
+           "nb201_gaea_darts": 0.02, "nb201_gdas": 0.015}
+
+
+def _run(argv: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(argv)
+    return rc, out.getvalue()
+
+
+@pytest.fixture(scope="module")
+def all_workloads(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, dict]:
+    """One in-process run of every workload (1 step, no warm-up), shared by the assertions below."""
+    path = tmp_path_factory.mktemp("bench") / "out" / "bench.json"
+    rc, out = _run(["--same-process", "--device", "cpu", "--steps", "1", "--warmup", "0", "--json", str(path),
+                    *TINY])
+    return rc, out, json.loads(path.read_text())
+
+
+def test_all_workloads_table_and_json(all_workloads: tuple[int, str, dict]) -> None:
+    rc, out, doc = all_workloads
+    assert rc == 0
+    assert "nas-bench on cpu" in out and "median s" in out
+    rows = doc["rows"]
+    assert [r["workload"] for r in rows] == ORDER == list(TARGETS)
+    for r in rows:
+        assert r["workload"] in out
+        assert r["error"] is None
+        assert r["step_s_median"] > 0 and r["step_s_mean"] > 0 and len(r["step_times_s"]) == 1
+        assert r["images_per_s"] == pytest.approx(r["images_per_step"] / r["step_s_median"])
+        assert r["target_step_s"] == TARGETS[r["workload"]] and r["target_device"] == "H100"
+        assert r["peak_mem_kind"] == "cpu_peak_rss_delta"
+        assert r["precision"] == "fp32" and r["channels_last"] is False and r["fused"] is True
+        assert r["cuda_graphs"] == "auto" and r["stepper"]
+        assert r["device"] == "cpu" and r["dataset"] == "synthetic"
+    by = {r["workload"]: r for r in rows}
+    assert by["gaea_pcdarts_search"]["target_mem_gb"] == 10.0 and by["eval_step"]["target_mem_gb"] is None
+    # overrides reached the built objects: weight + arch batch for searches, the eval net's size
+    assert by["pcdarts_search"]["images_per_step"] == 16 and "b8+8" in by["nb201_gdas"]["sizes"]
+    assert by["eval_step"]["images_per_step"] == 8 and "L=3" in by["eval_step"]["sizes"]
+    assert by["nb201_gaea_darts"]["method"] == "gaea_darts" and by["nb201_gdas"]["space"] == "nb201"
+    assert doc["options"]["steps"] == 1 and doc["host"]["torch"]
+
+
+def test_json_written_atomically(all_workloads: tuple[int, str, dict], tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    rc, _ = _run(["--same-process", "--device", "cpu", "--workloads", "nb201_gdas", "--steps", "1", "--warmup", "0",
+                  "--json", str(path), *TINY])
+    assert rc == 0 and [p.name for p in tmp_path.iterdir()] == ["b.json"]  # no temp file left behind
+
+
+def test_compare_adds_eager_reference_and_speedup(tmp_path: Path) -> None:
+    path = tmp_path / "c.json"
+    rc, out = _run(["--same-process", "--device", "cpu", "--workloads", "nb201_gdas", "--steps", "1",
+                    "--warmup", "0", "--compare", "--json", str(path), *TINY])
+    assert rc == 0 and "speed-up" in out
+    default, eager = json.loads(path.read_text())["rows"]
+    assert (default["variant"], eager["variant"]) == ("default", "eager")
+    assert eager["fused"] is False and eager["cuda_graphs"] == "false" and default["fused"] is True
+    assert default["speedup_vs_eager"] == pytest.approx(eager["step_s_median"] / default["step_s_median"])
+
+
+def test_subprocess_mode_and_comma_list(tmp_path: Path) -> None:
+    """The default path: a fresh interpreter per workload; trailing overrides after --workloads."""
+    path = tmp_path / "s.json"
+    rc, out = _run(["--device", "cpu", "--steps", "1", "--warmup", "0", "--json", str(path),
+                    "--workloads", "nb201_gdas", *TINY])
+    assert rc == 0, out
+    (row,) = json.loads(path.read_text())["rows"]
+    assert row["workload"] == "nb201_gdas" and row["error"] is None and row["step_s_median"] > 0
+    assert "search.batch_size=8" in row["overrides"]
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--workloads", "nope"], "unknown benchmark workload 'nope'"),
+    (["no_such.key=1"], "bad override"),
+    (["dataset.num_train=abc"], "bad override"),
+    (["runtime.precision=fp8"], "runtime.precision"),
+    (["--steps", "0"], "--steps must be >= 1"),
+])
+def test_user_errors_are_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["--same-process", "--device", "cpu", *argv])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0
+    assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_time_steps_excludes_warmup() -> None:
+    import torch
+
+    calls: list[int] = []
+    timing, peak, kind = time_steps(lambda: calls.append(1), torch.device("cpu"), steps=3, warmup=2)
+    assert len(calls) == 5 and len(timing.times) == 3
+    assert timing.median >= 0 and kind == "cpu_peak_rss_delta" and (peak is None or peak >= 0)
