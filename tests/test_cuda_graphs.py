@@ -120,3 +120,28 @@ def test_eval_trainer_graph_matches_eager(tmp_path: Path) -> None:
         tr.train_epoch(0)
         losses[mode] = tr.train_epoch(1)["train_loss"]
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
+
+
+def test_device_lr_keeps_the_same_tensor() -> None:
+    """A captured step reads the lr tensor in place: device_lr must not replace it on later calls
+    (torch.device('cuda') != torch.device('cuda:0') once made it allocate a new one every step)."""
+    from nas_cli.runtime.graphs import device_lr
+    from nas_cli.stages.common import set_lr
+
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+    device_lr(opt, torch.device("cpu"))
+    lr = opt.param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.1)
+    device_lr(opt, torch.device("cpu"))
+    assert opt.param_groups[0]["lr"] is lr
+    set_lr(opt, 0.05)
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)
+    if torch.cuda.is_available():
+        q = torch.nn.Parameter(torch.zeros(3, device="cuda"))
+        opt = torch.optim.SGD([q], lr=0.1)
+        device_lr(opt, torch.device("cuda"))
+        lr = opt.param_groups[0]["lr"]
+        device_lr(opt, torch.device("cuda:0"))
+        device_lr(opt, torch.device("cuda"))
+        assert opt.param_groups[0]["lr"] is lr

@@ -102,8 +102,19 @@ def device_lr(opt: torch.optim.Optimizer, device: torch.device) -> None:
     ``set_lr``), so a captured optimizer step reads the current value on each replay."""
     for g in opt.param_groups:
         lr = g["lr"]
-        if not (isinstance(lr, Tensor) and lr.device == device):
+        if not (isinstance(lr, Tensor) and _same_device(lr.device, device)):
             g["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` and ``cuda:0`` are the same device for our purposes (torch.device compares them unequal).
+
+    Getting this wrong replaces a captured graph's lr tensor with a fresh one every step: the graph
+    then reads freed memory."""
+    if a.type != b.type:
+        return False
+    current = torch.cuda.current_device() if a.type == "cuda" else 0
+    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
 
 
 def graph_weight_optimizer(params: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool,

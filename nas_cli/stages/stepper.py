@@ -75,7 +75,8 @@ class CudaGraphStepper:
     def _warm_step(self, batch: Batch, next_arch_batch: Callable[[], Batch], do_arch: bool) -> StepOut:
         """An ordinary eager step (optimizer state, cuDNN plans); notes whether an arch batch is drawn."""
         self.warm[do_arch] += 1
-        device_lr(self.run.ctx.w_opt, self.run.device)
+        if not self.graphs:  # a captured graph reads the lr tensor in place: never replace it afterwards
+            device_lr(self.run.ctx.w_opt, self.run.device)
         used: list[bool] = []
 
         def lazy() -> Batch:

@@ -209,7 +209,8 @@ class EvalTrainer:
         With CUDA graphs the step is replayed from a graph after two eager warm-up steps."""
         x, y = dist.shard(x, y, self.ctx)
         if self.graphs:
-            device_lr(self.opt, self.device)
+            if not self._graph.captured:  # the captured step reads this very tensor: never replace it later
+                device_lr(self.opt, self.device)
             loss, correct = self._graph(x, y)
         else:
             loss, correct = self._step(x, y)
