@@ -7,11 +7,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD
 OUT=${OUT:-/tmp/out}
 python3 .devdata/prepare.py .devdata >/dev/null
-timeout 60 python3 benchmarks/_debug_graphs.py 2>&1 | tail -6
 timeout 150 python3 -m pytest -q tests/test_cuda_graphs.py tests/test_batchnorm.py tests/test_fused.py -p no:cacheprovider 2>&1 | tail -4
 timeout 170 python3 -m nas_cli.bench --steps 10 --warmup 4 --json $OUT/bench_fast.json 2>&1 | tail -12
 R="dataset=cifar10 dataset.root=.devdata dataset.limit_train=10000 search.epochs=3 objective.warmup_epochs=1 search.max_val_batches=10 search.log_every=1000 method=gaea_pcdarts"
 timeout 100 python3 -m nas_cli $R runtime.fused=false runtime.cuda_graphs=false runtime.batchnorm=native hydra.run.dir=$OUT/real_eager 2>&1 | grep -E "^epoch|step " | cut -c1-160
 timeout 60 python3 -m nas_cli $R hydra.run.dir=$OUT/real_fast 2>&1 | grep -E "^epoch|step " | cut -c1-160
 rm -f $OUT/real_*/checkpoint.pt
-LIMIT=200 EXTRA="dataset.limit_train=10000" SEARCH_EPOCHS=3 TRAIN_EPOCHS=3 bash benchmarks/gpu_real_pipeline.sh 2>&1 | tail -40
+LIMIT=170 EXTRA="dataset.limit_train=10000" SEARCH_EPOCHS=3 TRAIN_EPOCHS=3 bash benchmarks/gpu_real_pipeline.sh 2>&1 | tail -40
