@@ -228,21 +228,35 @@ def test_nb201_ignores_fused() -> None:
 
 
 # ------------------------------------------------------------- full search
-@pytest.mark.parametrize("method", ["gaea_pcdarts", "darts"])
+#: method -> (extra overrides, arch tolerance).  GAEA: no warmup and a large exp-grad step so the
+#: architecture moves well beyond rounding noise (otherwise near-ties decide the genotype); its arch
+#: params agree to ~1e-7.  DARTS uses Adam, which divides by sqrt(v): rounding-level differences in
+#: near-zero gradient entries become up to about one lr-sized (3e-4) step, hence the looser atol.
+SEARCHES = {
+    "gaea_pcdarts": (["objective.warmup_epochs=0", "optimizer.lr=5", "optimizer.edge_lr=5"], 1e-5),
+    "darts": ([], 3e-4),
+}
+
+
+@pytest.mark.parametrize("method", list(SEARCHES))
 def test_tiny_search_fused_equals_reference(method: str, tiny_cfg, tmp_path: Path) -> None:
     from nas_cli.stages.search import run_search
 
+    extra, atol = SEARCHES[method]
     results = {}
     for fused in (True, False):
         out = tmp_path / str(fused)
-        summary = run_search(tiny_cfg(f"method={method}", f"runtime.fused={str(fused).lower()}"), out)
+        cfg = tiny_cfg(f"method={method}", f"runtime.fused={str(fused).lower()}", "runtime.num_threads=1", *extra)
+        summary = run_search(cfg, out)
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         results[fused] = (summary["genotype"], ckpt["arch"], ckpt["model"], summary)
     (g1, a1, m1, s1), (g2, a2, m2, s2) = results[True], results[False]
-    assert json.dumps(g1, sort_keys=True) == json.dumps(g2, sort_keys=True)
     assert list(a1) == list(a2)
     for k in a1:
-        torch.testing.assert_close(a1[k], a2[k], atol=1e-4, rtol=1e-3, msg=k)
+        torch.testing.assert_close(a1[k], a2[k], atol=atol, rtol=1e-3, msg=k)
+        # the paths disagree far less than the entries differ, so the genotype comparison means something
+        assert float((a1[k] - a2[k]).abs().max()) < 0.1 * float((a1[k] - a1[k].mean()).abs().max()), k
+    assert json.dumps(g1, sort_keys=True) == json.dumps(g2, sort_keys=True)
     assert list(m1) == list(m2)  # checkpoints are interchangeable
     assert s1["supernet_params"] == s2["supernet_params"]
     assert abs(s1["final"]["train_loss"] - s2["final"]["train_loss"]) < 1e-3
