@@ -260,3 +260,15 @@ def test_tiny_search_fused_equals_reference(method: str, tiny_cfg, tmp_path: Pat
     assert list(m1) == list(m2)  # checkpoints are interchangeable
     assert s1["supernet_params"] == s2["supernet_params"]
     assert abs(s1["final"]["train_loss"] - s2["final"]["train_loss"]) < 1e-3
+
+
+def test_grouped_pointwise_matmul_equals_grouped_conv() -> None:
+    from nas_cli.spaces.darts_fused import grouped_pointwise
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 12, 5, 5, generator=g)
+    w = torch.randn(8, 6, 1, 1, generator=g)  # 2 groups, 6 -> 4 channels each
+    want = nn.functional.conv2d(x, w, groups=2)
+    torch.testing.assert_close(grouped_pointwise(x, w, 2), want, atol=ATOL, rtol=RTOL)  # matmul path
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(grouped_pointwise(x_cl, w, 2), want, atol=ATOL, rtol=RTOL)  # conv path

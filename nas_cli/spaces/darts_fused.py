@@ -126,13 +126,15 @@ class _Conv(_Stage):
 
 
 def grouped_pointwise(x: Tensor, weight: Tensor, groups: int) -> Tensor:
-    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel, as one batched matmul when ``x`` is NCHW.
+    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel; on CPU as one batched matmul.
 
-    Same math (a 1x1 conv is a matmul per pixel).  On CPU the grouped-conv
-    backward is ~4x slower than E separate convs, the batched matmul ~2x
-    faster; channels_last inputs keep the conv (their layout would need a copy).
+    Same math (a 1x1 conv is a matmul per pixel).  On CPU (oneDNN) the
+    grouped-conv backward is ~4x slower than E separate convs and the batched
+    matmul ~2x faster.  Elsewhere (cuDNN handles grouped convs natively and a
+    broadcast matmul costs extra expand/reduce kernels) and for channels_last
+    inputs (whose layout would need a copy) the grouped conv is kept.
     """
-    if not x.is_contiguous():
+    if x.device.type != "cpu" or not x.is_contiguous():
         return F.conv2d(x, weight, None, 1, 0, 1, groups)
     n, c_in, h, w = x.shape
     wg = weight.reshape(groups, weight.shape[0] // groups, c_in // groups)
