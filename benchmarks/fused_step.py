@@ -31,8 +31,8 @@ def build(method: str, fused: bool, args: argparse.Namespace):
     from nas_cli.stages.search import build_run
     from nas_cli.stages.stepper import build_search_stepper
 
-    ov = [f"method={method}", "dataset=synthetic", f"runtime.device={args.device}", f"runtime.fused={str(fused).lower()}",
-          "objective.warmup_epochs=0", f"runtime.precision={args.precision}",
+    ov = [f"method={method}", "dataset=synthetic", f"runtime.device={args.device}",
+          f"runtime.fused={str(fused).lower()}", "objective.warmup_epochs=0", f"runtime.precision={args.precision}",
           f"runtime.channels_last={str(args.channels_last).lower()}"]
     if not args.full:
         ov += ["search_space.preset=demo", "dataset.num_train=512", "dataset.image_size=16", "search.batch_size=16"]

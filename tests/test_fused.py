@@ -18,7 +18,6 @@ from torch import nn
 from nas_cli.spaces.base import RelaxationSpec, count_parameters
 from nas_cli.spaces.darts import DartsSpace, DartsSupernet, SearchCell
 from nas_cli.spaces.darts_fused import FusedSearchCell
-from nas_cli.spaces.darts_ops import PRIMITIVES
 
 ATOL, RTOL = 1e-5, 1e-4
 
