@@ -109,7 +109,7 @@ def test_unrolled_matches_direct_finite_difference_formula_and_restores_state(ti
 
     # the same formula written directly with torch.func.functional_call on copies
     names = [n for n, _ in model.named_parameters()]
-    w = {n: before[n] for n in names}
+    w = {n: p.detach().clone() for n, p in model.named_parameters()}  # restored == before (checked above)
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     alphas = ctx.arch_tensors()
     xi, mu, wd = 0.05, 0.9, 3e-4

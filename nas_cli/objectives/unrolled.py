@@ -59,7 +59,9 @@ class BilevelUnrolled(Objective):
         xi = float(group["lr"])
         mu = float(group.get("momentum", 0.0))
         wd = float(group.get("weight_decay", 0.0))
-        snapshot = {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()}
+        # the module's own tensors (not state_dict(): a fused supernet's state_dict uses reference names)
+        live = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        snapshot = {k: v.detach().clone() for k, v in live.items()}
         orig = [snapshot[n] for n, p in model.named_parameters() if p.requires_grad]  # aligned with params
         try:
             # 1. virtual step w' = w - xi*(mu*m + dL_tr/dw + wd*w)
@@ -98,7 +100,7 @@ class BilevelUnrolled(Objective):
             return [gi - xi * hi for gi, hi in zip(g, h)]
         finally:
             with torch.no_grad():  # restore weights *and* BN statistics exactly
-                for k, t in model.state_dict(keep_vars=True).items():
+                for k, t in live.items():
                     t.copy_(snapshot[k])
 
     def extra_memory_bytes(self) -> int:

@@ -65,8 +65,13 @@ class SearchSpace(ABC):
         """Architecture tensors the supernet consumes, in a fixed order."""
 
     @abstractmethod
-    def build_supernet(self, num_classes: int, in_channels: int, relax: RelaxationSpec) -> nn.Module:
+    def build_supernet(
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+    ) -> nn.Module:
         """Module with ``forward(x, arch: dict[str, Tensor]) -> logits``.
+
+        ``fused`` (``runtime.fused``) asks for a faster implementation with the
+        same math and the same state_dict; spaces without one ignore it.
 
         ``arch`` maps every spec name to its *effective* weights (rows summing to 1
         for mixtures, one-hot for hard samples, per-node normalised edge weights).

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.base import SPACES, ArchTensorSpec, RelaxationSpec, SearchSpace
+from nas_cli.spaces.darts_fused import FusedSearchCell
 from nas_cli.spaces.darts_ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN, channel_shuffle
 from nas_cli.spaces.genotypes import Genotype
 
@@ -124,6 +125,8 @@ class DartsSupernet(nn.Module):
     ``arch["normal"]``/``arch["reduce"]``: (E, |O|) effective op weights.
     ``arch["normal_edges"]``/``arch["reduce_edges"]``: (E,) effective edge
     weights, used when present (PC-DARTS edge normalisation), else weight 1.
+    ``fused=True`` replaces every cell by a :class:`FusedSearchCell` built from
+    it (same init, same state_dict, same math; far fewer kernels).
     """
 
     def __init__(
@@ -137,8 +140,10 @@ class DartsSupernet(nn.Module):
         in_channels: int = 3,
         partial_channels: int = 1,
         stem: str = "cifar",
+        fused: bool = False,
     ):
         super().__init__()
+        self.fused = fused
         self.op_names = list(op_names)
         self.nodes = nodes
         c_stem = stem_multiplier * C
@@ -170,7 +175,8 @@ class DartsSupernet(nn.Module):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 C_cur *= 2
-            cells.append(SearchCell(nodes, C_pp, C_p, C_cur, reduction, reduction_prev, op_names, partial_channels))
+            cell = SearchCell(nodes, C_pp, C_p, C_cur, reduction, reduction_prev, op_names, partial_channels)
+            cells.append(FusedSearchCell(cell) if fused else cell)
             reduction_prev = reduction
             C_pp, C_p = C_p, nodes * C_cur
         self.cells = nn.ModuleList(cells)
@@ -253,7 +259,9 @@ class DartsSpace(SearchSpace):
             ]
         return specs
 
-    def build_supernet(self, num_classes: int, in_channels: int, relax: RelaxationSpec) -> DartsSupernet:
+    def build_supernet(
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+    ) -> DartsSupernet:
         if relax.sampling == "hard":
             raise NotImplementedError("hard (GDAS) sampling is not implemented for the darts space")
         if relax.sampling != "mixture":
@@ -274,6 +282,7 @@ class DartsSpace(SearchSpace):
             in_channels=in_channels,
             partial_channels=k,
             stem=self.stem,
+            fused=fused,
         )
 
     def effective_weights(self, arch: Mapping[str, Tensor], kind: str) -> Tensor:

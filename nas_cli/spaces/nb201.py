@@ -269,7 +269,10 @@ class NB201Space(SearchSpace):
                               "use method.relaxation.learn_edges=false partial_channels=1")
         return [ArchTensorSpec("cell", (len(NB201_EDGES), len(self.op_names)), "ops")]
 
-    def build_supernet(self, num_classes: int, in_channels: int, relax: RelaxationSpec) -> NB201Supernet:
+    def build_supernet(
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+    ) -> NB201Supernet:
+        """``fused`` is ignored: the NB201 cell has 6 edges of 5 cheap ops (no fused variant)."""
         from nas_cli.arch.sampling import SAMPLINGS  # lazy: nas_cli.arch imports nas_cli.spaces
 
         self.arch_specs(relax)

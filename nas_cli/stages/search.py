@@ -104,7 +104,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     relax = RelaxationSpec(partial_channels=int(r.partial_channels), learn_edges=bool(r.learn_edges),
                            sampling=str(r.sampling))
     c, h, w = dataset.train_x.shape[1:]
-    model = space.build_supernet(dataset.num_classes, int(c), relax).to(device)
+    model = space.build_supernet(dataset.num_classes, int(c), relax,
+                                 fused=bool(cfg.runtime.fused)).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device))
