@@ -53,3 +53,30 @@ def test_resolve_impl() -> None:
     assert resolve_impl("auto", torch.device("cuda")) == "function"
     with pytest.raises(ConfigError, match="runtime.batchnorm must be"):
         resolve_impl("welford", torch.device("cpu"))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_supernet_with_function_batchnorm_matches_native(fused: bool) -> None:
+    """Switching a whole supernet (per-edge or fused cells) to the function BN changes no number."""
+    import copy
+
+    from nas_cli.spaces.base import RelaxationSpec
+    from nas_cli.spaces.darts import DartsSpace
+
+    torch.manual_seed(0)
+    space = DartsSpace({"init_channels": 8, "layers": 3})
+    relax = RelaxationSpec(partial_channels=2, learn_edges=True, sampling="mixture")
+    ref = space.build_supernet(10, 3, relax, fused=fused)
+    fast = copy.deepcopy(ref)
+    assert use_batchnorm_impl(fast, "function") > 0
+    arch = {k: torch.softmax(torch.randn(14, 8), -1) for k in ("normal", "reduce")}
+    arch.update({f"{k}_edges": torch.rand(14) for k in ("normal", "reduce")})
+    x = torch.randn(4, 3, 8, 8)
+    out_ref, out = ref(x, arch), fast(x, arch)
+    torch.testing.assert_close(out, out_ref, atol=1e-4, rtol=1e-4)
+    out_ref.square().sum().backward()
+    out.square().sum().backward()
+    for (n, a), (_, b) in zip(ref.named_parameters(), fast.named_parameters()):
+        torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-3, msg=n)
+    for (n, a), (_, b) in zip(ref.state_dict().items(), fast.state_dict().items()):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=n)

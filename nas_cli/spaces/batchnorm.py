@@ -124,4 +124,7 @@ def use_batchnorm_impl(model: nn.Module, impl: str) -> int:
             m.__class__ = SearchBatchNorm2d
             m.impl = impl  # type: ignore[attr-defined]
             n += 1
+        elif getattr(m, "supports_bn_impl", False):  # e.g. the fused cell's stacked BNs
+            m.impl = impl  # type: ignore[attr-defined]
+            n += 1
     return n

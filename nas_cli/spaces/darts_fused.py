@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas_cli.spaces.batchnorm import BN_IMPLS
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
@@ -162,7 +163,13 @@ class _BN(_Stage):
         self._stack("running_var", "running_var", [b.running_var for b in bns], param=False)  # type: ignore
         self.counters = [(k, "num_batches_tracked") for k in range(len(bns))]
 
+    #: training-mode kernels (runtime.batchnorm; nas_cli/spaces/batchnorm.py), same function
+    impl: str = "native"
+    supports_bn_impl = True
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.weight is None and self.impl != "native":
+            return BN_IMPLS[self.impl](x, self.running_mean, self.running_var, self.momentum, self.eps)
         return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
                             self.momentum, self.eps)
 
