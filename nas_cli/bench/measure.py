@@ -4,8 +4,8 @@ Every timed step ends with a device synchronisation before the clock is read, so
 CUDA work is charged to the step that queued it.  Warm-up steps (cuDNN autotuning, CUDA-graph
 capture, allocator growth) are excluded from both the times and the memory peak.
 
-Memory: on CUDA ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` at the
-start of the timed steps (model, optimizer state and the device-resident dataset included, as
+Memory: on CUDA ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` before the
+warm-up steps (so a CUDA graph's capture, whose activations stay reserved for every replay, counts) (model, optimizer state and the device-resident dataset included, as
 they are live).  On CPU the peak resident-set growth over the timed steps: Linux's ``VmHWM`` is
 reset through ``/proc/self/clear_refs`` and compared with ``VmRSS`` before the first timed step;
 where that is unavailable the reading is ``None``.
@@ -97,11 +97,16 @@ def time_steps(step: Callable[[], Any], device: torch.device, steps: int, warmup
     if steps < 1:
         raise ValueError("steps must be >= 1")
     sync: Callable[[], None] = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    probe = memory_probe(device)
+    if device.type == "cuda":
+        # the peak spans warm-up too: a CUDA graph's activations live in its private pool, allocated
+        # while it is captured (a warm-up step), and stay reserved for every replay
+        probe.start()
     for _ in range(warmup):
         step()
     sync()
-    probe = memory_probe(device)
-    probe.start()
+    if device.type != "cuda":
+        probe.start()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()
