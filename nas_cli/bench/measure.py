@@ -2,7 +2,7 @@
 
 Every timed step ends with a device synchronisation before the clock is read, so asynchronous
 CUDA work is charged to the step that queued it.  Warm-up steps (cuDNN autotuning, CUDA-graph
-capture, allocator growth) are excluded from both the times and the memory peak.
+capture, allocator growth) are excluded from the times (on CUDA not from the memory peak).
 
 Memory: on CUDA ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats`` before the
 warm-up steps (so a CUDA graph's capture, whose activations stay reserved for every replay, counts) (model, optimizer state and the device-resident dataset included, as
