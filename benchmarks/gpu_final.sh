@@ -9,6 +9,8 @@ OUT=${OUT:-/tmp/out}
 python3 .devdata/prepare.py .devdata >/dev/null
 timeout 150 python3 -m pytest -q tests/test_cuda_graphs.py tests/test_batchnorm.py tests/test_fused.py -p no:cacheprovider 2>&1 | tail -4
 timeout 170 python3 -m nas_cli.bench --steps 10 --warmup 4 --json $OUT/bench_fast.json 2>&1 | tail -12
+timeout 40 python3 benchmarks/bn_variants.py
+timeout 45 python3 -m nas_cli.bench --workloads gaea_pcdarts_search --steps 10 --warmup 4 runtime.batchnorm=function2 --json $OUT/bench_fn2.json 2>&1 | grep gaea
 timeout 45 python3 -m nas_cli.bench --workloads eval_step --steps 10 --warmup 4 runtime.precision=bf16 runtime.channels_last=true --json $OUT/bench_eval_bf16.json 2>&1 | tail -3
 R="dataset=cifar10 dataset.root=.devdata dataset.limit_train=10000 search.epochs=3 objective.warmup_epochs=1 search.max_val_batches=10 search.log_every=1000 method=gaea_pcdarts"
 timeout 100 python3 -m nas_cli $R runtime.fused=false runtime.cuda_graphs=false runtime.batchnorm=native hydra.run.dir=$OUT/real_eager 2>&1 | grep -E "^epoch|step " | cut -c1-160

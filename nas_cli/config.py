@@ -269,7 +269,7 @@ class RuntimeConfig:
     #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)
     cuda_graphs: str = "auto"
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
-    #: auto (= function on CUDA, native on CPU), native, cudnn, function (nas_cli/spaces/batchnorm.py)
+    #: auto (= function on CUDA, native on CPU), native, cudnn, function, function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
 
 
@@ -412,8 +412,8 @@ def validate(cfg: DictConfig) -> None:
 
     rt = cfg.runtime
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
-    _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function"),
-           f"runtime.batchnorm must be auto, native, cudnn or function, got '{rt.batchnorm}'")
+    _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2"),
+           f"runtime.batchnorm must be auto, native, cudnn, function or function2, got '{rt.batchnorm}'")
     _check(str(rt.cuda_graphs).lower() in ("auto", "true", "false"),
            f"runtime.cuda_graphs must be auto, true or false, got '{rt.cuda_graphs}'")
     _check(str(cfg.resume).lower() in ("auto", "true", "false"),
