@@ -269,7 +269,7 @@ class RuntimeConfig:
     #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)
     cuda_graphs: str = "auto"
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
-    #: auto (= function on CUDA, native on CPU), native, cudnn, function, function2 (spaces/batchnorm.py)
+    #: auto (= function2 on CUDA, native on CPU), native, cudnn, function, function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
 
 

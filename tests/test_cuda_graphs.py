@@ -35,6 +35,28 @@ def test_cuda_graphs_true_without_support_is_a_config_error(tmp_path: Path) -> N
         build_search_stepper(run)
 
 
+@pytest.mark.parametrize("overrides, blocked", [
+    (["method=gaea_pcdarts"], None),
+    (["method=darts"], None),
+    (["method=gaea_darts", "objective=single_level"], None),
+    (["method=darts", "objective=bilevel_unrolled"], "objective 'bilevel_unrolled'"),
+    (["method=xnas"], "architecture optimizer 'xnas'"),
+    (["search_space=nb201", "method=gdas"], "'hard' sampling"),
+])
+def test_graph_blocker_decides_from_config(overrides: list[str], blocked: str | None) -> None:
+    """The graph decision (and with it the fused, device-lr SGD) is made from the config alone; GDAS
+    must keep the reference SGD (fused SGD rejects parameters whose first gradient comes late)."""
+    from nas_cli.stages.stepper import graph_blocker, uses_graphs
+
+    cfg = make_cfg(["experiment=demo", *overrides])
+    why = graph_blocker(cfg, torch.device("cuda"))
+    assert (why is None) if blocked is None else (blocked in why)
+    assert uses_graphs(cfg, torch.device("cuda")) == (blocked is None)
+    assert not uses_graphs(cfg, torch.device("cpu"))
+    assert not uses_graphs(make_cfg(["experiment=demo", *overrides, "runtime.cuda_graphs=false"]),
+                           torch.device("cuda"))
+
+
 def test_unknown_cuda_graphs_value_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="runtime.cuda_graphs must be auto, true or false"):
         _run(tmp_path, "runtime.cuda_graphs=maybe")
@@ -86,9 +108,12 @@ def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) ->
     torch.testing.assert_close(graph[:3], eager[:3], rtol=1e-4, atol=1e-4, msg=lambda m: f"{m}\n{graph}\n{eager}")
     torch.testing.assert_close(graph, eager, rtol=3e-3, atol=3e-3, msg=lambda m: f"{m}\n{graph}\n{eager}")
     for k, v in results["false"][1].items():
-        moved = (v - initial[k]).abs().max()
-        assert moved > 0
-        assert (results["true"][1][k] - v).abs().max() <= 0.05 * moved, k
+        d_eager, d_graph = (v - initial[k]).flatten(), (results["true"][1][k] - initial[k]).flatten()
+        assert d_eager.abs().max() > 0
+        if method.startswith("gaea"):  # EG's update is proportional to the gradient: tight agreement
+            assert (d_graph - d_eager).abs().max() <= 0.05 * d_eager.abs().max(), k
+        else:  # Adam's sign-like steps on noise-level gradients: compare the update directions
+            assert torch.nn.functional.cosine_similarity(d_graph, d_eager, dim=0) > 0.9, k
 
 
 @gpu

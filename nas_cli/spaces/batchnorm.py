@@ -15,7 +15,8 @@ running statistics updated with ``momentum``), with kernels that parallelise ove
 * ``function2`` -- the same with every reduction split into a contiguous per-row stage and a tiny
   across-samples stage (law of total variance: exact).
 
-``runtime.batchnorm`` picks one (``auto``: ``function`` on CUDA, ``native`` on CPU).
+``runtime.batchnorm`` picks one (``auto``: ``function2`` on CUDA -- measured fastest in the H200
+search step, 0.210 s vs 0.226 s for ``function`` and 0.402 s for ``cudnn`` --, ``native`` on CPU).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _fu
 def resolve_impl(name: str, device: torch.device) -> str:
     name = str(name).lower()
     if name == "auto":
-        return "function" if device.type == "cuda" else "native"
+        return "function2" if device.type == "cuda" else "native"
     if name not in BN_IMPLS:
         raise ConfigError(f"runtime.batchnorm must be auto or one of {', '.join(BN_IMPLS)}, got '{name}'")
     return name

@@ -53,7 +53,7 @@ from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
 from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
 from nas_cli.stages.selection import Selector, build_selector
-from nas_cli.stages.stepper import build_search_stepper
+from nas_cli.stages.stepper import build_search_stepper, uses_graphs
 
 OUTPUT_FILES = ("metrics.jsonl", "genotype.json", "arch_history.npz", "checkpoint.pt", "summary.json")
 
@@ -113,8 +113,11 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 
     s = cfg.search
-    fast = device.type == "cuda" and str(cfg.runtime.cuda_graphs).lower() != "false"
-    if fast:  # same SGD; lr held on device so a captured step follows the schedule (runtime/graphs.py)
+    # Graph-replayed steps need SGD with its lr on the device (fused kernel; runtime/graphs.py). Only
+    # then: fused SGD rejects steps where some parameters get their first gradient later than others
+    # (GDAS runs one op per edge), which the reference foreach SGD handles.
+    fast = uses_graphs(cfg, device)
+    if fast:
         w_opt = graph_weight_optimizer(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
                                        bool(s.nesterov), device)
     else:

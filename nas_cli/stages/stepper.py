@@ -8,7 +8,7 @@ call, so the loop, the benchmark and the tests exercise exactly one code path.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
@@ -96,24 +96,39 @@ class CudaGraphStepper:
         return self.graphs[do_arch]
 
 
-def graph_support(run: "SearchRun") -> str | None:
-    """Why this run's step cannot be captured in a CUDA graph (None: it can)."""
-    from nas_cli.optim import ARCH_OPTIMIZERS
+def graph_blocker(cfg: Any, device: torch.device) -> str | None:
+    """Why a search with this config cannot replay its step from a CUDA graph (None: it can).
 
-    cfg = run.cfg
-    if run.device.type != "cuda":
-        return "CUDA graphs need a CUDA device"
-    if not getattr(run.objective, "graph_safe", False):
-        return f"objective '{cfg.objective.name}' synchronises with the host inside its step"
-    if not ARCH_OPTIMIZERS.get(cfg.optimizer.name).graph_safe:
-        return f"architecture optimizer '{cfg.optimizer.name}' keeps host-side state"
-    if run.arch.sampling.one_hot:
-        return f"'{run.relax.sampling}' sampling selects ops on the host every step"
+    Decided from the config alone (the classes the registries name), so ``build_run`` can pick the
+    graph-ready weight optimizer before anything is built."""
+    from nas_cli.arch.sampling import SAMPLINGS
+    from nas_cli.objectives import OBJECTIVES
+    from nas_cli.optim import ARCH_OPTIMIZERS
     from nas_cli.runtime import distributed as dist
 
+    if device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if not getattr(OBJECTIVES.get(str(cfg.objective.name)), "graph_safe", False):
+        return f"objective '{cfg.objective.name}' synchronises with the host inside its step"
+    if not ARCH_OPTIMIZERS.get(str(cfg.optimizer.name)).graph_safe:
+        return f"architecture optimizer '{cfg.optimizer.name}' keeps host-side state"
+    sampling = str(cfg.method.relaxation.sampling)
+    if SAMPLINGS.get(sampling).one_hot:
+        return f"'{sampling}' sampling selects ops on the host every step"
     if dist.context().enabled:
         return "data-parallel search runs eagerly"
     return None
+
+
+def uses_graphs(cfg: Any, device: torch.device) -> bool:
+    """Whether the search step will be replayed from a CUDA graph (runtime.cuda_graphs + support)."""
+    mode = str(cfg.runtime.cuda_graphs).lower()
+    return mode != "false" and graph_blocker(cfg, device) is None
+
+
+def graph_support(run: "SearchRun") -> str | None:
+    """Why this run's step cannot be captured in a CUDA graph (None: it can)."""
+    return graph_blocker(run.cfg, run.device)
 
 
 def build_search_stepper(run: "SearchRun") -> Stepper:
