@@ -118,10 +118,16 @@ def curves_plot(series: Series, stem: Path, metrics: Sequence[str] = ("train_acc
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
         ax.set_title(key.replace("_", " "))
+    return _finish(fig, axes[0], drawn, stem)
+
+
+def _finish(fig: Any, axes: Any, drawn: int, stem: Path) -> list[Path]:
+    """Legends where something was drawn; save the figure, or drop it when nothing was."""
+    for ax in axes:
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     if not drawn:
-        plt.close(fig)
+        _pyplot().close(fig)
         return []
     fig.tight_layout()
     return _save(fig, stem)
@@ -139,10 +145,4 @@ def upper_loss_plot(panels: Mapping[str, Series], stem: Path, title: str) -> lis
         ax.set_xlabel("step")
         ax.set_ylabel("upper-level (validation) loss")
         ax.set_title(f"{title} - {opt}")
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    if not drawn:
-        plt.close(fig)
-        return []
-    fig.tight_layout()
-    return _save(fig, stem)
+    return _finish(fig, axes[0], drawn, stem)

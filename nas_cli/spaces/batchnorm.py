@@ -52,43 +52,14 @@ def _cudnn(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps
     return F.batch_norm(x, rm, rv, w, b, True, momentum, eps)
 
 
-class _BatchNormFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float,  # type: ignore[override]
-                eps: float) -> Tensor:
-        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        var, mean = torch.var_mean(xf, dim=_DIMS, correction=0, keepdim=True)
-        invstd = torch.rsqrt(var + eps)
-        xhat = (xf - mean) * invstd
-        if rm is not None and rv is not None:
-            n = x.numel() // x.shape[1]
-            rm.lerp_(mean.view(-1).to(rm.dtype), momentum)
-            rv.lerp_((var.view(-1) * (n / max(n - 1, 1))).to(rv.dtype), momentum)
-        ctx.save_for_backward(xhat, invstd)
-        return xhat.to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        xhat, invstd = ctx.saved_tensors
-        gf = g.to(xhat.dtype)
-        mg = gf.mean(_DIMS, keepdim=True)
-        mgx = (gf * xhat).mean(_DIMS, keepdim=True)
-        dx = (gf - mg - xhat * mgx) * invstd
-        return dx.to(g.dtype), None, None, None, None
-
-
-def _function(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float) -> Tensor:
-    return _BatchNormFn.apply(x, rm, rv, momentum, eps)
-
-
-def _channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+def _channel_stats(x: Tensor, two_stage: bool) -> tuple[Tensor, Tensor]:
     """Per-channel biased variance and mean of an NCHW tensor, as (1, C, 1, 1) tensors.
 
-    Two stages: per (sample, channel) rows of H*W contiguous values, then across samples with the
-    law of total variance (equal group sizes, so it is exact).  A row reduction over contiguous memory
-    runs at memory bandwidth, unlike a single reduction over the strided dims (0, 2, 3)."""
+    ``two_stage``: per (sample, channel) rows of H*W contiguous values first, then across samples
+    with the law of total variance (equal group sizes, so it is exact).  A row reduction over
+    contiguous memory runs at memory bandwidth, unlike one reduction over the strided dims (0, 2, 3)."""
     n, c = x.shape[:2]
-    if not x.is_contiguous() or n == 1:
+    if not two_stage or not x.is_contiguous() or n == 1:
         return torch.var_mean(x, dim=_DIMS, correction=0, keepdim=True)
     var_i, mean_i = torch.var_mean(x.view(n, c, -1), dim=2, correction=0)
     mean = mean_i.mean(0)
@@ -96,21 +67,21 @@ def _channel_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return var.view(1, c, 1, 1), mean.view(1, c, 1, 1)
 
 
-def _channel_mean(x: Tensor) -> Tensor:
+def _channel_mean(x: Tensor, two_stage: bool) -> Tensor:
     n, c = x.shape[:2]
-    if not x.is_contiguous():
+    if not two_stage or not x.is_contiguous():
         return x.mean(_DIMS, keepdim=True)
     return x.view(n, c, -1).mean(2).mean(0).view(1, c, 1, 1)
 
 
-class _BatchNormFn2(torch.autograd.Function):
-    """:class:`_BatchNormFn` with two-stage (row, then sample) reductions."""
+class _BatchNormFn(torch.autograd.Function):
+    """Non-affine training-mode BN with the closed-form backward; ``two_stage`` picks the reductions."""
 
     @staticmethod
     def forward(ctx, x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float,  # type: ignore[override]
-                eps: float) -> Tensor:
+                eps: float, two_stage: bool) -> Tensor:
         xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-        var, mean = _channel_stats(xf)
+        var, mean = _channel_stats(xf, two_stage)
         invstd = torch.rsqrt(var + eps)
         xhat = (xf - mean) * invstd
         if rm is not None and rv is not None:
@@ -118,20 +89,27 @@ class _BatchNormFn2(torch.autograd.Function):
             rm.lerp_(mean.view(-1).to(rm.dtype), momentum)
             rv.lerp_((var.view(-1) * (n / max(n - 1, 1))).to(rv.dtype), momentum)
         ctx.save_for_backward(xhat, invstd)
+        ctx.two_stage = two_stage
         return xhat.to(x.dtype)
 
     @staticmethod
     def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
         xhat, invstd = ctx.saved_tensors
-        gf = g.to(xhat.dtype).contiguous()
-        mg = _channel_mean(gf)
-        mgx = _channel_mean(gf * xhat)
+        gf = g.to(xhat.dtype)
+        if ctx.two_stage:
+            gf = gf.contiguous()
+        mg = _channel_mean(gf, ctx.two_stage)
+        mgx = _channel_mean(gf * xhat, ctx.two_stage)
         dx = torch.addcmul(gf - mg, xhat, mgx, value=-1.0) * invstd
-        return dx.to(g.dtype), None, None, None, None
+        return dx.to(g.dtype), None, None, None, None, None
+
+
+def _function(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float) -> Tensor:
+    return _BatchNormFn.apply(x, rm, rv, momentum, eps, False)
 
 
 def _function2(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float) -> Tensor:
-    return _BatchNormFn2.apply(x, rm, rv, momentum, eps)
+    return _BatchNormFn.apply(x, rm, rv, momentum, eps, True)
 
 
 BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _function, "function2": _function2}
