@@ -35,7 +35,8 @@ GROUPS = {
 
 def _options(group: str) -> list[str]:
     d = CONF_DIR / group
-    return sorted(p.stem for p in d.rglob("*.yaml")) if d.is_dir() else []
+    # nested presets are selected by their path: experiment=paper/darts_cifar10_gaea_pcdarts
+    return sorted(p.relative_to(d).with_suffix("").as_posix() for p in d.rglob("*.yaml")) if d.is_dir() else []
 
 
 def help_text() -> str:

@@ -83,7 +83,8 @@ def test_cli_help_lists_groups_and_options() -> None:
     assert proc.returncode == 0
     for group in ["search_space", "method", "optimizer", "objective", "dataset", "stage", "experiment"]:
         assert group in proc.stdout
-    for option in METHODS + ["exp_grad", "adam", "single_level", "bilevel", "synthetic", "cifar10", "npz", "demo"]:
+    for option in METHODS + ["exp_grad", "adam", "single_level", "bilevel", "synthetic", "cifar10", "npz", "demo",
+                             "paper/darts_cifar10_gaea_pcdarts", "toy/quadratic"]:  # nested presets by path
         assert option in proc.stdout
 
 
