@@ -151,8 +151,8 @@ def test_imagenet_stem_supernet() -> None:
 
 
 def test_supernet_config_errors() -> None:
-    with pytest.raises(NotImplementedError):
-        DartsSpace({}).build_supernet(10, 3, RelaxationSpec(sampling="hard"))
+    with pytest.raises(ConfigError, match="unknown sampling 'gumbel'"):
+        DartsSpace({}).build_supernet(10, 3, RelaxationSpec(sampling="gumbel"))
     with pytest.raises(ConfigError):
         DartsSpace({"init_channels": 12}).build_supernet(10, 3, RelaxationSpec(partial_channels=4))
     with pytest.raises(ConfigError):
@@ -361,3 +361,39 @@ def test_genotype_json_and_str_via_space() -> None:
     assert "\n" not in text and text.startswith("N: max_pool_3x3@0 max_pool_3x3@1 |") and " ; R: " in text
     odd = Genotype(geno.normal, (2, 3), geno.reduce, geno.reduce_concat)
     assert "concat=[2, 3]" in space.genotype_str(odd)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_discrete_supernet_runs_only_the_sampled_ops(k: int) -> None:
+    """GDAS / RS-WS on the DARTS space: with one-hot weights the discrete forward equals the full
+    mixture's value, unsampled ops receive no gradient, and every weight entry gets the
+    straight-through gradient."""
+    import copy
+
+    torch.manual_seed(0)
+    space = DartsSpace({"init_channels": 8, "layers": 3})
+    hard = space.build_supernet(10, 3, RelaxationSpec(partial_channels=k, sampling="hard"), fused=True)
+    assert hard.discrete and not hard.fused  # fusion runs every op: not for one-hot samples
+    mixture = copy.deepcopy(hard)
+    mixture.discrete = False
+    idx = {kind: torch.randint(0, 8, (14,)) for kind in ("normal", "reduce")}
+    arch = {kind: torch.nn.functional.one_hot(i, 8).float().requires_grad_(True) for kind, i in idx.items()}
+    x = torch.randn(4, 3, 8, 8)
+    out_hard = hard(x, arch)
+    torch.testing.assert_close(out_hard, mixture(x, {kk: v.detach() for kk, v in arch.items()}), atol=1e-5, rtol=1e-5)
+    out_hard.sum().backward()
+    for kind in ("normal", "reduce"):
+        assert (arch[kind].grad != 0).float().mean() > 0.9  # straight-through: every entry
+    cell = hard.cells[0]
+    e = 0
+    unused = [o for o in range(8) if o != int(idx["normal"][e])]
+    for o in unused:
+        for p in cell.edges[e].ops[o].parameters():
+            assert p.grad is None
+
+
+def test_gdas_search_on_darts_space(tiny_cfg, tmp_path) -> None:
+    from nas_cli.stages.search import run_search
+
+    summary = run_search(tiny_cfg("method=gdas", "search.epochs=1"), tmp_path)
+    assert summary["status"] == "complete" and len(summary["genotype"]["normal"]) == 8

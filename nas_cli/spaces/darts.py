@@ -36,6 +36,16 @@ def _sum(tensors: Sequence[Tensor]) -> Tensor:
     return out
 
 
+def _mix(ops: Sequence[nn.Module], x: Tensor, weights: Tensor, chosen: int | None) -> Tensor:
+    """Σ_o w[o]·op_o(x); with ``chosen`` (GDAS / RS-WS one-hot samples) only that op runs.
+
+    The discrete form ``w[k]·op_k(x) + (Σ_o w[o] - w[k])`` has the one-hot value op_k(x) and
+    passes the straight-through gradient to every entry of ``w`` (GDAS's estimator)."""
+    if chosen is None:
+        return _sum([w * op(x) for w, op in zip(weights.unbind(0), ops)])
+    return weights[chosen] * ops[chosen](x) + (weights.sum() - weights[chosen])
+
+
 def num_edges(nodes: int) -> int:
     """Edges of a cell with ``nodes`` intermediate nodes (14 for 4 nodes)."""
     return edge_offset(nodes)
@@ -49,8 +59,8 @@ class MixedOp(nn.Module):
         super().__init__()
         self.ops = nn.ModuleList(OPS[name](C, stride, False, True) for name in op_names)
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
-        return _sum([w * op(x) for w, op in zip(weights.unbind(0), self.ops)])
+    def forward(self, x: Tensor, weights: Tensor, chosen: int | None = None) -> Tensor:
+        return _mix(self.ops, x, weights, chosen)
 
 
 class PartialMixedOp(nn.Module):
@@ -71,9 +81,9 @@ class PartialMixedOp(nn.Module):
         self.ops = nn.ModuleList(OPS[name](self.c_part, stride, False, True) for name in op_names)
         self.bypass: nn.Module = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: Tensor, weights: Tensor) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, chosen: int | None = None) -> Tensor:
         x1, x2 = x[:, : self.c_part], x[:, self.c_part :]
-        y1 = _sum([w * op(x1) for w, op in zip(weights.unbind(0), self.ops)])
+        y1 = _mix(self.ops, x1, weights, chosen)
         return channel_shuffle(torch.cat([y1, self.bypass(x2)], dim=1), self.k)
 
 
@@ -106,12 +116,15 @@ class SearchCell(nn.Module):
                 edges.append(PartialMixedOp(C, stride, op_names, k) if k > 1 else MixedOp(C, stride, op_names))
         self.edges = nn.ModuleList(edges)
 
-    def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None) -> Tensor:
-        """``op_weights`` (E, |O|); ``edge_weights`` (E,) or None for unit edge weights."""
+    def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None,
+                chosen: Sequence[int] | None = None) -> Tensor:
+        """``op_weights`` (E, |O|); ``edge_weights`` (E,) or None for unit edge weights;
+        ``chosen`` (E,) op indices of a one-hot sample (only those ops run) or None (full mixture)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(self.nodes):
             off = edge_offset(i)
-            outs = [self.edges[off + j](h, op_weights[off + j]) for j, h in enumerate(states)]
+            outs = [self.edges[off + j](h, op_weights[off + j], None if chosen is None else chosen[off + j])
+                    for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[off + j] * o for j, o in enumerate(outs)]
             states.append(_sum(outs))
@@ -127,6 +140,8 @@ class DartsSupernet(nn.Module):
     weights, used when present (PC-DARTS edge normalisation), else weight 1.
     ``fused=True`` replaces every cell by a :class:`FusedSearchCell` built from
     it (same init, same state_dict, same math; far fewer kernels).
+    ``discrete=True`` (GDAS, RS-WS): the op weights are one-hot samples and each edge runs only
+    its sampled op (one device->host copy of the argmax per forward); fusion does not apply.
     """
 
     def __init__(
@@ -141,8 +156,11 @@ class DartsSupernet(nn.Module):
         partial_channels: int = 1,
         stem: str = "cifar",
         fused: bool = False,
+        discrete: bool = False,
     ):
         super().__init__()
+        self.discrete = discrete
+        fused = fused and not discrete  # a fused node runs every op of every edge
         self.fused = fused
         self.op_names = list(op_names)
         self.nodes = nodes
@@ -186,9 +204,14 @@ class DartsSupernet(nn.Module):
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         s0 = self.stem(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
+        chosen = ({k: arch[k].detach().argmax(-1).tolist() for k in ("normal", "reduce")}
+                  if self.discrete else None)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
-            s0, s1 = s1, cell(s0, s1, arch[kind], arch.get(f"{kind}_edges"))
+            if chosen is None:
+                s0, s1 = s1, cell(s0, s1, arch[kind], arch.get(f"{kind}_edges"))
+            else:
+                s0, s1 = s1, cell(s0, s1, arch[kind], arch.get(f"{kind}_edges"), chosen[kind])
         out = self.global_pooling(s1)
         return self.classifier(out.flatten(1))
 
@@ -262,10 +285,11 @@ class DartsSpace(SearchSpace):
     def build_supernet(
         self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
     ) -> DartsSupernet:
-        if relax.sampling == "hard":
-            raise NotImplementedError("hard (GDAS) sampling is not implemented for the darts space")
-        if relax.sampling != "mixture":
-            raise ConfigError(f"unknown sampling '{relax.sampling}'; choose one of: mixture, hard")
+        from nas_cli.arch.sampling import SAMPLINGS
+
+        if relax.sampling not in SAMPLINGS.names():
+            raise ConfigError(f"unknown sampling '{relax.sampling}'; choose one of: {', '.join(SAMPLINGS.names())}")
+        discrete = SAMPLINGS.get(relax.sampling).one_hot
         k = int(relax.partial_channels)
         if k < 1:
             raise ConfigError(f"partial_channels must be >= 1, got {k}")
@@ -283,6 +307,7 @@ class DartsSpace(SearchSpace):
             partial_channels=k,
             stem=self.stem,
             fused=fused,
+            discrete=discrete,
         )
 
     def effective_weights(self, arch: Mapping[str, Tensor], kind: str) -> Tensor:
