@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import hydra
 from hydra.core.config_store import ConfigStore
@@ -100,8 +101,21 @@ _register()
 search_app = hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")(_run)
 
 
+def rank_overrides(env: Mapping[str, str]) -> list[str]:
+    """Extra Hydra overrides for a non-zero rank of a ``torchrun`` job.
+
+    Every rank runs the same command in the same run directory; only rank 0 writes nas_cli's
+    files, and Hydra's own (``.hydra/``, the job log) must not be written by every rank either."""
+    try:
+        rank = int(env.get("RANK", "0"))
+    except ValueError:
+        rank = 0
+    return ["hydra.output_subdir=null", "hydra/job_logging=none"] if rank > 0 else []
+
+
 def search_main() -> None:
     os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+    sys.argv += rank_overrides(os.environ)
     search_app()
 
 

@@ -92,3 +92,17 @@ def test_cli_cfg_job_prints_config() -> None:
     proc = _cli("method=pcdarts", "--cfg", "job")
     assert proc.returncode == 0
     assert "partial_channels: 4" in proc.stdout
+
+
+def test_non_zero_ranks_do_not_write_hydra_files() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from nas_cli.cli import rank_overrides
+    from tests.conftest import ROOT
+
+    assert rank_overrides({}) == [] and rank_overrides({"RANK": "0"}) == []
+    extra = rank_overrides({"RANK": "1"})
+    assert "hydra.output_subdir=null" in extra
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=extra, return_hydra_config=True)
+    assert cfg.hydra.output_subdir is None
