@@ -76,7 +76,8 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         "target_device": TARGET_DEVICE, "target_step_s": w.target_step_s, "target_mem_gb": w.target_mem_gb,
         "precision": str(rt.precision), "channels_last": bool(rt.channels_last), "fused": bool(rt.fused),
         # a bare `runtime.cuda_graphs=false` override arrives as the bool False, hence lower()
-        "cuda_graphs": str(rt.cuda_graphs).lower(), "stepper": prep.stepper,
+        "cuda_graphs": str(rt.cuda_graphs).lower(), "batchnorm": str(rt.batchnorm).lower(),
+        "stepper": prep.stepper,
         "overrides": [*spec.extra, *spec.overrides], **prep.info, "error": None,
     }
 
