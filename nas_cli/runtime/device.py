@@ -27,7 +27,10 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager[object]:
-    """bf16 autocast for the weight path; a no-op for fp32."""
+    """bf16 autocast for the weight path; a no-op for fp32.
+
+    The cast cache is off: every weight is used once per forward here, so it saves nothing, and
+    cached casts must not outlive a CUDA-graph capture (PyTorch's guidance for graphed autocast)."""
     if precision == "bf16":
-        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
