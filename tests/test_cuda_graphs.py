@@ -11,7 +11,7 @@ from nas_cli.errors import ConfigError
 from nas_cli.objectives import Batch
 from nas_cli.spaces.genotypes import get_genotype
 from nas_cli.stages.search import build_run
-from nas_cli.stages.stepper import CudaGraphStepper, EagerStepper, build_search_stepper, graph_support
+from nas_cli.stages.stepper import CudaGraphStepper, EagerStepper, build_search_stepper, graph_blocker
 from nas_cli.stages.train_eval import EvalJob, EvalTrainer
 from tests.conftest import TINY, make_cfg
 
@@ -26,13 +26,13 @@ def _run(tmp_path: Path, *extra: str, device: str = "cpu"):
 def test_cpu_runs_use_the_eager_stepper(tmp_path: Path) -> None:
     run = _run(tmp_path, "method=gaea_pcdarts")
     assert isinstance(build_search_stepper(run), EagerStepper)
-    assert graph_support(run) == "CUDA graphs need a CUDA device"
+    assert graph_blocker(run.cfg, run.device) == "CUDA graphs need a CUDA device"
 
 
 def test_cuda_graphs_true_without_support_is_a_config_error(tmp_path: Path) -> None:
-    run = _run(tmp_path, "method=gaea_pcdarts", "runtime.cuda_graphs=true")
+    # decided from the config, before the run's model and data are built
     with pytest.raises(ConfigError, match="cuda_graphs=true but CUDA graphs need a CUDA device"):
-        build_search_stepper(run)
+        build_search_stepper(_run(tmp_path, "method=gaea_pcdarts", "runtime.cuda_graphs=true"))
 
 
 @pytest.mark.parametrize("overrides, blocked", [
@@ -150,26 +150,20 @@ def test_eval_trainer_graph_matches_eager(tmp_path: Path) -> None:
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
 
 
-def test_device_lr_keeps_the_same_tensor() -> None:
-    """A captured step reads the lr tensor in place: device_lr must not replace it on later calls
-    (torch.device('cuda') != torch.device('cuda:0') once made it allocate a new one every step)."""
-    from nas_cli.runtime.graphs import device_lr
+def test_lr_tensor_survives_set_lr_and_checkpoint_loads() -> None:
+    """A captured step reads the lr tensor it was recorded with: set_lr and a checkpoint load must
+    keep that very tensor (load_state_dict alone would install the checkpoint's tensor, maybe on the CPU)."""
+    from nas_cli.runtime.graphs import load_optimizer_state
     from nas_cli.stages.common import set_lr
 
     p = torch.nn.Parameter(torch.zeros(3))
-    opt = torch.optim.SGD([p], lr=0.1, momentum=0.9)
-    device_lr(opt, torch.device("cpu"))
+    opt = torch.optim.SGD([p], lr=torch.tensor(0.1), momentum=0.9)
     lr = opt.param_groups[0]["lr"]
-    assert isinstance(lr, torch.Tensor) and float(lr) == pytest.approx(0.1)
-    device_lr(opt, torch.device("cpu"))
-    assert opt.param_groups[0]["lr"] is lr
     set_lr(opt, 0.05)
     assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.05)
-    if torch.cuda.is_available():
-        q = torch.nn.Parameter(torch.zeros(3, device="cuda"))
-        opt = torch.optim.SGD([q], lr=0.1)
-        device_lr(opt, torch.device("cuda"))
-        lr = opt.param_groups[0]["lr"]
-        device_lr(opt, torch.device("cuda:0"))
-        device_lr(opt, torch.device("cuda"))
-        assert opt.param_groups[0]["lr"] is lr
+    saved = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=torch.tensor(0.02), momentum=0.9)
+    load_optimizer_state(opt, saved.state_dict())
+    assert opt.param_groups[0]["lr"] is lr and float(lr) == pytest.approx(0.02)
+    plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
+    load_optimizer_state(plain, saved.state_dict())  # float lrs load as usual
+    assert float(plain.param_groups[0]["lr"]) == pytest.approx(0.02)

@@ -13,7 +13,7 @@ What makes a step capturable (and what the callers guarantee):
   branches) inside the step;
 * nothing Python-side that changes between steps may be baked into the graph:
   learning rates and drop-path probabilities live in device tensors that are
-  updated in place (see :func:`device_lr`), never Python floats;
+  updated in place (see :func:`weight_sgd`), never Python floats;
 * optimizer state (momentum buffers, Adam moments) exists before capture, so
   the "first step" branches are not what gets recorded.  :class:`GraphedStep`
   therefore runs ``warmup`` ordinary eager steps first (they are real training
@@ -31,6 +31,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
+
+from nas_cli.errors import ConfigError
 
 StepFn = Callable[..., Sequence[Tensor]]
 
@@ -97,38 +99,46 @@ def warm_call(fn: Callable[[], Any], side_stream: bool) -> Any:
     return out
 
 
-def device_lr(opt: torch.optim.Optimizer, device: torch.device) -> None:
-    """Hold every param group's learning rate in a 0-dim device tensor (updated in place by
-    ``set_lr``), so a captured optimizer step reads the current value on each replay."""
-    for g in opt.param_groups:
-        lr = g["lr"]
-        if not (isinstance(lr, Tensor) and _same_device(lr.device, device)):
-            g["lr"] = torch.tensor(float(lr), dtype=torch.float32, device=device)
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    """``cuda`` and ``cuda:0`` are the same device for our purposes (torch.device compares them unequal).
-
-    Getting this wrong replaces a captured graph's lr tensor with a fresh one every step: the graph
-    then reads freed memory."""
-    if a.type != b.type:
+def graphs_enabled(mode: Any, why_not: str | None) -> bool:
+    """Resolve ``runtime.cuda_graphs`` (auto / true / false) against the reason, if any, that this
+    run cannot be captured: ``true`` with a reason is a one-line config error, ``auto`` falls back."""
+    mode = str(mode).lower()  # a bare `false` override arrives as the bool False
+    if mode == "false":
         return False
-    current = torch.cuda.current_device() if a.type == "cuda" else 0
-    return (a.index if a.index is not None else current) == (b.index if b.index is not None else current)
+    if why_not is not None and mode == "true":
+        raise ConfigError(f"runtime.cuda_graphs=true but {why_not}; use runtime.cuda_graphs=auto or false")
+    return why_not is None
 
 
-def graph_weight_optimizer(params: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool,
-                           device: torch.device) -> torch.optim.Optimizer:
-    """SGD whose step is capturable with a changing learning rate.
+def weight_sgd(params: Any, lr: float, momentum: float, weight_decay: float, nesterov: bool,
+               device: torch.device, graphs: bool) -> torch.optim.Optimizer:
+    """The weights' SGD (momentum, weight decay, nesterov): the reference optimizer, or for
+    graph-replayed steps the same update capturable with a changing learning rate.
 
-    The fused CUDA kernel accepts the learning rate as a device tensor (the
-    foreach implementation converts it to a Python number, a host sync that a
-    graph cannot contain); the update rule is the same SGD with momentum and
-    weight decay as the reference optimizer.
+    The capturable form is the fused CUDA kernel with the learning rate in a 0-dim device tensor
+    (``set_lr`` updates it in place; the foreach implementation would turn a tensor lr into a Python
+    number, a host sync a graph cannot contain).  It is used only with graphs: the fused kernel
+    rejects steps where some parameters get their first gradient later than others (GDAS runs one
+    op per edge), which the reference implementation handles.
     """
-    opt = torch.optim.SGD(params, lr=torch.tensor(float(lr), device=device), momentum=momentum,
-                          weight_decay=weight_decay, nesterov=nesterov, fused=True)
-    return opt
+    if graphs:
+        return torch.optim.SGD(params, lr=torch.tensor(float(lr), device=device), momentum=momentum,
+                               weight_decay=weight_decay, nesterov=nesterov, fused=True)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+
+
+def load_optimizer_state(opt: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``opt.load_state_dict(state)`` that keeps each tensor learning rate the *same* tensor.
+
+    ``load_state_dict`` replaces param-group values with the checkpoint's (a tensor lr may come
+    back as a new tensor, even on the CPU); a captured step reads the lr tensor it was recorded
+    with, so the loaded value is copied into the existing tensor instead."""
+    lrs = [g["lr"] for g in opt.param_groups]
+    opt.load_state_dict(state)
+    for g, lr in zip(opt.param_groups, lrs):
+        if isinstance(lr, Tensor):
+            lr.fill_(float(g["lr"]))
+            g["lr"] = lr
 
 
 def make_capturable(opt: torch.optim.Optimizer) -> None:

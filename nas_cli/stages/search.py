@@ -43,7 +43,7 @@ from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_che
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
-from nas_cli.runtime.graphs import graph_weight_optimizer, make_capturable
+from nas_cli.runtime.graphs import load_optimizer_state, make_capturable, weight_sgd
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
@@ -113,18 +113,11 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 
     s = cfg.search
-    # Graph-replayed steps need SGD with its lr on the device (fused kernel; runtime/graphs.py). Only
-    # then: fused SGD rejects steps where some parameters get their first gradient later than others
-    # (GDAS runs one op per edge), which the reference foreach SGD handles.
-    fast = uses_graphs(cfg, device)
-    if fast:
-        w_opt = graph_weight_optimizer(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
-                                       bool(s.nesterov), device)
-    else:
-        w_opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
-                                nesterov=bool(s.nesterov))
+    graphs = uses_graphs(cfg, device)
+    w_opt = weight_sgd(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
+                       bool(s.nesterov), device, graphs)
     a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)
-    if fast:
+    if graphs:
         make_capturable(a_opt)
     ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
                       arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
@@ -418,7 +411,7 @@ def _streams(run: SearchRun) -> dict[str, BatchStream]:
 def _restore(run: SearchRun, ckpt: dict[str, Any]) -> dict[str, Any]:
     run.model.load_state_dict(ckpt["model"])
     run.arch.load_raw({k: v.to(run.device) for k, v in ckpt["arch"].items()})
-    run.ctx.w_opt.load_state_dict(ckpt["w_opt"])
+    load_optimizer_state(run.ctx.w_opt, ckpt["w_opt"])
     run.ctx.a_opt.load_state_dict(ckpt["a_opt"])
     run.objective.load_state_dict(ckpt["objective"])
     set_rng_state(ckpt["rng"])

@@ -12,9 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 import torch
 
-from nas_cli.errors import ConfigError
 from nas_cli.objectives import Batch, StepOut
-from nas_cli.runtime.graphs import GraphedStep, device_lr, warm_call
+from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, warm_call
 
 if TYPE_CHECKING:
     from nas_cli.stages.search import SearchRun
@@ -75,8 +74,6 @@ class CudaGraphStepper:
     def _warm_step(self, batch: Batch, next_arch_batch: Callable[[], Batch], do_arch: bool) -> StepOut:
         """An ordinary eager step (optimizer state, cuDNN plans); notes whether an arch batch is drawn."""
         self.warm[do_arch] += 1
-        if not self.graphs:  # a captured graph reads the lr tensor in place: never replace it afterwards
-            device_lr(self.run.ctx.w_opt, self.run.device)
         used: list[bool] = []
 
         def lazy() -> Batch:
@@ -121,24 +118,11 @@ def graph_blocker(cfg: Any, device: torch.device) -> str | None:
 
 
 def uses_graphs(cfg: Any, device: torch.device) -> bool:
-    """Whether the search step will be replayed from a CUDA graph (runtime.cuda_graphs + support)."""
-    mode = str(cfg.runtime.cuda_graphs).lower()
-    return mode != "false" and graph_blocker(cfg, device) is None
-
-
-def graph_support(run: "SearchRun") -> str | None:
-    """Why this run's step cannot be captured in a CUDA graph (None: it can)."""
-    return graph_blocker(run.cfg, run.device)
+    """Whether the search step will be replayed from a CUDA graph (runtime.cuda_graphs + support);
+    ``runtime.cuda_graphs=true`` on a run that cannot be captured is a ConfigError."""
+    return graphs_enabled(cfg.runtime.cuda_graphs, graph_blocker(cfg, device))
 
 
 def build_search_stepper(run: "SearchRun") -> Stepper:
     """The step executor ``runtime.cuda_graphs`` asks for (auto: graphs when the run supports them)."""
-    mode = str(run.cfg.runtime.cuda_graphs).lower()
-    if mode == "false":
-        return EagerStepper(run)
-    why_not = graph_support(run)
-    if why_not is None:
-        return CudaGraphStepper(run)
-    if mode == "true":
-        raise ConfigError(f"runtime.cuda_graphs=true but {why_not}; use runtime.cuda_graphs=auto or false")
-    return EagerStepper(run)
+    return CudaGraphStepper(run) if uses_graphs(run.cfg, run.device) else EagerStepper(run)

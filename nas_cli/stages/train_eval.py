@@ -37,7 +37,7 @@ from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
-from nas_cli.runtime.graphs import GraphedStep, device_lr, graph_weight_optimizer
+from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
@@ -143,16 +143,14 @@ class EvalTrainer:
                                   in_channels=c).to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.graphs = _use_graphs(cfg, self.device, self.ctx.enabled)
-        if self.graphs:  # same SGD; lr on device so the captured step follows the schedule
-            self.opt: torch.optim.Optimizer = graph_weight_optimizer(
-                self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay), bool(t.nesterov),
-                self.device)
+        why_not = ("no CUDA device" if self.device.type != "cuda"
+                   else "data-parallel training runs eagerly" if self.ctx.enabled else None)
+        self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
+        self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
+                              bool(t.nesterov), self.device, self.graphs)
+        if self.graphs:  # drop-path probability in device memory, read by the captured step
             self._drop = torch.zeros((), device=self.device)
             self._graph = GraphedStep(self._step, warmup=2)
-        else:
-            self.opt = torch.optim.SGD(self.model.parameters(), lr=float(t.lr), momentum=float(t.momentum),
-                                       weight_decay=float(t.weight_decay), nesterov=bool(t.nesterov))
         data = DeviceData.from_arrays(ds.train_x, ds.train_y, ds.mean, ds.std, self.device)
         n = ds.train_x.shape[0]
         if job.holdout > 0:
@@ -208,12 +206,7 @@ class EvalTrainer:
 
         With CUDA graphs the step is replayed from a graph after two eager warm-up steps."""
         x, y = dist.shard(x, y, self.ctx)
-        if self.graphs:
-            if not self._graph.captured:  # the captured step reads this very tensor: never replace it later
-                device_lr(self.opt, self.device)
-            loss, correct = self._graph(x, y)
-        else:
-            loss, correct = self._step(x, y)
+        loss, correct = self._graph(x, y) if self.graphs else self._step(x, y)
         return loss, correct, int(y.shape[0])
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -248,21 +241,9 @@ class EvalTrainer:
 
     def load_state(self, ckpt: dict[str, Any]) -> None:
         self.model.load_state_dict(ckpt["model"])
-        self.opt.load_state_dict(ckpt["opt"])
+        load_optimizer_state(self.opt, ckpt["opt"])
         set_rng_state(ckpt["rng"])
         self.stream.load_state_dict(ckpt["stream"])
-
-
-def _use_graphs(cfg: DictConfig, device: torch.device, distributed: bool) -> bool:
-    """Whether the training step replays from a CUDA graph (runtime.cuda_graphs)."""
-    mode = str(cfg.runtime.cuda_graphs).lower()
-    if mode == "false":
-        return False
-    why_not = ("no CUDA device" if device.type != "cuda"
-               else "data-parallel training runs eagerly" if distributed else None)
-    if why_not and mode == "true":
-        raise ConfigError(f"runtime.cuda_graphs=true but {why_not}; use runtime.cuda_graphs=auto or false")
-    return why_not is None
 
 
 def _finished_summary(out_dir: Path, fingerprint: str) -> dict[str, Any] | None:
