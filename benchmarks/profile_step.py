@@ -9,7 +9,6 @@ Prints torch.profiler's top kernels by device time and the number of kernel laun
 from __future__ import annotations
 
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,42 +21,23 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.search_step import compose
-    from nas_cli.objectives import Batch
-    from nas_cli.stages.search import build_run
-    from nas_cli.stages.stepper import build_search_stepper
+    from nas_cli.bench.prepare import prepare_search
 
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", *sys.argv[1:]]
-    cfg = compose(overrides)
-    with tempfile.TemporaryDirectory() as tmp:
-        run = build_run(cfg, Path(tmp))
-    run.model.train()
-    stepper = build_search_stepper(run)
-    it = iter(())
-
-    def next_w() -> Batch:
-        nonlocal it
-        try:
-            return Batch(*next(it))
-        except StopIteration:
-            it = iter(run.train_stream.epoch())
-            return Batch(*next(it))
-
-    def next_arch() -> Batch:
-        return Batch(*run.arch_stream.sample())
-
+    prep = prepare_search(compose(overrides), "")  # the step nas-bench times: data, stepper, arch step
     for _ in range(4):
-        stepper(next_w(), next_arch, True)
+        prep.step()
     torch.cuda.synchronize()
     steps = 2
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
-            stepper(next_w(), next_arch, True)
+            prep.step()
         torch.cuda.synchronize()
     events = prof.key_averages()
     kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
     n = sum(e.count for e in kernels) / steps
     total = sum(e.self_device_time_total for e in kernels) / steps / 1e3
-    print(f"stepper {stepper.name}: {n:.0f} kernels per step, {total:.1f} ms device time per step")
+    print(f"stepper {prep.stepper}: {n:.0f} kernels per step, {total:.1f} ms device time per step")
     print(events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70))
 
 

@@ -73,13 +73,9 @@ def _steps(run, n: int, do_arch: bool = True) -> list[float]:
     stepper = build_search_stepper(run)
     run.model.train()
     losses = []
-    it = iter(run.train_stream.epoch())
+    batches = run.train_stream.forever()
     for _ in range(n):
-        try:
-            x, y = next(it)
-        except StopIteration:
-            it = iter(run.train_stream.epoch())
-            x, y = next(it)
+        x, y = next(batches)
         out = stepper(Batch(x, y), lambda: Batch(*run.arch_stream.sample()), do_arch)
         losses.append(float(out.loss))
     return losses

@@ -12,12 +12,11 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 from omegaconf import DictConfig
 
-from nas_cli.data import BatchStream
 from nas_cli.registry import Registry
 
 #: the published genotype the eval workload trains by default (GAEA paper, CIFAR-10)
@@ -39,21 +38,6 @@ class Prepared:
     info: dict[str, Any] = field(default_factory=dict)
     #: keeps the temporary output directory alive while the workload runs
     keep: Any = None
-
-
-class _Cycle:
-    """Batches from ``stream.epoch()`` across epoch boundaries, as consecutive loop epochs draw them."""
-
-    def __init__(self, stream: BatchStream) -> None:
-        self.stream = stream
-        self._it: Iterator[tuple[torch.Tensor, torch.Tensor]] = iter(())
-
-    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            return next(self._it)
-        except StopIteration:
-            self._it = iter(self.stream.epoch())
-            return next(self._it)
 
 
 @dataclass(frozen=True)
@@ -78,14 +62,13 @@ def prepare_search(cfg: DictConfig, genotype: str) -> Prepared:
     # the loop's per-epoch state for its first epoch with architecture steps
     begin_epoch(run, min(int(cfg.objective.warmup_epochs), int(cfg.search.epochs) - 1))
     stepper = build_search_stepper(run)
-    next_w = _Cycle(run.train_stream)
+    batches = run.train_stream.forever()
 
     def next_arch() -> Batch:
         return Batch(*run.arch_stream.sample())
 
     def step() -> Any:
-        x, y = next_w()
-        return stepper(Batch(x, y), next_arch, True)
+        return stepper(Batch(*next(batches)), next_arch, True)
 
     sp = cfg.search_space
     depth = f"L={sp.layers}" if "layers" in sp else f"N={sp.cells_per_stage}"
@@ -107,11 +90,10 @@ def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
     trainer = EvalTrainer(cfg, EvalJob(genotype, get_genotype(genotype), int(cfg.seed)), Path(tmp.name))
     t = cfg.train
     _, p = trainer.begin_epoch(int(t.epochs) // 2)  # lr, drop-path (device tensor under graphs), train mode
-    batches = _Cycle(trainer.stream)
+    batches = trainer.stream.forever()
 
     def step() -> Any:
-        x, y = batches()
-        return trainer.train_step(x, y)
+        return trainer.train_step(*next(batches))
 
     bs, px = trainer.stream.batch_size, trainer.image_shape[-1]
     sizes = (f"C={t.init_channels} L={t.layers} {px}px b{bs} aux{float(t.auxiliary_weight):g} "

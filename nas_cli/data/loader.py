@@ -236,6 +236,11 @@ class BatchStream:
             xf = normalize(x, self.data.mean, self.data.std)
         return xf, y
 
+    def forever(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches across epoch boundaries, as consecutive loop epochs draw them (benchmarks, tests)."""
+        while True:
+            yield from self.epoch()
+
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``(x_float, y)`` batches for the rest of the current epoch."""
         if self._order is None:
