@@ -62,15 +62,22 @@ _SEARCH_DATA_SMALL = ("dataset.num_train=512", "dataset.num_test=64", "dataset.i
 # arch steps from the first step on; the stepper is called with do_arch=True regardless
 _SEARCH_COMMON = ("objective.warmup_epochs=0",)
 
-for _method in ("pcdarts", "gaea_pcdarts"):
+
+def _search(name: str, method: str, space: str, description: str, batch: int, target_s: float,
+            target_mem_gb: float | None = None) -> None:
+    """A search-step workload: ``method`` on ``space`` at the paper batch size (demo sizes on CPU)."""
     _add(Workload(
-        name=f"{_method}_search", kind="search",
-        description=f"{_method} search step: first-order arch step + weight step (DARTS space)",
-        overrides=(f"method={_method}", "search_space=darts", *_SEARCH_COMMON),
-        full=("search_space.preset=paper", "search.batch_size=256"),
+        name=name, kind="search", description=description,
+        overrides=(f"method={method}", f"search_space={space}", *_SEARCH_COMMON),
+        full=("search_space.preset=paper", f"search.batch_size={batch}"),
         small=("search_space.preset=demo", "search.batch_size=32"),
         data_full=_SEARCH_DATA_FULL, data_small=_SEARCH_DATA_SMALL,
-        target_step_s=0.10, target_mem_gb=10.0))
+        target_step_s=target_s, target_mem_gb=target_mem_gb))
+
+
+for _method in ("pcdarts", "gaea_pcdarts"):
+    _search(f"{_method}_search", _method, "darts",
+            f"{_method} search step: first-order arch step + weight step (DARTS space)", 256, 0.10, 10.0)
 
 _add(Workload(
     name="eval_step", kind="eval",
@@ -83,14 +90,7 @@ _add(Workload(
     target_step_s=0.025))
 
 for _method, _target in (("gaea_darts", 0.02), ("gdas", 0.015)):
-    _add(Workload(
-        name=f"nb201_{_method}", kind="search",
-        description=f"NAS-Bench-201 {_method} search step",
-        overrides=(f"method={_method}", "search_space=nb201", *_SEARCH_COMMON),
-        full=("search_space.preset=paper", "search.batch_size=64"),
-        small=("search_space.preset=demo", "search.batch_size=32"),
-        data_full=_SEARCH_DATA_FULL, data_small=_SEARCH_DATA_SMALL,
-        target_step_s=_target))
+    _search(f"nb201_{_method}", _method, "nb201", f"NAS-Bench-201 {_method} search step", 64, _target)
 
 
 def select(names: Sequence[str] | None) -> list[Workload]:
