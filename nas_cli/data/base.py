@@ -218,9 +218,9 @@ def _limit(ds: ArrayDataset, train: int | None, test: int | None) -> ArrayDatase
     for key, n in (("limit_train", train), ("limit_test", test)):
         if n is not None and int(n) < 1:
             raise ConfigError(f"dataset.{key} must be a positive number of images or null, got {n}")
-    tr = slice(None) if train is None else slice(0, int(train))
-    te = slice(None) if test is None else slice(0, int(test))
     if train is None and test is None:
         return ds
+    tr = slice(None) if train is None else slice(0, int(train))
+    te = slice(None) if test is None else slice(0, int(test))
     return dataclasses.replace(ds, train_x=ds.train_x[tr], train_y=ds.train_y[tr], test_x=ds.test_x[te],
                                test_y=ds.test_y[te])

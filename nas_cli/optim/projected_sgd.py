@@ -7,7 +7,7 @@ isolate the effect of the geometry (GAEA's argument) with everything else fixed.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from torch import Tensor
