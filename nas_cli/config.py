@@ -262,8 +262,10 @@ class RuntimeConfig:
     deterministic: bool = True
     #: torch intra-op threads on CPU (null = torch default)
     num_threads: Optional[int] = None
-    #: DARTS-space supernet: run each op type once per node over the stacked incoming edges
-    #: (grouped kernels; same math, same state_dict as the per-edge reference). false = reference
+    #: fused search cells (mixture forward; same math, same state_dict as the per-edge reference):
+    #: DARTS space -- each op type once per node over the stacked incoming edges (grouped kernels);
+    #: NB201 -- per source node one shared ReLU, one conv for all its 3x3/1x1 edges, one BN, one
+    #: pool and one batched matmul for the mixture. false = the per-edge reference
     fused: bool = True
     #: capture the whole training step in one CUDA graph and replay it: "auto" (on CUDA when the
     #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)

@@ -215,17 +215,6 @@ def test_channels_last_and_bf16_autocast() -> None:
     torch.testing.assert_close(b.float(), a.float(), atol=0.1, rtol=0.05)
 
 
-def test_nb201_ignores_fused() -> None:
-    from nas_cli.spaces.nb201 import NB201Space
-
-    space = NB201Space({"init_channels": 4, "cells_per_stage": 1})
-    torch.manual_seed(0)
-    a = space.build_supernet(10, 3, RelaxationSpec(), fused=True)
-    torch.manual_seed(0)
-    b = space.build_supernet(10, 3, RelaxationSpec())
-    assert_states_close(a.state_dict(), b.state_dict(), atol=0)
-
-
 # ------------------------------------------------------------- full search
 #: method -> (extra overrides, arch tolerance).  GAEA: no warmup and a large exp-grad step so the
 #: architecture moves well beyond rounding noise (otherwise near-ties decide the genotype); its arch

@@ -144,24 +144,34 @@ def grouped_pointwise(x: Tensor, weight: Tensor, groups: int) -> Tensor:
 
 
 class _BN(_Stage):
-    """E BatchNorms -> one ``F.batch_norm`` over the stacked channels (statistics are per channel)."""
+    """E BatchNorms -> one ``F.batch_norm`` over the stacked channels (statistics are per channel).
+
+    With ``track_running_stats=False`` there are no buffers and, like ``nn.BatchNorm2d``, batch
+    statistics are used in eval mode too.
+    """
 
     def __init__(self, bns: Sequence[nn.Module]) -> None:
         super().__init__()
         assert all(isinstance(b, nn.BatchNorm2d) for b in bns)
         b0: nn.BatchNorm2d = bns[0]  # type: ignore[assignment]
         _same([(b.eps, b.momentum, b.affine, b.track_running_stats) for b in bns], "BN settings")  # type: ignore
-        if b0.momentum is None or not b0.track_running_stats:
-            raise ValueError("only BNs with running stats and a fixed momentum can be fused")
+        if b0.momentum is None:
+            raise ValueError("only BNs with a fixed momentum can be fused")
         self.eps, self.momentum = float(b0.eps), float(b0.momentum)
         self.weight: nn.Parameter | None = None
         self.bias: nn.Parameter | None = None
         if b0.affine:
             self._stack("weight", "weight", [b.weight for b in bns], param=True)  # type: ignore[union-attr]
             self._stack("bias", "bias", [b.bias for b in bns], param=True)  # type: ignore[union-attr]
-        self._stack("running_mean", "running_mean", [b.running_mean for b in bns], param=False)  # type: ignore
-        self._stack("running_var", "running_var", [b.running_var for b in bns], param=False)  # type: ignore
-        self.counters = [(k, "num_batches_tracked") for k in range(len(bns))]
+        self.running_mean: Tensor | None
+        self.running_var: Tensor | None
+        if b0.track_running_stats:
+            self._stack("running_mean", "running_mean", [b.running_mean for b in bns], param=False)  # type: ignore
+            self._stack("running_var", "running_var", [b.running_var for b in bns], param=False)  # type: ignore
+            self.counters = [(k, "num_batches_tracked") for k in range(len(bns))]
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
 
     #: training-mode kernels (runtime.batchnorm; nas_cli/spaces/batchnorm.py), same function
     impl: str = "native"
@@ -170,7 +180,8 @@ class _BN(_Stage):
     def forward(self, x: Tensor) -> Tensor:
         if self.training and self.weight is None and self.impl != "native":
             return BN_IMPLS[self.impl](x, self.running_mean, self.running_var, self.momentum, self.eps)
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+        batch_stats = self.training or self.running_mean is None
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, batch_stats,
                             self.momentum, self.eps)
 
 
@@ -345,19 +356,7 @@ class FusedSearchCell(nn.Module):
             self._plan.append(node)
             off += 2 + i
         self.fused = _FusedEdges(groups, len(counters))
-
-        ref_state = ref.state_dict()
-        if counters:  # carry the reference counters over (a fresh cell: all zero)
-            self.fused.bn_batches.copy_(torch.stack([ref_state[k] for k in counters]))
-        order = {k: n for n, k in enumerate(ref_state)}
-        missing = [k for k in ref_state if k.startswith("edges.") and k not in {s[0] for s in slots}]
-        if missing:
-            raise ValueError(f"fused cell does not cover reference state {missing[:3]}")
-        self._slots = sorted(slots, key=lambda s: order[s[0]])
-        meta = getattr(ref_state, "_metadata", {})
-        self._ref_metadata = {k: dict(v) for k, v in meta.items() if k == "edges" or k.startswith("edges.")}
-        self.register_state_dict_post_hook(_to_reference_state)
-        self.register_load_state_dict_pre_hook(_from_reference_state)
+        adopt_reference_state(self, ref, slots, counters)
 
     def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None) -> Tensor:
         """``op_weights`` (E, |O|); ``edge_weights`` (E,) or None for unit edge weights."""
@@ -407,7 +406,32 @@ def _cat(xs: Sequence[Tensor]) -> Tensor:
 
 
 # ------------------------------------------------------------- state dict
-def _to_reference_state(module: FusedSearchCell, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+def adopt_reference_state(cell: nn.Module, ref: nn.Module, slots: Sequence[Slot], counters: Sequence[str]) -> None:
+    """Give a fused ``cell`` the state_dict layout of the reference cell ``ref`` it was built from.
+
+    Shared by the fused DARTS and NB201 cells.  Contract: the fused storage is the child
+    ``cell.fused`` (its keys start with ``fused.``), the reference's per-edge state lives under
+    ``edges.``, ``slots`` cover every reference key there, and ``counters`` (reference keys of the
+    BN batch counters) are the entries of the vector ``cell.fused.bn_batches``, in that order.
+    Copies the reference counters, records the slots in reference key order and registers the
+    state-dict hooks that translate between the two layouts.
+    """
+    ref_state = ref.state_dict()
+    if counters:  # carry the reference counters over (a fresh cell: all zero)
+        cell.fused.bn_batches.copy_(torch.stack([ref_state[k] for k in counters]))
+    order = {k: n for n, k in enumerate(ref_state)}
+    covered = {s[0] for s in slots}
+    missing = [k for k in ref_state if k.startswith("edges.") and k not in covered]
+    if missing:
+        raise ValueError(f"fused cell does not cover reference state {missing[:3]}")
+    cell._slots = sorted(slots, key=lambda s: order[s[0]])
+    meta = getattr(ref_state, "_metadata", {})
+    cell._ref_metadata = {k: dict(v) for k, v in meta.items() if k == "edges" or k.startswith("edges.")}
+    cell.register_state_dict_post_hook(_to_reference_state)
+    cell.register_load_state_dict_pre_hook(_from_reference_state)
+
+
+def _to_reference_state(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
     """state_dict post-hook: replace the stacked tensors by views in the reference layout."""
     for ref_key, fused_key, a, b in module._slots:
         t = state[prefix + fused_key]
@@ -423,7 +447,7 @@ def _to_reference_state(module: FusedSearchCell, state: dict[str, Any], prefix: 
             meta[prefix + key] = dict(value)
 
 
-def _from_reference_state(module: FusedSearchCell, state: dict[str, Any], prefix: str, local_metadata: Any,
+def _from_reference_state(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any,
                           strict: bool, missing_keys: list[str], unexpected_keys: list[str],
                           error_msgs: list[str]) -> None:
     """load_state_dict pre-hook: stack reference-layout tensors into the fused keys.

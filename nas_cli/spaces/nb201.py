@@ -198,22 +198,44 @@ class _Macro(nn.Module):
 
 
 class NB201Supernet(_Macro):
-    """``forward(x, {"cell": (6, |O|)}) -> logits``; ``discrete`` runs only the one-hot-selected ops."""
+    """``forward(x, {"cell": (6, |O|)}) -> logits``; ``discrete`` runs only the one-hot-selected ops.
+
+    ``fused=True`` (mixture forward only) replaces every search cell by a
+    :class:`~nas_cli.spaces.nb201_fused.FusedNB201Cell` built from it: same init, same
+    state_dict, same math, far fewer kernels; ``merge_1x1`` is its conv-merging switch.
+    """
 
     def __init__(self, C: int, N: int, num_classes: int, in_channels: int, op_names: Sequence[str],
-                 track_running_stats: bool, discrete: bool) -> None:
+                 track_running_stats: bool, discrete: bool, fused: bool = False, merge_1x1: bool = True) -> None:
         super().__init__(C, N, num_classes, in_channels,
                          lambda c: NB201SearchCell(c, op_names, track_running_stats, discrete))
         self.op_names = list(op_names)
         self.discrete = discrete
+        self.fused = fused and not discrete  # a fused cell runs every op of every edge
+        #: position of the first fused cell (its mixing matrices serve every cell: same op list)
+        self._mixer: int | None = None
+        if self.fused:
+            from nas_cli.spaces.nb201_fused import FusedNB201Cell  # lazy: it imports this module
+
+            for i, layer in enumerate(self.cells):
+                if isinstance(layer, NB201SearchCell):
+                    self.cells[i] = FusedNB201Cell(layer, merge_1x1=merge_1x1)
+                    self._mixer = i if self._mixer is None else self._mixer
 
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         w = arch["cell"]
         # one argmax over all edges and ONE device->host copy per forward (not per op / per cell)
         chosen = w.detach().argmax(-1).tolist() if self.discrete else None
+        # fused: one gather of the arch weights per forward, shared by all cells
+        coefs = self.cells[self._mixer].coefficients(w) if self._mixer is not None else None
         h = self.stem(x)
         for layer in self.cells:
-            h = layer(h, w, chosen) if isinstance(layer, NB201SearchCell) else layer(h)
+            if isinstance(layer, NB201SearchCell):
+                h = layer(h, w, chosen)
+            elif coefs is not None and hasattr(layer, "mix"):
+                h = layer.mix(h, coefs)
+            else:
+                h = layer(h)
         return self.head(h)
 
 
@@ -272,13 +294,15 @@ class NB201Space(SearchSpace):
     def build_supernet(
         self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
     ) -> NB201Supernet:
-        """``fused`` is ignored: the NB201 cell has 6 edges of 5 cheap ops (no fused variant)."""
+        """``fused`` (``runtime.fused``): source-grouped fused cells (nb201_fused.py) for the mixture
+        forward; built from the reference cells, so the same seed gives the same initial state.
+        The discrete (one-hot) supernet always keeps the reference cells."""
         from nas_cli.arch.sampling import SAMPLINGS  # lazy: nas_cli.arch imports nas_cli.spaces
 
         self.arch_specs(relax)
         discrete = SAMPLINGS.get(relax.sampling).one_hot
         return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, in_channels, self.op_names,
-                             self.track_running_stats, discrete)
+                             self.track_running_stats, discrete, fused=fused)
 
     def discretize(self, arch: Mapping[str, Tensor]) -> str:
         """Argmax per edge (first maximum on ties); no pruning, 'none' may win unless excluded."""

@@ -1,0 +1,280 @@
+"""Fused NAS-Bench-201 search cell: every op reading one node runs once, as one kernel per op kind.
+
+The reference :class:`~nas_cli.spaces.nb201.NB201SearchCell` runs every candidate op of each of
+the 6 edges on its own -- about a hundred small kernels per cell.  The fusion here groups edges by
+their *source* node (DARTS's fused cell groups by destination, darts_fused.py): all edges leaving
+node j read the same tensor x_j, so once x_j is complete
+
+* ``relu(x_j)`` -- the leading ReLU of every ReLUConvBN -- is computed once;
+* all outgoing ``nor_conv_3x3`` and ``nor_conv_1x1`` convs are ONE dense conv over the same input
+  with their weights concatenated along the output channels.  The 1x1 weights are zero-padded to
+  3x3 in every forward (``F.pad``): the padded taps are constants, so a 1x1 weight receives
+  exactly its own gradient and stays 1x1 (same parameters, same weight decay).  ``merge_1x1=False``
+  runs one conv for the 3x3 edges and one for the 1x1 edges instead (fewer FLOPs, one more kernel);
+* ONE non-affine BatchNorm over all those output channels with stacked running statistics (BN
+  statistics are per channel, so nothing mixes across edges or op kinds);
+* ``avg_pool_3x3`` is parameter-free and identical for all outgoing edges: computed once;
+* ``skip_connect`` is x_j itself; ``none`` is skipped -- it is ``x*0``, which adds exactly 0 and
+  sends exactly 0 gradient to its weight and input for finite activations (the DARTS fused cell's
+  argument; with inf/NaN activations the run has diverged either way).
+
+The mixture of source j is then one batched matmul: with the P op outputs stacked as
+``O_j = cat(bn(conv(relu x_j)), x_j, pool(x_j))`` viewed as (N, P, C*H*W), the contributions to
+its m destinations are ``M_j @ O_j`` -> (N, m, C*H*W), where ``M_j[q, p]`` is the arch weight of
+(edge q, op of row p) and 0 where a conv row belongs to another edge.  A destination node is the
+sum of its sources' contributions.  All ``M_j`` come from one gather of the (6, |O|) arch tensor,
+done once per supernet forward (all cells share it) -- see :func:`mixture_index`.
+
+Parameters live in stacked tensors; the state-dict hooks of darts_fused.py present them under
+the reference keys (same keys, shapes, values, parameter count), and the cell is built *from* a
+reference cell, so initialisation and RNG consumption are identical.  Only the mixture forward is
+fused: the discrete (one-hot) supernet keeps the reference cells.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas_cli.errors import ConfigError
+from nas_cli.spaces.darts_fused import (
+    Slot,
+    _BN,
+    _cat,
+    _Pool,
+    _same,
+    _Stage,
+    adopt_reference_state,
+    grouped_pointwise,
+)
+from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
+
+#: conv op kinds in the order of their output channels (the 3x3 block first, then the 1x1 block)
+CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
+#: parameter-free op rows of O_j after the conv rows, in this order
+EXTRA_OPS: tuple[str, ...] = ("skip_connect", "avg_pool_3x3")
+
+
+def op_kind(m: nn.Module) -> str:
+    """The NB201 op name of a reference op module (the cell stores modules, not names)."""
+    if isinstance(m, Zero):
+        return "none"
+    if isinstance(m, nn.Identity):
+        return "skip_connect"
+    if isinstance(m, nn.AvgPool2d):
+        return "avg_pool_3x3"
+    if isinstance(m, ReLUConvBN):
+        kernel = tuple(m.op[1].kernel_size)  # type: ignore[union-attr]
+        if kernel == (3, 3):
+            return "nor_conv_3x3"
+        if kernel == (1, 1):
+            return "nor_conv_1x1"
+    raise ValueError(f"no fused NB201 implementation for op module {type(m).__name__}")
+
+
+def source_edges(j: int) -> list[int]:
+    """Edges leaving node j, in increasing destination order (j+1, ..., last node)."""
+    return [e for e, (_, s) in enumerate(NB201_EDGES) if s == j]
+
+
+def mixture_index(ops: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]:
+    """Where each entry of every ``M_j`` comes from in ``pad(w.flatten(), (0, 1))``.
+
+    ``ops``: the op name of each column of the (6, |O|) arch tensor.  Returns the flat gather
+    index of all ``M_j`` (row-major, concatenated over sources) and the (m, P) shape of each;
+    index ``6*|O|`` is the appended zero (conv rows of the other edges).
+    """
+    n_ops = len(ops)
+    zero = len(NB201_EDGES) * n_ops
+    convs = [o for o in CONV_OPS if o in ops]
+    extras = [o for o in EXTRA_OPS if o in ops]
+    index: list[int] = []
+    shapes: list[tuple[int, int]] = []
+    for j in range(NB201_NODES - 1):
+        edges = source_edges(j)
+        m = len(edges)
+        for q, e in enumerate(edges):
+            row = [zero] * (len(convs) * m)
+            for k, o in enumerate(convs):
+                row[k * m + q] = e * n_ops + ops.index(o)
+            row += [e * n_ops + ops.index(o) for o in extras]
+            index += row
+        shapes.append((m, len(convs) * m + len(extras)))
+    return index, shapes
+
+
+# ------------------------------------------------------------------ stages
+class _SharedInputConvs(_Stage):
+    """The 3x3 and 1x1 convs of every edge leaving one node: one dense conv over the shared input.
+
+    Output channels: ``[3x3 of edge 0..m-1, 1x1 of edge 0..m-1]`` (blocks of C).  ``specs`` index
+    the convs in that order (3x3 first), the same order as the BN built over the output.
+    """
+
+    def __init__(self, convs3: Sequence[nn.Module], convs1: Sequence[nn.Module], merge_1x1: bool) -> None:
+        super().__init__()
+        convs = [*convs3, *convs1]
+        assert convs and all(isinstance(c, nn.Conv2d) for c in convs)
+        _same([(c.in_channels, c.out_channels) for c in convs], "conv channels")  # type: ignore[union-attr]
+        for c, k in [*((c, 3) for c in convs3), *((c, 1) for c in convs1)]:
+            settings = (tuple(c.kernel_size), tuple(c.stride), tuple(c.padding), tuple(c.dilation),  # type: ignore
+                        c.groups, c.bias is None, c.padding_mode)
+            if settings != ((k, k), (1, 1), (k // 2, k // 2), (1, 1), 1, True, "zeros"):
+                raise ValueError(f"cannot fuse an NB201 conv with settings {settings}")
+        self.weight3: nn.Parameter | None = None
+        self.weight1: nn.Parameter | None = None
+        if convs3:
+            self._stack("weight3", "weight", [c.weight for c in convs3], param=True)  # type: ignore[union-attr]
+        if convs1:
+            self._stack("weight1", "weight", [c.weight for c in convs1], param=True)  # type: ignore[union-attr]
+        # one index over both lists (3x3 first), matching the output channel blocks
+        self.specs = [(k + (len(convs3) if attr == "weight1" else 0), name, attr, a, b)
+                      for k, name, attr, a, b in self.specs]
+        #: one conv with the 1x1 weights zero-padded to 3x3; a plain attribute (no state), so it
+        #: can be switched at any time (same result, fewer kernels vs fewer FLOPs)
+        self.merge_1x1 = merge_1x1
+
+    def forward(self, r: Tensor) -> Tensor:
+        if self.weight3 is None:
+            return grouped_pointwise(r, self.weight1, 1)  # type: ignore[arg-type]
+        if self.weight1 is None:
+            return F.conv2d(r, self.weight3, None, 1, 1)
+        if self.merge_1x1:
+            # the centre tap of a padding-1 3x3 conv reads exactly what a padding-0 1x1 conv reads
+            w = torch.cat([self.weight3, F.pad(self.weight1, (1, 1, 1, 1))], 0)
+            return F.conv2d(r, w, None, 1, 1)
+        return torch.cat([F.conv2d(r, self.weight3, None, 1, 1), grouped_pointwise(r, self.weight1, 1)], 1)
+
+
+class _Source(nn.Module):
+    """Every op reading one node: ``forward(x_j) -> O_j`` of shape (N, P, C*H*W)."""
+
+    def __init__(self, ops: Sequence[Sequence[nn.Module]], kinds: Sequence[str], merge_1x1: bool) -> None:
+        """``ops[q][o]``: reference op module of column o on the q-th outgoing edge."""
+        super().__init__()
+        col = {k: o for o, k in enumerate(kinds)}
+        convs = [k for k in CONV_OPS if k in col]
+        #: (q, column) of each conv in output-channel order
+        self.conv_refs = [(q, col[k]) for k in convs for q in range(len(ops))]
+        self.conv: _SharedInputConvs | None = None
+        self.bn: _BN | None = None
+        if convs:
+            rcb = [ops[q][o] for q, o in self.conv_refs]
+            by_kind = {k: [m.op[1] for m, (_, o) in zip(rcb, self.conv_refs) if o == col[k]] for k in convs}
+            self.conv = _SharedInputConvs(by_kind.get("nor_conv_3x3", []), by_kind.get("nor_conv_1x1", []),
+                                          merge_1x1)
+            self.bn = _BN([m.op[2] for m in rcb])
+        self.skip = "skip_connect" in col
+        self.pool: _Pool | None = None
+        if "avg_pool_3x3" in col:
+            self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
+
+    def forward(self, x: Tensor) -> Tensor:
+        rows: list[Tensor] = []
+        if self.conv is not None and self.bn is not None:
+            rows.append(self.bn(self.conv(F.relu(x))))
+        if self.skip:
+            rows.append(x)
+        if self.pool is not None:
+            rows.append(self.pool(x))
+        n, c, h, w = x.shape
+        return _cat(rows).reshape(n, -1, c * h * w)
+
+
+class _FusedSources(nn.Module):
+    """Container of a cell's per-source stages plus one counter per reference BN (``num_batches_tracked``)."""
+
+    def __init__(self, sources: Sequence[_Source], n_bn: int) -> None:
+        super().__init__()
+        self.sources = nn.ModuleList(sources)
+        self.register_buffer("bn_batches", torch.zeros(n_bn, dtype=torch.long))
+
+
+# --------------------------------------------------------------------- cell
+class FusedNB201Cell(nn.Module):
+    """Drop-in replacement for a mixture :class:`NB201SearchCell` (same math, same state_dict), built from one."""
+
+    def __init__(self, ref: NB201SearchCell, merge_1x1: bool = True) -> None:
+        super().__init__()
+        if ref.discrete:
+            raise ValueError("the fused NB201 cell implements the mixture forward only")
+        edges = [list(e) for e in ref.edges]
+        kinds = _same([[op_kind(m) for m in e] for e in edges], "op lists")
+        if len(set(kinds)) != len(kinds):
+            raise ValueError(f"duplicate ops in the NB201 cell: {kinds}")
+        if not any(k != "none" for k in kinds):
+            raise ConfigError("runtime.fused needs at least one op other than 'none'")
+        self.kinds = list(kinds)
+        index, shapes = mixture_index(self.kinds)
+        self.register_buffer("_mix_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self._mix_shapes = shapes
+
+        sources: list[_Source] = []
+        slots: list[Slot] = []
+        counters: list[str] = []
+        for j in range(NB201_NODES - 1):
+            out_edges = source_edges(j)
+            src = _Source([edges[e] for e in out_edges], self.kinds, merge_1x1)
+            sources.append(src)
+            for stage_name, inner in (("conv", "op.1."), ("bn", "op.2.")):
+                stage = getattr(src, stage_name)
+                if stage is None:
+                    continue
+                for k, name, attr, a, b in stage.specs:
+                    q, o = src.conv_refs[k]
+                    slots.append((f"edges.{out_edges[q]}.{o}.{inner}{name}",
+                                  f"fused.sources.{j}.{stage_name}.{attr}", a, b))
+                for k, name in stage.counters:
+                    q, o = src.conv_refs[k]
+                    ref_key = f"edges.{out_edges[q]}.{o}.{inner}{name}"
+                    slots.append((ref_key, "fused.bn_batches", len(counters), None))
+                    counters.append(ref_key)
+        self.fused = _FusedSources(sources, len(counters))
+        adopt_reference_state(self, ref, slots, counters)
+
+    @property
+    def merge_1x1(self) -> bool:
+        return all(s.conv is None or s.conv.merge_1x1 for s in self.fused.sources)
+
+    @merge_1x1.setter
+    def merge_1x1(self, value: bool) -> None:
+        for s in self.fused.sources:
+            if s.conv is not None:
+                s.conv.merge_1x1 = bool(value)
+
+    def coefficients(self, weights: Tensor) -> list[Tensor]:
+        """The (m, P) mixing matrices ``M_j`` from the (6, |O|) arch weights: one gather for all sources.
+
+        Depends only on the op list, so a supernet computes it once per forward for all its cells.
+        """
+        flat = F.pad(weights.reshape(-1), (0, 1))  # the appended 0 fills the other edges' conv rows
+        parts = flat.index_select(0, self._mix_index).split([m * p for m, p in self._mix_shapes])
+        return [t.view(m, p) for t, (m, p) in zip(parts, self._mix_shapes)]
+
+    def mix(self, x: Tensor, coefs: Sequence[Tensor]) -> Tensor:
+        """The cell output from its input and the matrices of :meth:`coefficients`."""
+        if self.training and self.fused.bn_batches.numel():
+            self.fused.bn_batches.add_(1)
+        node = x
+        pending: Tensor | None = None  # contributions so far to the nodes after ``node``
+        for src, m in zip(self.fused.sources, coefs):
+            o = src(node)
+            # (N, dests, C*H*W): Σ_p M[q, p] O[:, p].  An explicit bmm: torch.matmul of a 2-D by a
+            # 3-D tensor folds the batch into one mm over a transposed copy of O
+            out = torch.bmm(m.to(o.dtype).expand(o.shape[0], -1, -1), o)
+            if pending is not None:
+                out = out + pending
+            if out.shape[1] == 1:
+                return out.view(x.shape)
+            # split (not indexing): its backward is one cat, not a zero-fill per slice
+            head, pending = out.split([1, out.shape[1] - 1], dim=1)
+            node = head.view(x.shape)
+        raise AssertionError("unreachable: the last source has exactly one destination")
+
+    def forward(self, x: Tensor, weights: Tensor, chosen: Sequence[int] | None = None) -> Tensor:
+        if chosen is not None:
+            raise ValueError("the fused NB201 cell has no discrete forward")
+        return self.mix(x, self.coefficients(weights))
