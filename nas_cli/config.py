@@ -273,6 +273,17 @@ class RuntimeConfig:
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
     #: auto (= function2 on CUDA, native on CPU), native, cudnn, function, function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
+    #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):
+    #: "auto" (on CUDA when the run supports it), "true" (error if unsupported), "false"
+    compile: str = "false"
+    #: torch.compile backend ("inductor"; "aot_eager" traces without generating kernels, for debugging)
+    compile_backend: str = "inductor"
+    #: torch.compile mode ("default", "max-autotune-no-cudagraphs", ...; never a cudagraphs mode:
+    #: runtime.cuda_graphs captures the whole step itself)
+    compile_mode: str = "default"
+    #: what is compiled: "cells" (each cell separately; cells of one shape share code: fast to
+    #: compile) or "model" (the whole forward as one graph)
+    compile_scope: str = "cells"
 
 
 @dataclass
@@ -416,6 +427,13 @@ def validate(cfg: DictConfig) -> None:
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
     _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2"),
            f"runtime.batchnorm must be auto, native, cudnn, function or function2, got '{rt.batchnorm}'")
+    _check(str(rt.compile).lower() in ("auto", "true", "false"),
+           f"runtime.compile must be auto, true or false, got '{rt.compile}'")
+    _check(str(rt.compile_scope) in ("cells", "model"),
+           f"runtime.compile_scope must be cells or model, got '{rt.compile_scope}'")
+    _check(str(rt.compile_mode) not in ("reduce-overhead", "max-autotune"),
+           f"runtime.compile_mode={rt.compile_mode} would capture CUDA graphs inside the step that "
+           "runtime.cuda_graphs already captures; use default or max-autotune-no-cudagraphs")
     _check(str(rt.cuda_graphs).lower() in ("auto", "true", "false"),
            f"runtime.cuda_graphs must be auto, true or false, got '{rt.cuda_graphs}'")
     _check(str(cfg.resume).lower() in ("auto", "true", "false"),

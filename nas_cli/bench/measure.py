@@ -27,6 +27,8 @@ GB = 1e9
 @dataclass
 class Timing:
     times: list[float]
+    #: wall time of the untimed warm-up steps (eager warm-up, graph capture, compilation)
+    warmup_s: float = 0.0
 
     @property
     def median(self) -> float:
@@ -38,7 +40,7 @@ class Timing:
 
     def as_dict(self) -> dict[str, Any]:
         return {"step_s_median": self.median, "step_s_mean": self.mean, "step_s_min": min(self.times),
-                "step_s_max": max(self.times), "step_times_s": list(self.times)}
+                "step_s_max": max(self.times), "step_times_s": list(self.times), "warmup_s": self.warmup_s}
 
 
 class CudaPeak:
@@ -102,9 +104,11 @@ def time_steps(step: Callable[[], Any], device: torch.device, steps: int, warmup
         # the peak spans warm-up too: a CUDA graph's activations live in its private pool, allocated
         # while it is captured (a warm-up step), and stay reserved for every replay
         probe.start()
+    t_warm = time.perf_counter()
     for _ in range(warmup):
         step()
     sync()
+    warmup_s = time.perf_counter() - t_warm
     if device.type != "cuda":
         probe.start()
     times = []
@@ -113,4 +117,4 @@ def time_steps(step: Callable[[], Any], device: torch.device, steps: int, warmup
         step()
         sync()
         times.append(time.perf_counter() - t0)
-    return Timing(times), probe.read_gb(), probe.kind
+    return Timing(times, warmup_s), probe.read_gb(), probe.kind

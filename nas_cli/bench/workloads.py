@@ -23,7 +23,8 @@ from nas_cli.registry import Registry
 #: the device the issue's targets were set for
 TARGET_DEVICE = "H100"
 #: settings that select the eager reference path (``--compare``)
-EAGER_OVERRIDES = ("runtime.fused=false", "runtime.cuda_graphs=false", "runtime.batchnorm=native")
+EAGER_OVERRIDES = ("runtime.fused=false", "runtime.cuda_graphs=false", "runtime.batchnorm=native",
+                   "runtime.compile=false")
 
 
 @dataclass(frozen=True)

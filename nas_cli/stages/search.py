@@ -39,6 +39,7 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.objectives import OBJECTIVES, Batch, Objective, StepContext
 from nas_cli.optim import ARCH_OPTIMIZERS, build_arch_optimizer
 from nas_cli.runtime import distributed as dist
+from nas_cli.runtime.compile import compile_enabled, compile_module, search_compile_blocker
 from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
@@ -109,6 +110,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device))
+    if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg), device):
+        compile_module(model, cfg.runtime)
     arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 

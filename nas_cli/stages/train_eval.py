@@ -35,6 +35,7 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
+from nas_cli.runtime.compile import compile_enabled, compile_module
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -143,13 +144,18 @@ class EvalTrainer:
                                   in_channels=c).to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.compiled = compile_enabled(cfg.runtime.compile, None, self.device)
+        if self.compiled:
+            compile_module(self.model, cfg.runtime)
         why_not = ("no CUDA device" if self.device.type != "cuda"
                    else "data-parallel training runs eagerly" if self.ctx.enabled else None)
         self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
                               bool(t.nesterov), self.device, self.graphs)
-        if self.graphs:  # drop-path probability in device memory, read by the captured step
-            self._drop = torch.zeros((), device=self.device)
+        # drop-path probability in device memory: read by the captured step, and a compiled cell
+        # would recompile for every new Python float
+        self._drop = torch.zeros((), device=self.device)
+        if self.graphs:
             self._graph = GraphedStep(self._step, warmup=2)
         data = DeviceData.from_arrays(ds.train_x, ds.train_y, ds.mean, ds.std, self.device)
         n = ds.train_x.shape[0]
@@ -184,7 +190,7 @@ class EvalTrainer:
         lr = cosine_lr(epoch, epochs, float(t.lr), float(t.lr_min))
         set_lr(self.opt, lr)
         p = drop_path_prob(float(t.drop_path), epoch, epochs)
-        if self.graphs:
+        if self.graphs or self.compiled:
             self._drop.fill_(p)
             self.model.drop_path_prob = self._drop  # type: ignore[assignment]
         else:

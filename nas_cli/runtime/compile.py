@@ -1,0 +1,78 @@
+"""``runtime.compile``: compile the network's forward (and its backward) with ``torch.compile``.
+
+CUDA-graph replay removes launch overhead, but the search and evaluation steps still run
+thousands of small memory-bound kernels: BatchNorm statistics and normalisation, ReLUs,
+the architecture-weighted sums, pooling.  Inductor fuses chains of those into a few
+generated kernels (convolutions stay cuDNN calls), which removes both kernels and memory
+traffic.  The arithmetic is the same function; floating-point results differ only by
+summation order (the equivalence tests state tolerances).
+
+What it composes with:
+
+* CUDA graphs -- the compiled forward/backward are ordinary kernel launches, so the whole
+  step (compiled network + optimizers) is still captured once by :mod:`nas_cli.runtime.graphs`;
+  the first eager warm-up step pays the compilation;
+* ``nn.Module.compile`` compiles in place: parameter names, the state_dict and checkpoints
+  are unchanged, so a run can resume with or without compilation.
+
+What it refuses: one-hot sampling (GDAS, RS-WS) picks the ops to run on the host every
+step -- each new sample would be a new graph to compile.  ``auto`` then stays uncompiled,
+``true`` is a one-line ConfigError.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas_cli.errors import ConfigError
+
+#: values of runtime.compile
+CHOICES = ("auto", "true", "false")
+
+
+def compile_enabled(mode: Any, why_not: str | None, device: torch.device) -> bool:
+    """Whether to compile: ``false`` never; ``true`` always (a blocker is a ConfigError);
+    ``auto`` on CUDA when nothing blocks it (on CPU compilation costs minutes and gains little)."""
+    mode = str(mode).lower()
+    if mode not in CHOICES:
+        raise ConfigError(f"runtime.compile must be one of {', '.join(CHOICES)}, got '{mode}'")
+    if mode == "false":
+        return False
+    if why_not is not None:
+        if mode == "true":
+            raise ConfigError(f"runtime.compile=true is not possible here: {why_not} (use runtime.compile=false)")
+        return False
+    return mode == "true" or device.type == "cuda"
+
+
+def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
+    """Compile ``module`` in place as ``runtime.compile_scope`` says; returns the compiled modules.
+
+    ``cells`` (regional compilation): each module of ``module.cells`` is compiled on its own.  Cells
+    of one kind and size share their compiled code (parameters are graph inputs, not constants),
+    so a 20-cell network compiles about as many graphs as it has distinct cell shapes -- minutes
+    less than one whole-network graph -- while the stem and head (a few kernels) stay eager.
+    ``model``: the whole forward as one graph (more fusion across cells, longer compilation).
+    Shapes are static: every training step has the same batch shape."""
+    kwargs: dict[str, Any] = {"backend": str(runtime.compile_backend), "dynamic": False}
+    mode = str(runtime.get("compile_mode") or "default")
+    if mode != "default":
+        kwargs["mode"] = mode
+    scope = str(runtime.get("compile_scope") or "cells")
+    targets = list(module.cells) if scope == "cells" and hasattr(module, "cells") else [module]
+    for m in targets:
+        m.compile(**kwargs)
+    return targets
+
+
+def search_compile_blocker(cfg: Any) -> str | None:
+    """Why the search supernet of this config cannot be compiled (None: it can)."""
+    from nas_cli.arch.sampling import SAMPLINGS
+
+    sampling = str(cfg.method.relaxation.sampling)
+    if SAMPLINGS.get(sampling).one_hot:
+        return f"'{sampling}' sampling selects ops on the host every step (each sample would recompile)"
+    return None
