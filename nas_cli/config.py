@@ -271,11 +271,13 @@ class RuntimeConfig:
     #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)
     cuda_graphs: str = "auto"
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
-    #: auto (= function2 on CUDA, native on CPU), native, cudnn, function, function2 (spaces/batchnorm.py)
+    #: auto (= function2 for CUDA-graph-replayed steps, native for eager ones and on CPU), native, cudnn, function,
+    #: function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
     #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):
-    #: "auto" (on CUDA when the run supports it), "true" (error if unsupported), "false"
-    compile: str = "false"
+    #: "auto" (the evaluation network on CUDA: measured faster; search supernets stay uncompiled),
+    #: "true" (the search supernet too; error if unsupported), "false"
+    compile: str = "auto"
     #: torch.compile backend ("inductor"; "aot_eager" traces without generating kernels, for debugging)
     compile_backend: str = "inductor"
     #: torch.compile mode ("default", "max-autotune-no-cudagraphs", ...; never a cudagraphs mode:

@@ -51,6 +51,7 @@ def test_affine_batchnorms_are_left_alone() -> None:
 def test_resolve_impl() -> None:
     assert resolve_impl("auto", torch.device("cpu")) == "native"
     assert resolve_impl("auto", torch.device("cuda")) == "function2"
+    assert resolve_impl("auto", torch.device("cuda"), replayed=False) == "native"  # eager: host-bound
     with pytest.raises(ConfigError, match="runtime.batchnorm must be"):
         resolve_impl("welford", torch.device("cpu"))
 

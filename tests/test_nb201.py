@@ -389,3 +389,44 @@ def test_nas_report_dispatches_nb201_runs(tmp_path) -> None:
     assert (tmp_path / "rep" / "nb201_table2.md").is_file()
     assert (tmp_path / "rep" / "nb201_oracle_curves.png").is_file()
     assert "gaea_darts" in (tmp_path / "rep" / "nb201_table2.md").read_text()
+
+
+def test_hard_forward_matches_the_spec_formula_per_edge() -> None:
+    """methods.md §5: edge output h_k*·op_k*(x) + Σ_{k≠k*} h_k, summed over each node's edges --
+    value and gradients (sample entries and op weights) of the optimised forward equal it."""
+    from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES
+
+    torch.manual_seed(3)
+    space = NB201Space({"init_channels": 4, "cells_per_stage": 1})
+    net = space.build_supernet(10, 3, RelaxationSpec(sampling="hard"))
+    cell = net.cells[0]
+    p = torch.softmax(torch.randn(6, 5), -1).requires_grad_(True)
+    onehot = torch.nn.functional.one_hot(torch.tensor([3, 0, 2, 4, 1, 3]), 5).float()
+    w = onehot - p.detach() + p
+    x = torch.randn(2, 4, 8, 8)
+
+    def spec(x: torch.Tensor) -> torch.Tensor:
+        nodes = [x]
+        for i in range(1, NB201_NODES):
+            terms = []
+            for e, (t, j) in enumerate(NB201_EDGES):
+                if t == i:
+                    k = int(onehot[e].argmax())
+                    terms.append(w[e, k] * cell.edges[e][k](nodes[j]) + sum(w[e, o] for o in range(5) if o != k))
+            nodes.append(sum(terms))
+        return nodes[-1]
+
+    from nas_cli.spaces.nb201 import HardSelection
+
+    g = torch.randn(2, 4, 8, 8)
+    params = [q for q in cell.parameters()]
+    got = cell(x, w, HardSelection.of(w))
+    ref = spec(x)
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    ga = torch.autograd.grad((got * g).sum(), [p, *params], allow_unused=True, retain_graph=True)
+    gb = torch.autograd.grad((ref * g).sum(), [p, *params], allow_unused=True)
+    for a, b in zip(ga, gb):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert ga[0][onehot == 0].abs().min() > 0  # every non-selected entry receives the summed gradient

@@ -127,6 +127,33 @@ class ResBlock(nn.Module):
 
 
 # ---------------------------------------------------------------------- cells
+@dataclass(frozen=True)
+class HardSelection:
+    """The one-hot sample of a discrete forward, prepared once for all cells.
+
+    ``chosen[e]`` is the op run on edge e; ``h[e]`` the sample's (straight-through) entry of that op;
+    ``rest[i-1]`` the sum of the non-selected entries over node i's incoming edges.  Node i is then
+    ``rest + Σ_e h[e]·op_e(x_j)`` -- the spec's edge output ``h_k*·op_k*(x) + Σ_{k≠k*} h_k`` summed
+    over the node's edges, built from a handful of tensors per *forward* instead of a handful of
+    small ops per *edge* (the discrete forward runs eagerly: every op is Python dispatch time).
+    """
+
+    chosen: tuple[int, ...]
+    h: tuple[Tensor, ...]
+    rest: tuple[Tensor, ...]
+
+    @staticmethod
+    def of(weights: Tensor) -> "HardSelection":
+        k = weights.detach().argmax(-1)
+        # ONE device->host copy per forward (not per op / per cell)
+        chosen = tuple(int(v) for v in k.tolist())
+        h = weights.gather(1, k[:, None]).squeeze(1)
+        rest_edge = weights.sum(1) - h
+        # NB201_EDGES is sorted by target node: node i's i incoming edges are consecutive
+        rest = tuple(part.sum() for part in rest_edge.split(list(range(1, NB201_NODES))))
+        return HardSelection(chosen, h.unbind(0), rest)
+
+
 class NB201SearchCell(nn.Module):
     """Supernet cell: every candidate op on every edge (op BN affine=False)."""
 
@@ -136,23 +163,30 @@ class NB201SearchCell(nn.Module):
         self.edges = nn.ModuleList(
             nn.ModuleList(make_op(o, C, False, track_running_stats) for o in op_names) for _ in NB201_EDGES)
 
-    def forward(self, x: Tensor, weights: Tensor, chosen: Sequence[int] | None) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, chosen: HardSelection | None) -> Tensor:
+        if chosen is not None:
+            return self._forward_hard(x, chosen)
         nodes = [x]
         for i in range(1, NB201_NODES):
             terms: list[Tensor] = []
             for e, (t, j) in enumerate(NB201_EDGES):
-                if t != i:
-                    continue
-                w = weights[e]
-                if chosen is None:
+                if t == i:
+                    w = weights[e]
                     terms.extend(w[o] * op(nodes[j]) for o, op in enumerate(self.edges[e]))
-                else:
-                    k = chosen[e]
-                    # value: 1 * op_k(x) + 0; gradient: reaches every entry of w (straight-through)
-                    terms.append(w[k] * self.edges[e][k](nodes[j]) + (w.sum() - w[k]))
             out = terms[0]
             for term in terms[1:]:
                 out = out + term
+            nodes.append(out)
+        return nodes[-1]
+
+    def _forward_hard(self, x: Tensor, sel: HardSelection) -> Tensor:
+        """Only the selected op of each edge runs; value 1·op_k*(x) + 0, gradient to every sample entry."""
+        nodes = [x]
+        for i in range(1, NB201_NODES):
+            out = sel.rest[i - 1]
+            for e, (t, j) in enumerate(NB201_EDGES):
+                if t == i:
+                    out = torch.addcmul(out, self.edges[e][sel.chosen[e]](nodes[j]), sel.h[e])
             nodes.append(out)
         return nodes[-1]
 
@@ -224,8 +258,7 @@ class NB201Supernet(_Macro):
 
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         w = arch["cell"]
-        # one argmax over all edges and ONE device->host copy per forward (not per op / per cell)
-        chosen = w.detach().argmax(-1).tolist() if self.discrete else None
+        chosen = HardSelection.of(w) if self.discrete else None
         # fused: one gather of the arch weights per forward, shared by all cells
         coefs = self.cells[self._mixer].coefficients(w) if self._mixer is not None else None
         h = self.stem(x)

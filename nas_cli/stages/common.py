@@ -9,6 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas_cli.runtime.compile import run_eagerly
+
 
 def cosine_lr(epoch: int, total: int, lr_max: float, lr_min: float) -> float:
     """lr_e = lr_min + (lr_max - lr_min) * (1 + cos(pi * e / T)) / 2, constant within an epoch."""
@@ -62,13 +64,14 @@ def evaluate(forward: Callable[[Tensor], Tensor], batches: Iterable[tuple[Tensor
     reduction over ranks (each rank then evaluates its rows of every batch).
     """
     acc = Accumulator(device)
-    for i, (x, y) in enumerate(batches):
-        if max_batches is not None and i >= max_batches:
-            break
-        if y.shape[0] == 0:  # this rank's share of a small last batch
-            continue
-        logits = forward(x).float()
-        acc.add(F.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), y.shape[0])
+    with run_eagerly():  # a compiled network would recompile for eval mode and every batch size
+        for i, (x, y) in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            if y.shape[0] == 0:  # this rank's share of a small last batch
+                continue
+            logits = forward(x).float()
+            acc.add(F.cross_entropy(logits, y), (logits.argmax(1) == y).sum(), y.shape[0])
     return finish(acc)
 
 

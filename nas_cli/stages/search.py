@@ -109,14 +109,14 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                                  fused=bool(cfg.runtime.fused)).to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device))
-    if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg), device):
+    graphs = uses_graphs(cfg, device)
+    use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
+    if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg), device, auto=False):
         compile_module(model, cfg.runtime)
     arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)
 
     s = cfg.search
-    graphs = uses_graphs(cfg, device)
     w_opt = weight_sgd(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
                        bool(s.nesterov), device, graphs)
     a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from nas_cli.registry import Registry
+from nas_cli.runtime.compile import run_eagerly
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas_cli.stages.search import SearchRun
@@ -79,7 +80,7 @@ class RandomCandidates(Selector):
         cands: list[dict[str, Tensor]] = []
         correct = []
         try:
-            with torch.no_grad():
+            with torch.no_grad(), run_eagerly():
                 for _ in range(int(self.cfg.candidates)):
                     w = {k: (uniform(v, v, 1.0, gen) if run.arch.specs[k].kind == "ops" else v)
                          for k, v in probs.items()}

@@ -1,0 +1,129 @@
+"""runtime.compile: the decision, the config checks, and compiled == uncompiled on CPU.
+
+The CPU tests compile with the ``aot_eager`` backend: Dynamo traces the cells and AOTAutograd
+builds their forward/backward graphs exactly as for Inductor, but no kernels are generated (on
+this 2-core CI box Inductor's C++ compilation would take minutes).  Inductor itself ran on the
+GPU (nas-bench, ``benchmarks/gpu_compile.sh``); the GPU test below repeats the check there.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from nas_cli.config import validate
+from nas_cli.errors import ConfigError
+from nas_cli.runtime.checkpoint import config_fingerprint
+from nas_cli.runtime.compile import compile_enabled, run_eagerly
+from nas_cli.spaces.genotypes import get_genotype
+from nas_cli.stages.search import build_run
+from nas_cli.stages.stepper import build_search_stepper
+from nas_cli.stages.train_eval import EvalJob, EvalTrainer
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+NB = ["experiment=demo", "search_space=nb201", "dataset.num_train=128", "dataset.num_test=64",
+      "dataset.image_size=8", "search_space.init_channels=4", "search_space.cells_per_stage=1",
+      "search.batch_size=16", "runtime.device=cpu", "method=gaea_darts", "objective.warmup_epochs=0"]
+EVAL = ["experiment=demo", "runtime.device=cpu", "dataset.num_train=64", "dataset.num_test=40",
+        "dataset.image_size=8", "train.init_channels=4", "train.layers=3", "train.batch_size=16",
+        "train.eval_batch_size=32", "train.drop_path=0.0"]  # drop-path masks: float and tensor paths draw differently
+
+
+def compiled(module: torch.nn.Module) -> bool:
+    return getattr(module, "_compiled_call_impl", None) is not None
+
+
+def test_compile_decision() -> None:
+    assert not compile_enabled("false", None, CUDA)
+    assert compile_enabled("auto", None, CUDA) and not compile_enabled("auto", None, CPU)
+    assert not compile_enabled("auto", None, CUDA, auto=False)  # search supernets: only on request
+    assert compile_enabled("true", None, CPU)
+    assert not compile_enabled("auto", "reason", CUDA)
+    with pytest.raises(ConfigError, match="reason"):
+        compile_enabled("true", "reason", CUDA)
+    with pytest.raises(ConfigError, match="runtime.compile"):
+        compile_enabled("sometimes", None, CPU)
+
+
+@pytest.mark.parametrize("override,match", [
+    ("runtime.compile=maybe", "runtime.compile must"),
+    ("runtime.compile_scope=layer", "compile_scope"),
+    ("runtime.compile_mode=reduce-overhead", "CUDA graphs"),
+])
+def test_bad_compile_settings_are_config_errors(override: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        validate(make_cfg(["experiment=demo", override]))
+
+
+def test_one_hot_sampling_cannot_compile(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="runtime.compile=true is not possible"):
+        build_run(make_cfg([*NB, "method=gdas", "runtime.compile=true", "runtime.compile_backend=aot_eager"]),
+                  tmp_path)
+
+
+def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
+    base = config_fingerprint(make_cfg(["experiment=demo"]))[0]
+    for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",
+              "runtime.batchnorm=function"):
+        assert config_fingerprint(make_cfg(["experiment=demo", o]))[0] == base, o
+    assert config_fingerprint(make_cfg(["experiment=demo", "runtime.fused=false"]))[0] != base
+
+
+def _search_losses(tmp_path: Path, mode: str, steps: int = 3) -> tuple[list[float], object]:
+    run = build_run(make_cfg([*NB, f"runtime.compile={mode}", "runtime.compile_backend=aot_eager"]), tmp_path / mode)
+    stepper = build_search_stepper(run)
+    train, arch = run.train_stream.forever(), run.arch_stream.forever()
+    losses = [float(stepper(run.shard(*next(train)), lambda: run.shard(*next(arch)), True).loss)
+              for _ in range(steps)]
+    return losses, run
+
+
+def test_compiled_search_matches_uncompiled(tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    ref, run_ref = _search_losses(tmp_path, "false")
+    got, run = _search_losses(tmp_path, "true")
+    assert not any(compiled(c) for c in run_ref.model.cells)
+    assert all(compiled(c) for c in run.model.cells)  # regional: every cell, not the whole network
+    assert got == pytest.approx(ref, rel=1e-5, abs=1e-6)
+    for k, v in run_ref.arch.weights(sample=False).items():
+        torch.testing.assert_close(run.arch.weights(sample=False)[k], v, rtol=1e-5, atol=1e-6)
+    assert list(run.model.state_dict()) == list(run_ref.model.state_dict())  # no _orig_mod. prefixes
+    with run_eagerly():  # evaluation passes bypass the compiled code
+        torch._dynamo.utils.counters.clear()
+        run.model.eval()
+        run.model(torch.randn(3, 3, 8, 8), run.arch.weights(sample=False))
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
+
+
+def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
+    torch._dynamo.reset()
+    out = {}
+    for mode in ("false", "true"):
+        cfg = make_cfg([*EVAL, f"runtime.compile={mode}", "runtime.compile_backend=aot_eager"])
+        tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / mode)
+        assert tr.compiled == (mode == "true") and all(compiled(c) for c in tr.model.cells) == (mode == "true")
+        tr.begin_epoch(3)
+        # the drop-path probability is a tensor when compiled: a new float each epoch would recompile
+        assert isinstance(tr.model.drop_path_prob, torch.Tensor) == (mode == "true")
+        torch.manual_seed(0)
+        batches = tr.stream.forever()
+        losses = [float(tr.train_step(*next(batches))[0]) for _ in range(2)]
+        out[mode] = (losses, tr.evaluate(tr.test))
+    assert out["true"][0] == pytest.approx(out["false"][0], rel=1e-5)
+    assert out["true"][1] == pytest.approx(out["false"][1], rel=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Inductor kernels)")
+def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
+    base = ["experiment=demo", "runtime.device=cuda", "dataset.num_train=256", "dataset.image_size=16",
+            "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0"]
+    losses = {}
+    for mode in ("true", "false"):
+        tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}"]), EvalJob("g", get_genotype("darts_v2"), 0),
+                         tmp_path / mode)
+        tr.train_epoch(0)
+        losses[mode] = tr.train_epoch(1)["train_loss"]
+    assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
