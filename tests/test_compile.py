@@ -120,10 +120,15 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
 def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
     base = ["experiment=demo", "runtime.device=cuda", "dataset.num_train=256", "dataset.image_size=16",
             "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0"]
-    losses = {}
+    losses, tests = {}, {}
     for mode in ("true", "false"):
-        tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}"]), EvalJob("g", get_genotype("darts_v2"), 0),
-                         tmp_path / mode)
+        tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}"]),
+                         EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / mode)
+        assert tr.compiled == (mode == "true")
         tr.train_epoch(0)
         losses[mode] = tr.train_epoch(1)["train_loss"]
+        torch._dynamo.utils.counters.clear()
+        tests[mode] = tr.evaluate(tr.test)  # eager: no compilation for eval mode / other batch sizes
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
     assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
+    assert tests["true"][0] == pytest.approx(tests["false"][0], rel=1e-3)
