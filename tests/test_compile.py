@@ -118,17 +118,25 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Inductor kernels)")
 def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
+    """Inductor computes the same function with other kernels (fused reductions, another summation
+    order): the first step agrees to float precision; over a 2-epoch training run the trajectories
+    drift apart by rounding (measured on the H200: 0.5 % in the epoch-2 mean loss), so that is
+    compared loosely.  Evaluation passes must not compile (eval mode, other batch sizes)."""
     base = ["experiment=demo", "runtime.device=cuda", "dataset.num_train=256", "dataset.image_size=16",
             "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0"]
-    losses, tests = {}, {}
+    first, losses, tests = {}, {}, {}
     for mode in ("true", "false"):
         tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}"]),
                          EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / mode)
         assert tr.compiled == (mode == "true")
+        tr.begin_epoch(0)
+        x, y = next(tr.stream.forever())
+        first[mode] = float(tr.train_step(x, y)[0])
         tr.train_epoch(0)
         losses[mode] = tr.train_epoch(1)["train_loss"]
         torch._dynamo.utils.counters.clear()
-        tests[mode] = tr.evaluate(tr.test)  # eager: no compilation for eval mode / other batch sizes
+        tests[mode] = tr.evaluate(tr.test)
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 0
-    assert losses["true"] == pytest.approx(losses["false"], rel=1e-3)
-    assert tests["true"][0] == pytest.approx(tests["false"][0], rel=1e-3)
+    assert first["true"] == pytest.approx(first["false"], rel=1e-4)
+    assert losses["true"] == pytest.approx(losses["false"], rel=3e-2)
+    assert tests["true"][0] == pytest.approx(tests["false"][0], rel=5e-2)

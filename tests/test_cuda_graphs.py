@@ -91,8 +91,9 @@ def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) ->
     results = {}
     initial = None
     for mode in ("true", "false"):
+        # the same BN kernels in both modes (batchnorm=auto picks native BN for eager steps)
         run = _run(tmp_path / mode, f"method={method}", "runtime.device=cuda", f"runtime.cuda_graphs={mode}",
-                   "runtime.deterministic=true")
+                   "runtime.deterministic=true", "runtime.batchnorm=function2")
         stepper = build_search_stepper(run)
         assert isinstance(stepper, CudaGraphStepper if mode == "true" else EagerStepper)
         initial = {k: v.detach().cpu().clone() for k, v in run.arch.raw.items()}
