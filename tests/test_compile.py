@@ -64,6 +64,20 @@ def test_one_hot_sampling_cannot_compile(tmp_path: Path) -> None:
                   tmp_path)
 
 
+def test_missing_toolchain_keeps_auto_eager_and_fails_true(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas_cli.runtime.compile as comp
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(comp.shutil, "which", lambda name: None)
+    assert comp.toolchain_blocker(CPU) == "no C compiler found (set CC)"
+    assert comp.toolchain_blocker(CUDA) is not None  # Triton missing, or no C compiler for its launcher
+    assert not compile_enabled("auto", comp.toolchain_blocker(CUDA), CUDA)  # auto stays eager on a GPU box
+    with pytest.raises(ConfigError, match="no C compiler"):
+        EvalTrainer(make_cfg([*EVAL, "runtime.compile=true"]), EvalJob("g", get_genotype("darts_v2"), 0), tmp_path)
+    monkeypatch.setenv("CC", "/opt/cc")
+    assert comp.toolchain_blocker(CPU) is None
+
+
 def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     base = config_fingerprint(make_cfg(["experiment=demo"]))[0]
     for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",

@@ -29,6 +29,9 @@ step -- each new sample would be a new graph to compile.  ``auto`` then stays un
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import shutil
 from contextlib import nullcontext
 from typing import Any, ContextManager
 
@@ -63,6 +66,17 @@ def run_eagerly() -> ContextManager[Any]:
     return set_stance("force_eager") if set_stance is not None else nullcontext()
 
 
+def toolchain_blocker(device: torch.device) -> str | None:
+    """Why Inductor cannot build kernels for ``device`` on this machine (None: it can).
+
+    GPU kernels need Triton, and Triton compiles its kernel launcher with the host's C compiler."""
+    if device.type == "cuda" and importlib.util.find_spec("triton") is None:
+        return "Triton is not installed"
+    if not (os.environ.get("CC") or any(shutil.which(c) for c in ("cc", "gcc", "clang"))):
+        return "no C compiler found (set CC)"
+    return None
+
+
 def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
     """Compile ``module`` in place as ``runtime.compile_scope`` says; returns the compiled modules.
 
@@ -76,6 +90,9 @@ def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
     mode = str(runtime.get("compile_mode") or "default")
     if mode != "default":
         kwargs["mode"] = mode
+    if str(runtime.get("compile", "auto")).lower() == "auto":
+        # a default should never stop a run: a failed compilation falls back to the eager code
+        torch._dynamo.config.suppress_errors = True
     scope = str(runtime.get("compile_scope") or "cells")
     targets = list(module.cells) if scope == "cells" and hasattr(module, "cells") else [module]
     for m in targets:
@@ -83,11 +100,11 @@ def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
     return targets
 
 
-def search_compile_blocker(cfg: Any) -> str | None:
-    """Why the search supernet of this config cannot be compiled (None: it can)."""
+def search_compile_blocker(cfg: Any, device: torch.device) -> str | None:
+    """Why the search supernet of this config cannot be compiled on ``device`` (None: it can)."""
     from nas_cli.arch.sampling import SAMPLINGS
 
     sampling = str(cfg.method.relaxation.sampling)
     if SAMPLINGS.get(sampling).one_hot:
         return f"'{sampling}' sampling selects ops on the host every step (each sample would recompile)"
-    return None
+    return toolchain_blocker(device)

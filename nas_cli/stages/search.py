@@ -111,7 +111,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         model = model.to(memory_format=torch.channels_last)
     graphs = uses_graphs(cfg, device)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
-    if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg), device, auto=False):
+    if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):
         compile_module(model, cfg.runtime)
     arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,
                           init_std=float(r.init_std), seed=int(cfg.seed)).to(device)

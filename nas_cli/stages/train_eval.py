@@ -35,7 +35,7 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
-from nas_cli.runtime.compile import compile_enabled, compile_module
+from nas_cli.runtime.compile import compile_enabled, compile_module, toolchain_blocker
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -144,7 +144,7 @@ class EvalTrainer:
                                   in_channels=c).to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.compiled = compile_enabled(cfg.runtime.compile, None, self.device)
+        self.compiled = compile_enabled(cfg.runtime.compile, toolchain_blocker(self.device), self.device)
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         why_not = ("no CUDA device" if self.device.type != "cuda"
