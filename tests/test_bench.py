@@ -106,6 +106,23 @@ def test_user_errors_are_one_line(argv: list[str], needle: str, capsys: pytest.C
     assert needle in err and len(err.splitlines()) == 1 and "Traceback" not in err
 
 
+def test_override_of_one_space_skips_the_other_workloads(capsys: pytest.CaptureFixture[str]) -> None:
+    """search_space.layers exists only in the DARTS space: with all workloads selected, the NB201
+    ones are skipped with a notice; named explicitly, the override must apply (one-line error)."""
+    from argparse import Namespace
+
+    from nas_cli.bench.cli import build_specs
+
+    args = Namespace(steps=1, warmup=0, workloads=None, overrides=["search_space.layers=3", *TINY],
+                     compare=False, full=False, genotype="GAEA_PCDARTS_cifar10")
+    names = [s.workload for s in build_specs(args, "cpu")]
+    assert names == [w for w in ORDER if not w.startswith("nb201")]
+    assert "skipping nb201_gdas" in capsys.readouterr().out
+    rc = main(["--same-process", "--device", "cpu", "--workloads", "nb201_gdas", "search_space.layers=3"])
+    err = capsys.readouterr().err.strip()
+    assert rc != 0 and "Could not override 'search_space.layers'" in err and len(err.splitlines()) == 1
+
+
 def test_time_steps_excludes_warmup() -> None:
     import torch
 

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Sequence
 
 from nas_cli.bench.prepare import DEFAULT_GENOTYPE
-from nas_cli.bench.workloads import EAGER_OVERRIDES, ORDER, compose_workload, select
+from nas_cli.bench.workloads import EAGER_OVERRIDES, ORDER, InapplicableOverride, compose_workload, select
 from nas_cli.errors import ConfigError, UserError
 
 EPILOG = """\
@@ -27,7 +27,9 @@ def parser() -> argparse.ArgumentParser:
         description="Time the training steps of the search and evaluation stages on this device "
                     "(data pipeline included): step time (median/mean), images/s, peak memory.")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                    help="Hydra overrides applied to every workload (after the workload's own)")
+                    help="Hydra overrides applied to every workload (after the workload's own); a workload "
+                         "whose config lacks a key (search_space.layers for NB201) is skipped unless named "
+                         "with --workloads")
     ap.add_argument("--workloads", nargs="+", default=None, metavar="NAME",
                     help=f"subset to run (default: all): {', '.join(ORDER)}")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 20 on CUDA, 3 on CPU)")
@@ -59,6 +61,7 @@ def build_specs(args: argparse.Namespace, device: str) -> list[Any]:
     """One RunSpec per workload and variant; every config is composed here first, so a bad
     override or workload name fails in a second, before anything is measured."""
     from nas_cli.bench.runner import RunSpec
+    from nas_cli.runtime.console import console
     from nas_cli.spaces.genotypes import get_genotype
 
     if args.steps is not None and args.steps < 1:
@@ -73,11 +76,21 @@ def build_specs(args: argparse.Namespace, device: str) -> list[Any]:
         get_genotype(args.genotype)
     variants = [("default", [])] + ([("eager", list(EAGER_OVERRIDES))] if args.compare else [])
     specs = []
+    skipped: list[tuple[str, InapplicableOverride]] = []
     for w in workloads:
-        for variant, extra in variants:
-            compose_workload(w, device, args.full, args.overrides, extra)
-            specs.append(RunSpec(w.name, device, steps, warmup, args.full, list(args.overrides), extra, variant,
-                                 args.genotype))
+        try:
+            for variant, extra in variants:
+                compose_workload(w, device, args.full, args.overrides, extra)
+                specs.append(RunSpec(w.name, device, steps, warmup, args.full, list(args.overrides), extra,
+                                     variant, args.genotype))
+        except InapplicableOverride as exc:
+            if args.workloads is not None:  # asked for by name: the override must apply
+                raise
+            skipped.append((w.name, exc))
+    if not specs:
+        raise skipped[0][1]  # the override applies to no workload: a plain bad override
+    for name, exc in skipped:
+        console.print(f"[yellow]skipping {name}: {exc}[/]")
     return specs
 
 

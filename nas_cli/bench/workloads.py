@@ -119,7 +119,14 @@ def _compose(overrides: Sequence[str]) -> DictConfig:
         why = _first_line(exc)
         if exc.__cause__ is not None:  # e.g. "Error merging override k=v" <- "Value 'v' could not be converted"
             why += f": {_first_line(exc.__cause__)}"
+        if "Could not override" in why:
+            raise InapplicableOverride(f"bad override: {why}") from None
         raise ConfigError(f"bad override: {why}") from None
+
+
+class InapplicableOverride(ConfigError):
+    """An override names a key this workload's config does not have (e.g. ``search_space.layers``
+    for an NB201 workload): with all workloads selected, the workload is skipped, not the run."""
 
 
 def _first_line(exc: BaseException) -> str:
