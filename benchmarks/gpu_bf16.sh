@@ -2,11 +2,7 @@
 # One device call: bf16 + channels_last variants in nas-bench, then short real CIFAR-10 runs, fp32 vs bf16,
 # of the evaluation network (retrain stage) and of a GAEA PC-DARTS search.  Needs .whl and .devdata.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg COLUMNS=200 TORCHINDUCTOR_COMPILE_THREADS=16
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
-t0=$(date +%s); stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+source benchmarks/device_env.sh
 python3 .devdata/prepare.py .devdata >/dev/null
 BF="runtime.precision=bf16 runtime.channels_last=true"
 B="python3 -m nas_cli.bench --steps 10 --warmup 4"

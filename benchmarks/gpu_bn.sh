@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # One device call: BN kernel variants, graph search step per BN implementation, NB201 graph step, profile.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg COLUMNS=200
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 timeout 200 python3 -m pytest -q tests/test_cuda_graphs.py tests/test_batchnorm.py -p no:cacheprovider 2>&1 | tail -4
 timeout 100 python3 benchmarks/bn_variants.py
 for bn in native cudnn function; do

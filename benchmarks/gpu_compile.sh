@@ -2,13 +2,8 @@
 # One device call: nas-bench defaults, then torch.compile / bf16 variants of each workload, then the GPU tests.
 # Needs .whl (hydra wheels). Prints a compact summary (benchmarks/summarize.py) last.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg COLUMNS=200 TORCHINDUCTOR_COMPILE_THREADS=16
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 B="python3 -m nas_cli.bench --steps 10 --warmup 4"
-t0=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
 stamp defaults;   timeout 150 $B --json $OUT/b_default.json >$OUT/log_default.txt 2>&1
 stamp nb201;      timeout 120 $B --workloads nb201_gaea_darts runtime.compile=true --json $OUT/b_nb201_c.json >$OUT/log_nb201.txt 2>&1
 stamp eval;       timeout 150 $B --workloads eval_step runtime.compile=true --json $OUT/b_eval_c.json >>$OUT/log_eval.txt 2>&1

@@ -2,10 +2,7 @@
 # One device call (~7 min): GPU tests, nas-bench (fast path), short real CIFAR-10 searches (eager reference
 # vs fast path, same fp32 math), a cut-down real three-stage pipeline.  Needs .whl (hydra wheels) and .devdata.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg COLUMNS=200
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 python3 .devdata/prepare.py .devdata >/dev/null
 timeout 60 python3 -m pytest -q tests/test_cuda_graphs.py tests/test_batchnorm.py -p no:cacheprovider 2>&1 | tail -4
 timeout 150 python3 -m nas_cli.bench --steps 10 --warmup 4 --json $OUT/bench_fast.json 2>&1 | tail -12

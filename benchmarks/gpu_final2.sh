@@ -2,11 +2,7 @@
 # Final device call of the 2026-12-02 session: nas-bench with the defaults (eval network compiled by
 # runtime.compile=auto), NB201 GDAS with the old BN choice, the NB201 fused-cell variants, the GPU tests.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg COLUMNS=200 TORCHINDUCTOR_COMPILE_THREADS=16
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
-t0=$(date +%s); stamp() { echo "[$(( $(date +%s) - t0 )) s] $*"; }
+source benchmarks/device_env.sh
 B="python3 -m nas_cli.bench --steps 10 --warmup 4"
 stamp defaults; timeout 240 $B --json $OUT/b_default.json >$OUT/log_bench.txt 2>&1
 stamp gdas;     timeout 40 $B --workloads nb201_gdas runtime.batchnorm=function2 --json $OUT/b_gdas_fn2.json >>$OUT/log_bench.txt 2>&1

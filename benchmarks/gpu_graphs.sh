@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # One device call: CUDA-graph tests, eager vs graph step benchmarks, a kernel profile.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 timeout 200 python3 -m pytest -q -x tests/test_cuda_graphs.py -p no:cacheprovider 2>&1 | tail -6
 for g in false true; do

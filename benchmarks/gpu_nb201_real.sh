@@ -2,10 +2,7 @@
 # Short real NB201 searches on CIFAR-10 (issue 4 measurement): DARTS bilevel vs GAEA DARTS ERM,
 # run side by side on one GPU (the steps are launch-bound, so two processes share it well).
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz >/dev/null 2>&1
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 python3 .devdata/prepare.py .devdata >/dev/null
 common="dataset=cifar10 dataset.root=.devdata search.log_every=100 search.max_val_batches=20"
 timeout ${T:-520} python3 -m nas_cli experiment=paper/nb201_darts_bilevel search.epochs=${E1:-3} search.scheduler_epochs=50 \

@@ -2,10 +2,7 @@
 # One device call: a cut-down three-stage pipeline on real CIFAR-10 (.devdata = the shared JPEG CIFAR-10 copy)
 # with the fast path (CUDA graphs), then the report.  Epoch counts are cut down; the protocol is the paper's.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
-OUT=${OUT:-/tmp/out}
+source benchmarks/device_env.sh
 python3 .devdata/prepare.py .devdata >/dev/null
 SEARCH_EPOCHS=${SEARCH_EPOCHS:-4}
 TRAIN_EPOCHS=${TRAIN_EPOCHS:-4}

@@ -1,12 +1,9 @@
 #!/usr/bin/env bash
 # One device-tool call: install carried wheels, prepare CIFAR-10, run the benchmarks and a short real search.
 set -u
-export PYTHONUNBUFFERED=1 MPLBACKEND=Agg
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl .whl/*.tar.gz 2>&1 | tail -2
-export PYTHONPATH=/tmp/site:$PWD
+source benchmarks/device_env.sh
 nvidia-smi --query-gpu=name,memory.total --format=csv
 python3 .devdata/prepare.py .devdata >/dev/null && ls .devdata/cifar-10-batches-py
-OUT=${OUT:-/tmp/out}
 timeout 170 python3 benchmarks/search_step.py --methods gaea_pcdarts pcdarts --batch 256 --steps 10 --warmup 3 --json $OUT/bench_search.json
 timeout 60 python3 benchmarks/search_step.py --space nb201 --methods gaea_darts gdas --batch 64 --steps 15 --json $OUT/bench_nb201.json
 timeout 60 python3 benchmarks/eval_step.py --json $OUT/bench_eval.json 2>&1 | tail -15

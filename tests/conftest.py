@@ -43,3 +43,23 @@ def tiny_cfg():
         return make_cfg([*TINY, *extra])
 
     return build
+
+
+def assert_searches_match(results: dict, atol: float) -> None:
+    """Fused-path vs reference search results ``{True: fused, False: reference}``, each
+    ``(genotype, ckpt["arch"], ckpt["model"], summary)``: the same architecture up to ``atol``,
+    genotype, checkpoint keys, parameter count and final loss."""
+    import json
+
+    import torch
+
+    (g1, a1, m1, s1), (g2, a2, m2, s2) = results[True], results[False]
+    assert list(a1) == list(a2)
+    for k in a1:
+        torch.testing.assert_close(a1[k], a2[k], atol=atol, rtol=1e-3, msg=k)
+        # the paths disagree far less than the entries differ, so the genotype comparison means something
+        assert float((a1[k] - a2[k]).abs().max()) < 0.1 * float((a1[k] - a1[k].mean()).abs().max()), k
+    assert json.dumps(g1, sort_keys=True) == json.dumps(g2, sort_keys=True)
+    assert list(m1) == list(m2)  # checkpoints are interchangeable
+    assert s1["supernet_params"] == s2["supernet_params"]
+    assert abs(s1["final"]["train_loss"] - s2["final"]["train_loss"]) < 1e-3

@@ -10,7 +10,6 @@ far beyond that (``test_comparison_catches_layout_mistakes`` proves it).
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from nas_cli.spaces.base import RelaxationSpec, count_parameters
 from nas_cli.spaces.batchnorm import use_batchnorm_impl
 from nas_cli.spaces.nb201 import NB201SearchCell, NB201Space, NB201Supernet, ReLUConvBN
 from nas_cli.spaces.nb201_fused import FusedNB201Cell
-from tests.conftest import make_cfg
+from tests.conftest import assert_searches_match, make_cfg
 from tests.test_fused import assert_states_close, grads_by_state_name, perturbed_state
 from tests.test_fused import one_thread  # noqa: F401  (autouse: one torch thread for these tiny nets)
 from tests.test_nb201 import NB_TINY
@@ -274,13 +273,4 @@ def test_tiny_search_fused_equals_reference(method: str, tmp_path: Path, monkeyp
         assert (len(calls) > n0) == fused  # the fused run really ran fused cells, the reference none
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         results[fused] = (summary["genotype"], ckpt["arch"], ckpt["model"], summary)
-    (g1, a1, m1, s1), (g2, a2, m2, s2) = results[True], results[False]
-    assert list(a1) == list(a2)
-    for k in a1:
-        torch.testing.assert_close(a1[k], a2[k], atol=atol, rtol=1e-3, msg=k)
-        # the paths disagree far less than the entries differ, so the genotype comparison means something
-        assert float((a1[k] - a2[k]).abs().max()) < 0.1 * float((a1[k] - a1[k].mean()).abs().max()), k
-    assert json.dumps(g1, sort_keys=True) == json.dumps(g2, sort_keys=True)
-    assert list(m1) == list(m2)  # checkpoints are interchangeable
-    assert s1["supernet_params"] == s2["supernet_params"]
-    assert abs(s1["final"]["train_loss"] - s2["final"]["train_loss"]) < 1e-3
+    assert_searches_match(results, atol)

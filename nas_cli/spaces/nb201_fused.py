@@ -274,7 +274,7 @@ class FusedNB201Cell(nn.Module):
             node = head.view(x.shape)
         raise AssertionError("unreachable: the last source has exactly one destination")
 
-    def forward(self, x: Tensor, weights: Tensor, chosen: Sequence[int] | None = None) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, chosen: object | None = None) -> Tensor:
         if chosen is not None:
             raise ValueError("the fused NB201 cell has no discrete forward")
         return self.mix(x, self.coefficients(weights))
