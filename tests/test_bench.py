@@ -61,6 +61,9 @@ def test_all_workloads_table_and_json(all_workloads: tuple[int, str, dict]) -> N
     assert by["eval_step"]["images_per_step"] == 8 and "L=3" in by["eval_step"]["sizes"]
     assert by["nb201_gaea_darts"]["method"] == "gaea_darts" and by["nb201_gdas"]["space"] == "nb201"
     assert doc["options"]["steps"] == 1 and doc["host"]["torch"]
+    assert all(r["compile"] == "auto" and r["warmup_s"] >= 0 for r in rows)
+    # every CPU row runs with the same settings: printed once under the table, not as a column
+    assert "settings: fp32 NCHW fused graphs=auto bn=auto compile=auto eager" in out
 
 
 def test_json_written_atomically(all_workloads: tuple[int, str, dict], tmp_path: Path) -> None:

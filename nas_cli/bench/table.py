@@ -38,24 +38,30 @@ def target_text(r: dict[str, Any]) -> str:
 def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
     compare = any(r["variant"] != "default" for r in rows)
     kind = next((r["peak_mem_kind"] for r in rows if not r.get("error")), "cuda_max_allocated")
-    table = Table(title=title, title_justify="left")
+    ok = [r for r in rows if not r.get("error")]
+    # one shared settings string goes under the table: the table then fits a terminal's width
+    shared = settings_text(ok[0]) if ok and len({settings_text(r) for r in ok}) == 1 else None
+    table = Table(title=title, title_justify="left",
+                  caption=f"settings: {shared}" if shared else None, caption_justify="left")
     cols = ["workload", *(["variant"] if compare else []), "sizes", "median s", "mean s", "img/s",
             _MEM_LABEL.get(kind, "peak GB"), f"{rows[0]['target_device'] if rows else 'H100'} target",
-            "settings", *(["speed-up"] if compare else [])]
+            *([] if shared else ["settings"]), *(["speed-up"] if compare else [])]
     for c in cols:
         table.add_column(c, overflow="fold", no_wrap=c in ("workload", "settings"),
                          justify="right" if c in ("median s", "mean s", "img/s") else "left")
     for r in rows:
         head = [r["workload"], *([r["variant"]] if compare else [])]
         if r.get("error"):
-            table.add_row(*head, f"[red]failed: {r['error']}[/]", *[""] * (len(cols) - len(head) - 2),
-                          target_text(r), "")
+            tail = 1 + (0 if shared else 1) + (1 if compare else 0)  # target [, settings] [, speed-up]
+            table.add_row(*head, f"[red]failed: {r['error']}[/]", *[""] * (len(cols) - len(head) - 1 - tail),
+                          target_text(r), *[""] * (tail - 1))
             continue
         mem = "-" if r["peak_mem_gb"] is None else f"{r['peak_mem_gb']:.3f}"
         speed = ([f"{r['speedup_vs_eager']:.2f}x" if r.get("speedup_vs_eager") is not None else
                   ("ref" if r["variant"] == "eager" else "-")] if compare else [])
         table.add_row(*head, r["sizes"], f"{r['step_s_median']:.4f}", f"{r['step_s_mean']:.4f}",
-                      f"{r['images_per_s']:.0f}", mem, target_text(r), settings_text(r), *speed)
+                      f"{r['images_per_s']:.0f}", mem, target_text(r),
+                      *([] if shared else [settings_text(r)]), *speed)
     return table
 
 
