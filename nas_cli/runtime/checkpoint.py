@@ -17,8 +17,9 @@ from nas_cli.runtime.io import atomic_torch_save
 #: config keys that may change between an interrupted run and its resumption
 RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.stop_after",
                   "search.log_every", "tag", "experiment", "stage",
-                  # how the same arithmetic is executed (kernels, graph replay, compilation)
-                  "runtime.cuda_graphs", "runtime.batchnorm", "runtime.compile", "runtime.compile_backend",
+                  # how the same arithmetic is executed (layout, kernels, graph replay, compilation;
+                  # a fused run's momentum is re-laid out on resume: runtime/optstate.py)
+                  "runtime.fused", "runtime.cuda_graphs", "runtime.batchnorm", "runtime.compile", "runtime.compile_backend",
                   "runtime.compile_mode", "runtime.compile_scope",
                   # stage-2/3 training settings do not affect a search (eval jobs fingerprint them)
                   "train")

@@ -45,6 +45,7 @@ from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import load_optimizer_state, make_capturable, weight_sgd
+from nas_cli.runtime.optstate import load_optimizer_state_by_name, optimizer_state_by_name
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
@@ -393,6 +394,9 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
         "model": run.model.state_dict(),
         "arch": {k: v.detach().cpu() for k, v in run.arch.raw.items()},
         "w_opt": run.ctx.w_opt.state_dict(),
+        # the same momentum under the model's state_dict names: resumable with the other runtime.fused
+        "w_opt_by_name": optimizer_state_by_name(run.model, run.ctx.w_opt),
+        "fused": bool(run.cfg.runtime.fused),
         "a_opt": run.ctx.a_opt.state_dict(),
         "objective": run.objective.state_dict(),
         "rng": rng_state(),
@@ -402,6 +406,26 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
         "raw_history": state["raw_history"],
         "initial_arch": state["initial_arch"],
     }
+
+
+def _restore_weight_optimizer(run: SearchRun, ckpt: dict[str, Any]) -> None:
+    """Positional optimizer state when the parameter layout is the checkpoint's; otherwise (the
+    run switched ``runtime.fused``) the momentum is re-laid out through the state_dict names."""
+    fused = bool(run.cfg.runtime.fused)
+    # older checkpoints have no "fused" entry but kept runtime.fused in their config
+    saved = ckpt.get("fused", ckpt.get("config", {}).get("runtime", {}).get("fused"))
+    if saved is not None and bool(saved) != fused:
+        if "w_opt_by_name" not in ckpt:
+            raise ConfigError(f"this checkpoint was written with runtime.fused={str(bool(saved)).lower()} by an "
+                              f"older nas_cli; resume it with runtime.fused={str(bool(saved)).lower()}")
+        load_optimizer_state(run.ctx.w_opt, load_optimizer_state_by_name(run.model, run.ctx.w_opt, ckpt["w_opt"],
+                                                                         ckpt["w_opt_by_name"]))
+        return
+    try:
+        load_optimizer_state(run.ctx.w_opt, ckpt["w_opt"])
+    except ValueError:  # parameter groups of another layout
+        raise ConfigError("the checkpoint's weight-optimizer state does not fit this supernet; resume with "
+                          "the runtime.fused setting it was written with") from None
 
 
 def _streams(run: SearchRun) -> dict[str, BatchStream]:
@@ -414,7 +438,7 @@ def _streams(run: SearchRun) -> dict[str, BatchStream]:
 def _restore(run: SearchRun, ckpt: dict[str, Any]) -> dict[str, Any]:
     run.model.load_state_dict(ckpt["model"])
     run.arch.load_raw({k: v.to(run.device) for k, v in ckpt["arch"].items()})
-    load_optimizer_state(run.ctx.w_opt, ckpt["w_opt"])
+    _restore_weight_optimizer(run, ckpt)
     run.ctx.a_opt.load_state_dict(ckpt["a_opt"])
     run.objective.load_state_dict(ckpt["objective"])
     set_rng_state(ckpt["rng"])
