@@ -397,3 +397,51 @@ def test_gdas_search_on_darts_space(tiny_cfg, tmp_path) -> None:
 
     summary = run_search(tiny_cfg("method=gdas", "search.epochs=1"), tmp_path)
     assert summary["status"] == "complete" and len(summary["genotype"]["normal"]) == 8
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_hard_forward_equals_the_per_edge_formula(k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The prepared one-hot forward (HardEdges + addcmul) equals the spec's per-edge
+    ``w[k]·op_k(x) + (Σ_o w[o] - w[k])``: outputs and the gradients of the sample and the weights."""
+    import nas_cli.spaces.darts as darts
+
+    torch.manual_seed(0)
+    space = DartsSpace({"init_channels": 8, "layers": 3})
+    relax = RelaxationSpec(partial_channels=k, sampling="hard")
+    net = space.build_supernet(10, 3, relax)
+    gen = torch.Generator().manual_seed(2)
+    logits = {s.name: torch.randn(s.shape, generator=gen).requires_grad_(True) for s in space.arch_specs(relax)}
+
+    def sample() -> dict[str, torch.Tensor]:
+        out = {}
+        for name, a in logits.items():  # op tensors only (no learned edge weights here)
+            p = a.softmax(-1)
+            hard = torch.nn.functional.one_hot(p.argmax(-1), p.shape[-1]).to(p.dtype)
+            out[name] = hard - p.detach() + p
+        return out
+
+    x = torch.randn(2, 3, 8, 8, generator=gen)
+    params = [p for p in net.parameters()]
+
+    def grads() -> tuple[torch.Tensor, list]:
+        torch.manual_seed(5)
+        y = net(x, sample())
+        g = torch.autograd.grad(y.square().sum(), [*logits.values(), *params], allow_unused=True)
+        return y, list(g)
+
+    got = grads()
+
+    def per_edge(ops, x, weights, chosen):  # the formula, op by op
+        if chosen is None:
+            return darts._sum([w * op(x) for w, op in zip(weights.unbind(0), ops)])
+        j = chosen[0]
+        return weights[j] * ops[j](x) + (weights.sum() - weights[j])
+
+    monkeypatch.setattr(darts, "_mix", per_edge)
+    ref = grads()
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(got[1], ref[1]):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert got[1][0].abs().sum() > 0  # the sample's gradient reaches the op logits

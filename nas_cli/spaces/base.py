@@ -106,3 +106,39 @@ SPACES: Registry[type[SearchSpace]] = Registry("search space")
 def count_parameters(module: nn.Module, exclude: str = "auxiliary") -> int:
     """Trainable parameters excluding modules whose name contains ``exclude`` (papers' convention)."""
     return sum(p.numel() for n, p in module.named_parameters() if p.requires_grad and exclude not in n)
+
+
+@dataclass(frozen=True)
+class HardEdges:
+    """A one-hot (straight-through) sample of an (E, |O|) weight tensor, prepared once per forward.
+
+    ``chosen[e]``: the op that runs on edge e (found with ONE device->host copy for all edges);
+    ``h[e]``: the sample's entry of that op; ``rest[e]``: the sum of its other entries.  The edge
+    output ``h_e·op_e(x) + rest_e`` (``methods.md`` §5: only the selected op runs; the others enter
+    as their zero-valued entries, so the straight-through gradient reaches every entry) then costs
+    one ``addcmul`` per edge instead of a handful of small ops -- discrete forwards run eagerly,
+    where every op is host dispatch time.
+    """
+
+    chosen: tuple[int, ...]
+    h: tuple[torch.Tensor, ...]
+    rest: tuple[torch.Tensor, ...]
+    #: ``rest`` as one (E,) tensor (for sums over groups of edges)
+    rest_vec: torch.Tensor
+
+    @staticmethod
+    def of(*weights: torch.Tensor) -> "tuple[HardEdges, ...]":
+        """One :class:`HardEdges` per (E_i, |O|) tensor; one host copy for all of them."""
+        ks = [w.detach().argmax(-1) for w in weights]
+        flat = torch.cat(ks).tolist()
+        out, start = [], 0
+        for w, k in zip(weights, ks):
+            h = w.gather(1, k[:, None]).squeeze(1)
+            chosen = tuple(int(v) for v in flat[start:start + k.numel()])
+            start += k.numel()
+            rest = w.sum(1) - h
+            out.append(HardEdges(chosen, h.unbind(0), rest.unbind(0), rest))
+        return tuple(out)
+
+    def edge(self, e: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        return self.chosen[e], self.h[e], self.rest[e]

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from nas_cli.errors import ConfigError
-from nas_cli.spaces.base import SPACES, ArchTensorSpec, RelaxationSpec, SearchSpace
+from nas_cli.spaces.base import SPACES, ArchTensorSpec, HardEdges, RelaxationSpec, SearchSpace
 from nas_cli.spaces.darts_fused import FusedSearchCell
 from nas_cli.spaces.darts_ops import OPS, PRIMITIVES, FactorizedReduce, ReLUConvBN, channel_shuffle
 from nas_cli.spaces.genotypes import Genotype
@@ -36,14 +36,19 @@ def _sum(tensors: Sequence[Tensor]) -> Tensor:
     return out
 
 
-def _mix(ops: Sequence[nn.Module], x: Tensor, weights: Tensor, chosen: int | None) -> Tensor:
+#: a discrete edge's (selected op, its sample entry w[k], Σ_o w[o] - w[k]); see :class:`HardEdges`
+Choice = tuple[int, Tensor, Tensor]
+
+
+def _mix(ops: Sequence[nn.Module], x: Tensor, weights: Tensor, chosen: Choice | None) -> Tensor:
     """Σ_o w[o]·op_o(x); with ``chosen`` (GDAS / RS-WS one-hot samples) only that op runs.
 
     The discrete form ``w[k]·op_k(x) + (Σ_o w[o] - w[k])`` has the one-hot value op_k(x) and
     passes the straight-through gradient to every entry of ``w`` (GDAS's estimator)."""
     if chosen is None:
         return _sum([w * op(x) for w, op in zip(weights.unbind(0), ops)])
-    return weights[chosen] * ops[chosen](x) + (weights.sum() - weights[chosen])
+    k, h, rest = chosen
+    return torch.addcmul(rest, ops[k](x), h)
 
 
 def num_edges(nodes: int) -> int:
@@ -59,7 +64,7 @@ class MixedOp(nn.Module):
         super().__init__()
         self.ops = nn.ModuleList(OPS[name](C, stride, False, True) for name in op_names)
 
-    def forward(self, x: Tensor, weights: Tensor, chosen: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, chosen: Choice | None = None) -> Tensor:
         return _mix(self.ops, x, weights, chosen)
 
 
@@ -81,7 +86,7 @@ class PartialMixedOp(nn.Module):
         self.ops = nn.ModuleList(OPS[name](self.c_part, stride, False, True) for name in op_names)
         self.bypass: nn.Module = nn.MaxPool2d(2, 2) if stride == 2 else nn.Identity()
 
-    def forward(self, x: Tensor, weights: Tensor, chosen: int | None = None) -> Tensor:
+    def forward(self, x: Tensor, weights: Tensor, chosen: Choice | None = None) -> Tensor:
         x1, x2 = x[:, : self.c_part], x[:, self.c_part :]
         y1 = _mix(self.ops, x1, weights, chosen)
         return channel_shuffle(torch.cat([y1, self.bypass(x2)], dim=1), self.k)
@@ -117,13 +122,13 @@ class SearchCell(nn.Module):
         self.edges = nn.ModuleList(edges)
 
     def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None,
-                chosen: Sequence[int] | None = None) -> Tensor:
+                chosen: HardEdges | None = None) -> Tensor:
         """``op_weights`` (E, |O|); ``edge_weights`` (E,) or None for unit edge weights;
-        ``chosen`` (E,) op indices of a one-hot sample (only those ops run) or None (full mixture)."""
+        ``chosen``: the prepared one-hot sample of ``op_weights`` (only its ops run) or None (full mixture)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(self.nodes):
             off = edge_offset(i)
-            outs = [self.edges[off + j](h, op_weights[off + j], None if chosen is None else chosen[off + j])
+            outs = [self.edges[off + j](h, op_weights[off + j], None if chosen is None else chosen.edge(off + j))
                     for j, h in enumerate(states)]
             if edge_weights is not None:
                 outs = [edge_weights[off + j] * o for j, o in enumerate(outs)]
@@ -204,7 +209,7 @@ class DartsSupernet(nn.Module):
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         s0 = self.stem(x)
         s1 = s0 if self.stem1 is None else self.stem1(s0)
-        chosen = ({k: arch[k].detach().argmax(-1).tolist() for k in ("normal", "reduce")}
+        chosen = (dict(zip(("normal", "reduce"), HardEdges.of(arch["normal"], arch["reduce"])))
                   if self.discrete else None)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"

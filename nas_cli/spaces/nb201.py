@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from nas_cli.config import SearchSpaceConfig, register_schema
 from nas_cli.errors import ConfigError
-from nas_cli.spaces.base import SPACES, ArchTensorSpec, RelaxationSpec, SearchSpace
+from nas_cli.spaces.base import SPACES, ArchTensorSpec, HardEdges, RelaxationSpec, SearchSpace
 
 #: canonical column order of the architecture tensor (spec §1); never mix with NASLib's order
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -127,31 +127,22 @@ class ResBlock(nn.Module):
 
 
 # ---------------------------------------------------------------------- cells
-@dataclass(frozen=True)
 class HardSelection:
-    """The one-hot sample of a discrete forward, prepared once for all cells.
+    """The one-hot sample of a discrete forward, prepared once for all cells (:class:`HardEdges`).
 
-    ``chosen[e]`` is the op run on edge e; ``h[e]`` the sample's (straight-through) entry of that op;
-    ``rest[i-1]`` the sum of the non-selected entries over node i's incoming edges.  Node i is then
-    ``rest + Σ_e h[e]·op_e(x_j)`` -- the spec's edge output ``h_k*·op_k*(x) + Σ_{k≠k*} h_k`` summed
-    over the node's edges, built from a handful of tensors per *forward* instead of a handful of
-    small ops per *edge* (the discrete forward runs eagerly: every op is Python dispatch time).
+    Node i is ``rest[i-1] + Σ_e h[e]·op_e(x_j)``: the spec's edge output ``h_k*·op_k*(x) + Σ_{k≠k*} h_k``
+    summed over the node's edges, with the non-selected entries of the node's edges pre-summed.
     """
 
-    chosen: tuple[int, ...]
-    h: tuple[Tensor, ...]
-    rest: tuple[Tensor, ...]
+    def __init__(self, edges: HardEdges, rest: tuple[Tensor, ...]) -> None:
+        self.chosen, self.h, self.rest = edges.chosen, edges.h, rest
 
     @staticmethod
     def of(weights: Tensor) -> "HardSelection":
-        k = weights.detach().argmax(-1)
-        # ONE device->host copy per forward (not per op / per cell)
-        chosen = tuple(int(v) for v in k.tolist())
-        h = weights.gather(1, k[:, None]).squeeze(1)
-        rest_edge = weights.sum(1) - h
+        (edges,) = HardEdges.of(weights)
         # NB201_EDGES is sorted by target node: node i's i incoming edges are consecutive
-        rest = tuple(part.sum() for part in rest_edge.split(list(range(1, NB201_NODES))))
-        return HardSelection(chosen, h.unbind(0), rest)
+        sizes = list(range(1, NB201_NODES))
+        return HardSelection(edges, tuple(part.sum() for part in edges.rest_vec.split(sizes)))
 
 
 class NB201SearchCell(nn.Module):
