@@ -298,12 +298,14 @@ class _EdgeGroup(nn.Module):
         return torch.stack([op(x, xr) for op in self.ops], dim=0)
 
 
-class _FusedEdges(nn.Module):
-    """Container of a cell's edge groups plus one counter per reference BN (``num_batches_tracked``)."""
+class FusedStorage(nn.Module):
+    """A fused cell's storage (``cell.fused``): its stage groups (DARTS: edge groups per node;
+    NB201: one per source node) and one counter per reference BN (``num_batches_tracked``),
+    kept together so one kernel increments all of them (see :func:`adopt_reference_state`)."""
 
-    def __init__(self, groups: Sequence[_EdgeGroup], n_bn: int) -> None:
+    def __init__(self, parts: Sequence[nn.Module], n_bn: int) -> None:
         super().__init__()
-        self.groups = nn.ModuleList(groups)
+        self.parts = nn.ModuleList(parts)
         self.register_buffer("bn_batches", torch.zeros(n_bn, dtype=torch.long))
 
 
@@ -345,7 +347,7 @@ class FusedSearchCell(nn.Module):
                 node.append((gi, j, j1 - j, off + j, stride))
                 for q, op in enumerate(group.ops):
                     for s, (path, stage) in enumerate(zip(op.paths, op.stages)):
-                        fkey = f"fused.groups.{gi}.ops.{q}.stages.{s}."
+                        fkey = f"fused.parts.{gi}.ops.{q}.stages.{s}."
                         for k, name, attr, a, b in stage.specs:
                             slots.append((f"edges.{off + j + k}.ops.{cols[q]}.{path}{name}", fkey + attr, a, b))
                         for k, name in stage.counters:
@@ -355,7 +357,7 @@ class FusedSearchCell(nn.Module):
                 j = j1
             self._plan.append(node)
             off += 2 + i
-        self.fused = _FusedEdges(groups, len(counters))
+        self.fused = FusedStorage(groups, len(counters))
         adopt_reference_state(self, ref, slots, counters)
 
     def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None) -> Tensor:
@@ -368,7 +370,7 @@ class FusedSearchCell(nn.Module):
         coef = w if edge_weights is None else w * edge_weights.unsqueeze(1)  # (E, |O'|)
         if self.training:
             self.fused.bn_batches.add_(1)
-        groups = self.fused.groups
+        groups = self.fused.parts
         k = self.k
         for node in self._plan:
             y: Tensor | None = None
@@ -409,7 +411,7 @@ def _cat(xs: Sequence[Tensor]) -> Tensor:
 def adopt_reference_state(cell: nn.Module, ref: nn.Module, slots: Sequence[Slot], counters: Sequence[str]) -> None:
     """Give a fused ``cell`` the state_dict layout of the reference cell ``ref`` it was built from.
 
-    Shared by the fused DARTS and NB201 cells.  Contract: the fused storage is the child
+    Shared by the fused DARTS and NB201 cells.  Contract: the fused storage is the child (a :class:`FusedStorage`)
     ``cell.fused`` (its keys start with ``fused.``), the reference's per-edge state lives under
     ``edges.``, ``slots`` cover every reference key there, and ``counters`` (reference keys of the
     BN batch counters) are the entries of the vector ``cell.fused.bn_batches``, in that order.

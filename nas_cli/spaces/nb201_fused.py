@@ -41,6 +41,7 @@ from torch import Tensor, nn
 
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_fused import (
+    FusedStorage,
     Slot,
     _BN,
     _cat,
@@ -184,15 +185,6 @@ class _Source(nn.Module):
         return _cat(rows).reshape(n, -1, c * h * w)
 
 
-class _FusedSources(nn.Module):
-    """Container of a cell's per-source stages plus one counter per reference BN (``num_batches_tracked``)."""
-
-    def __init__(self, sources: Sequence[_Source], n_bn: int) -> None:
-        super().__init__()
-        self.sources = nn.ModuleList(sources)
-        self.register_buffer("bn_batches", torch.zeros(n_bn, dtype=torch.long))
-
-
 # --------------------------------------------------------------------- cell
 class FusedNB201Cell(nn.Module):
     """Drop-in replacement for a mixture :class:`NB201SearchCell` (same math, same state_dict), built from one."""
@@ -226,22 +218,22 @@ class FusedNB201Cell(nn.Module):
                 for k, name, attr, a, b in stage.specs:
                     q, o = src.conv_refs[k]
                     slots.append((f"edges.{out_edges[q]}.{o}.{inner}{name}",
-                                  f"fused.sources.{j}.{stage_name}.{attr}", a, b))
+                                  f"fused.parts.{j}.{stage_name}.{attr}", a, b))
                 for k, name in stage.counters:
                     q, o = src.conv_refs[k]
                     ref_key = f"edges.{out_edges[q]}.{o}.{inner}{name}"
                     slots.append((ref_key, "fused.bn_batches", len(counters), None))
                     counters.append(ref_key)
-        self.fused = _FusedSources(sources, len(counters))
+        self.fused = FusedStorage(sources, len(counters))
         adopt_reference_state(self, ref, slots, counters)
 
     @property
     def merge_1x1(self) -> bool:
-        return all(s.conv is None or s.conv.merge_1x1 for s in self.fused.sources)
+        return all(s.conv is None or s.conv.merge_1x1 for s in self.fused.parts)
 
     @merge_1x1.setter
     def merge_1x1(self, value: bool) -> None:
-        for s in self.fused.sources:
+        for s in self.fused.parts:
             if s.conv is not None:
                 s.conv.merge_1x1 = bool(value)
 
@@ -260,7 +252,7 @@ class FusedNB201Cell(nn.Module):
             self.fused.bn_batches.add_(1)
         node = x
         pending: Tensor | None = None  # contributions so far to the nodes after ``node``
-        for src, m in zip(self.fused.sources, coefs):
+        for src, m in zip(self.fused.parts, coefs):
             o = src(node)
             # (N, dests, C*H*W): Σ_p M[q, p] O[:, p].  An explicit bmm: torch.matmul of a 2-D by a
             # 3-D tensor folds the batch into one mm over a transposed copy of O
