@@ -38,7 +38,7 @@ def main() -> None:
     n = sum(e.count for e in kernels) / steps
     total = sum(e.self_device_time_total for e in kernels) / steps / 1e3
     print(f"stepper {prep.stepper}: {n:.0f} kernels per step, {total:.1f} ms device time per step")
-    print(events.table(sort_by="self_cuda_time_total", row_limit=30, max_name_column_width=70))
+    print(events.table(sort_by="self_cuda_time_total", row_limit=int(__import__("os").environ.get("ROWS", "60")), max_name_column_width=70))
 
 
 if __name__ == "__main__":

@@ -82,9 +82,22 @@ def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     base = config_fingerprint(make_cfg(["experiment=demo"]))[0]
     # runtime.fused too: the momentum is re-laid out on resume (runtime/optstate.py)
     for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",
-              "runtime.batchnorm=function", "runtime.fused=false"):
+              "runtime.batchnorm=function", "runtime.fused=false", "runtime.deterministic=true"):
         assert config_fingerprint(make_cfg(["experiment=demo", o]))[0] == base, o
     assert config_fingerprint(make_cfg(["experiment=demo", "search.lr=0.05"]))[0] != base
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_deterministic_sets_cudnn_algorithm_choice(value: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """runtime.deterministic=true: deterministic cuDNN algorithms, no autotuning; false (the
+    default, as in the reference code): autotuning (cudnn.benchmark)."""
+    from nas_cli.runtime.seed import seed_everything
+
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", not value)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", value)
+    seed_everything(0, value)
+    assert torch.backends.cudnn.deterministic is value and torch.backends.cudnn.benchmark is (not value)
+    assert make_cfg(["experiment=demo"]).runtime.deterministic is False
 
 
 def _search_losses(tmp_path: Path, mode: str, steps: int = 3) -> tuple[list[float], object]:
@@ -137,7 +150,7 @@ def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
     order): the first step agrees to float precision; over a 2-epoch training run the trajectories
     drift apart by rounding (measured on the H200: 0.5 % in the epoch-2 mean loss), so that is
     compared loosely.  Evaluation passes must not compile (eval mode, other batch sizes)."""
-    base = ["experiment=demo", "runtime.device=cuda", "dataset.num_train=256", "dataset.image_size=16",
+    base = ["experiment=demo", "runtime.device=cuda", "runtime.deterministic=true", "dataset.num_train=256", "dataset.image_size=16",
             "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0"]
     first, losses, tests = {}, {}, {}
     for mode in ("true", "false"):

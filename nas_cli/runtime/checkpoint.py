@@ -19,7 +19,7 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   "search.log_every", "tag", "experiment", "stage",
                   # how the same arithmetic is executed (layout, kernels, graph replay, compilation;
                   # a fused run's momentum is re-laid out on resume: runtime/optstate.py)
-                  "runtime.fused", "runtime.cuda_graphs", "runtime.batchnorm", "runtime.compile", "runtime.compile_backend",
+                  "runtime.fused", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm", "runtime.compile", "runtime.compile_backend",
                   "runtime.compile_mode", "runtime.compile_scope",
                   # stage-2/3 training settings do not affect a search (eval jobs fingerprint them)
                   "train")

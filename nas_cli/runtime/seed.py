@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 
-def seed_everything(seed: int, deterministic: bool = True) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

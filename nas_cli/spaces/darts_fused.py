@@ -9,13 +9,16 @@ processed as one tensor with E*c channels:
 
 * depthwise convs: weights concatenated along dim 0, ``groups = E*c``;
 * 1x1 convs (and FactorizedReduce's pair of 1x1 convs): ``groups = E`` (resp. ``2E``)
-  with the per-edge weights concatenated -- a block-diagonal conv;
-* BatchNorm: one ``F.batch_norm`` over E*c channels with stacked running stats
-  (statistics are per channel, so nothing mixes across edges);
-* pooling and ReLU: applied once to the stacked tensor.
+  with the per-edge weights concatenated -- a block-diagonal conv, run as one batched matmul;
+* pooling and ReLU: applied once to the stacked tensor;
+* BatchNorm: one ``F.batch_norm`` over the stacked channels with stacked running stats (statistics
+  are per channel, so nothing mixes across edges).  Across op types too: every op of the group that
+  ends in a BN (all but the stride-1 identity) is normalised by ONE BN over the concatenation of
+  their pre-BN outputs -- one call per node instead of six or seven.
 
-The node output ``Σ_e β_e Σ_o w[e,o] op_o(x_e)`` is then one multiply-and-reduce
-over the (ops x edges) stack.  The ``none`` op is skipped: it is ``x*0``, which
+The node output ``Σ_e β_e Σ_o w[e,o] op_o(x_e)`` is then one batched matmul of the (ops x edges)
+coefficient row with that stack (plus one for the identity), its coefficients gathered from the
+arch tensor once per cell and forward.  The ``none`` op is skipped: it is ``x*0``, which
 adds exactly 0 to the node and sends exactly 0 gradient to its weight and input
 for finite inputs (for inf/NaN inputs the reference would produce NaN -- the
 run has diverged either way).
@@ -44,7 +47,6 @@ from nas_cli.spaces.darts_ops import (
     ReLUConvBN,
     SepConv,
     Zero,
-    channel_shuffle,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -127,15 +129,16 @@ class _Conv(_Stage):
 
 
 def grouped_pointwise(x: Tensor, weight: Tensor, groups: int) -> Tensor:
-    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel; on CPU as one batched matmul.
+    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel, as one broadcast batched matmul.
 
-    Same math (a 1x1 conv is a matmul per pixel).  On CPU (oneDNN) the
-    grouped-conv backward is ~4x slower than E separate convs and the batched
-    matmul ~2x faster.  Elsewhere (cuDNN handles grouped convs natively and a
-    broadcast matmul costs extra expand/reduce kernels) and for channels_last
-    inputs (whose layout would need a copy) the grouped conv is kept.
+    Same math (a 1x1 conv is a matmul per pixel).  Measured faster than the grouped conv on both
+    devices: on CPU (oneDNN) the grouped-conv backward is ~4x slower than E separate convs and the
+    matmul ~2x faster; on an H200 cuDNN runs these tiny grouped 1x1 convs (c = 4..16 channels per
+    group) with layout conversions around every call and a slow weight-gradient kernel, and the
+    fused PC-DARTS search step went from 0.187 s to 0.172 s with the matmul.  Channels-last inputs
+    (whose layout would need a copy) keep the grouped conv.
     """
-    if x.device.type != "cpu" or not x.is_contiguous():
+    if not x.is_contiguous():
         return F.conv2d(x, weight, None, 1, 0, 1, groups)
     n, c_in, h, w = x.shape
     wg = weight.reshape(groups, weight.shape[0] // groups, c_in // groups)
@@ -259,9 +262,13 @@ def _leaves(m: nn.Module, path: str = "") -> list[tuple[str, nn.Module]]:
 
 
 class _FusedOp(nn.Module):
-    """One candidate op for the E edges of a group; a leading ReLU is shared by the group."""
+    """One candidate op for the E edges of a group; a leading ReLU is shared by the group.
 
-    def __init__(self, refs: Sequence[nn.Module]) -> None:
+    With ``split_final_bn`` an op ending in a BatchNorm leaves it out (``final_bn`` keeps the E
+    reference BNs and ``final_path`` their path): the group runs one BN for all its ops instead.
+    """
+
+    def __init__(self, refs: Sequence[nn.Module], split_final_bn: bool = False) -> None:
         super().__init__()
         flat = [_leaves(r) for r in refs]
         _same([[(p, type(m)) for p, m in f] for f in flat], "op structures")
@@ -270,6 +277,11 @@ class _FusedOp(nn.Module):
         self.pre_relu = bool(leaves) and isinstance(leaves[0][0], nn.ReLU)
         if self.pre_relu:
             paths, leaves = paths[1:], leaves[1:]
+        self.final_bn: list[nn.Module] = []
+        self.final_path = ""
+        if split_final_bn and leaves and isinstance(leaves[-1][0], nn.BatchNorm2d):
+            self.final_bn, self.final_path = leaves[-1], paths[-1]
+            paths, leaves = paths[:-1], leaves[:-1]
         self.paths = paths
         self.stages = nn.ModuleList(STAGES[type(group[0])](group) for group in leaves)
 
@@ -281,21 +293,31 @@ class _FusedOp(nn.Module):
 
 
 class _EdgeGroup(nn.Module):
-    """The edges of one node that share a stride: every non-``none`` op once over their stack.
+    """The E edges of one node that share a stride: every non-``none`` op once over their stack.
 
-    Output: ``stack_o op_o(x)`` -> (|O'|, N, E*c, H', W').
+    The ops whose last layer is a BatchNorm (all but the stride-1 ``skip_connect``) share ONE
+    BatchNorm: their outputs before it are concatenated on the channel dim and normalised together
+    (statistics are per channel, so nothing mixes; one BN call instead of six or seven).
+    ``forward`` returns that normalised stack, (N, P*E*c, H', W') with the ``bn_ops`` in order,
+    and the outputs of the other ops (``plain_ops``), each (N, E*c, H', W').
     """
 
     def __init__(self, edges: Sequence[nn.Module], cols: Sequence[int]) -> None:
         super().__init__()
-        self.ops = nn.ModuleList(_FusedOp([e.ops[o] for e in edges]) for o in cols)  # type: ignore[index]
+        self.ops = nn.ModuleList(_FusedOp([e.ops[o] for e in edges], split_final_bn=True)  # type: ignore[index]
+                                 for o in cols)
         self.shares_relu = any(op.pre_relu for op in self.ops)
+        #: positions in ``ops`` (= columns of the cell's arch tensor without ``none``)
+        self.bn_ops = [q for q, op in enumerate(self.ops) if op.final_bn]
+        self.plain_ops = [q for q, op in enumerate(self.ops) if not op.final_bn]
+        self.bn: _BN | None = _BN([m for q in self.bn_ops for m in self.ops[q].final_bn]) if self.bn_ops else None
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor) -> tuple[Tensor | None, list[Tensor]]:
         xr = F.relu(x) if self.shares_relu else None
-        # stacked on a new leading dim (not cat on channels): each op then receives a contiguous
-        # slice of the gradient in backward, which the CPU conv/BN backward kernels need to be fast
-        return torch.stack([op(x, xr) for op in self.ops], dim=0)
+        y = None
+        if self.bn is not None:
+            y = self.bn(_cat([self.ops[q](x, xr) for q in self.bn_ops]))
+        return y, [self.ops[q](x, xr) for q in self.plain_ops]
 
 
 class FusedStorage(nn.Module):
@@ -322,8 +344,6 @@ class FusedSearchCell(nn.Module):
         cols = [o for o, m in enumerate(edges[0].ops) if not isinstance(m, Zero)]  # type: ignore[arg-type]
         if not cols:
             raise ConfigError("runtime.fused needs at least one op other than 'none'")
-        self._col_slice = (cols[0], cols[-1] + 1) if cols == list(range(cols[0], cols[-1] + 1)) else None
-        self.register_buffer("_cols", torch.tensor(cols, dtype=torch.long), persistent=False)
 
         # plan: per node, groups of consecutive inputs with the same stride
         # (reduction cell: inputs 0,1 are stride 2, intermediate nodes stride 1)
@@ -345,62 +365,104 @@ class FusedSearchCell(nn.Module):
                 group = _EdgeGroup(edges[off + j : off + j1], cols)
                 groups.append(group)
                 node.append((gi, j, j1 - j, off + j, stride))
+                # (stage, fused key prefix, edge/op of each stacked leaf -> reference key prefix)
+                stages: list[tuple[_Stage, str, Callable[[int], str]]] = []
                 for q, op in enumerate(group.ops):
                     for s, (path, stage) in enumerate(zip(op.paths, op.stages)):
-                        fkey = f"fused.parts.{gi}.ops.{q}.stages.{s}."
-                        for k, name, attr, a, b in stage.specs:
-                            slots.append((f"edges.{off + j + k}.ops.{cols[q]}.{path}{name}", fkey + attr, a, b))
-                        for k, name in stage.counters:
-                            ref_key = f"edges.{off + j + k}.ops.{cols[q]}.{path}{name}"
-                            slots.append((ref_key, "fused.bn_batches", len(counters), None))
-                            counters.append(ref_key)
+                        stages.append((stage, f"fused.parts.{gi}.ops.{q}.stages.{s}.",
+                                       lambda k, q=q, path=path: f"edges.{off + j + k}.ops.{cols[q]}.{path}"))
+                if group.bn is not None:  # the group's shared final BN: leaves ordered (op, edge)
+                    def bn_ref(k: int, group: _EdgeGroup = group, e: int = j1 - j, j: int = j) -> str:
+                        q = group.bn_ops[k // e]
+                        return f"edges.{off + j + k % e}.ops.{cols[q]}.{group.ops[q].final_path}"
+                    stages.append((group.bn, f"fused.parts.{gi}.bn.", bn_ref))
+                for stage, fkey, ref_of in stages:
+                    for k, name, attr, a, b in stage.specs:
+                        slots.append((ref_of(k) + name, fkey + attr, a, b))
+                    for k, name in stage.counters:
+                        slots.append((ref_of(k) + name, "fused.bn_batches", len(counters), None))
+                        counters.append(ref_of(k) + name)
                 j = j1
             self._plan.append(node)
             off += 2 + i
         self.fused = FusedStorage(groups, len(counters))
         adopt_reference_state(self, ref, slots, counters)
+        # mixing coefficients of every group in the order its batched matmuls read them: the shared-BN
+        # stack's (op, edge) rows, then each plain op's edges.  One gather of the (E, |O|) arch
+        # tensor (and one of the edge weights) per forward serves all groups of the cell
+        n_ops = len(edges[0].ops)
+        index: list[int] = []
+        self._mix_sizes: list[int] = []
+        for gi, (group, (_, _, e, row, _)) in enumerate(zip(groups, (g for node in self._plan for g in node))):
+            for q in [*group.bn_ops, *group.plain_ops]:
+                index += [(row + edge) * n_ops + cols[q] for edge in range(e)]
+            self._mix_sizes.append(len(group.ops) * e)
+        self.register_buffer("_mix_index", torch.tensor(index, dtype=torch.long), persistent=False)
+        self.register_buffer("_mix_edges", torch.tensor(index, dtype=torch.long) // n_ops, persistent=False)
 
     def forward(self, s0: Tensor, s1: Tensor, op_weights: Tensor, edge_weights: Tensor | None) -> Tensor:
         """``op_weights`` (E, |O|); ``edge_weights`` (E,) or None for unit edge weights."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]
-        if self._col_slice is not None:
-            w = op_weights[:, self._col_slice[0] : self._col_slice[1]]
-        else:
-            w = op_weights.index_select(1, self._cols)
-        coef = w if edge_weights is None else w * edge_weights.unsqueeze(1)  # (E, |O'|)
+        coef = op_weights.reshape(-1).index_select(0, self._mix_index)
+        if edge_weights is not None:
+            coef = coef * edge_weights.index_select(0, self._mix_edges)
+        coefs = coef.split(self._mix_sizes)
         if self.training:
             self.fused.bn_batches.add_(1)
         groups = self.fused.parts
         k = self.k
+        # PC-DARTS: each state split once into its sampled 1/k channels and the bypassed rest
+        # (split, not two slices per use: its backward is one cat, not zero-fills and copies)
+        parts = [_split(t, k) for t in states]
         for node in self._plan:
             y: Tensor | None = None
             bypass: Tensor | None = None
             for gi, j0, e, row, stride in node:
-                xs = states[j0 : j0 + e]
-                c = xs[0].shape[1] // k
-                x = _cat([s[:, :c] for s in xs] if k > 1 else xs)
-                out = groups[gi](x)
-                q, n, _, h, wd = out.shape
-                # Σ_o Σ_e coef[e,o] · op_o(x_e): out viewed as (|O'|, N, E, c, H, W)
-                cf = coef[row : row + e].t()[:, None, :, None, None, None].to(out.dtype)
-                # two single-dim sums: a joint sum over dims (0, 2) is ~10x slower on CPU
-                part = (out.reshape(q, n, e, c, h, wd) * cf).sum(0).sum(1)
-                y = part if y is None else y + part
+                x = _cat([p[0] for p in parts[j0 : j0 + e]])
+                group = groups[gi]
+                stacked, plain = group(x)
+                out0 = stacked if stacked is not None else plain[0]
+                n, c, h, wd = out0.shape[0], x.shape[1] // e, *out0.shape[2:]
+                # y + Σ_o Σ_e coef[e,o] · op_o(x_e) as batched matmuls (N, 1, rows) @ (N, rows, c*H*W);
+                # the rows of the shared-BN stack are (op, edge) pairs
+                cf = coefs[gi].to(out0.dtype).view(1, 1, -1).expand(n, -1, -1)
+                rows = 0
+                for o, m in ([(stacked, len(group.bn_ops))] if stacked is not None else []) + [(o, 1) for o in plain]:
+                    o3, cf_o = o.reshape(n, m * e, -1), cf[:, :, rows : rows + m * e]
+                    y = torch.bmm(cf_o, o3) if y is None else torch.baddbmm(y, cf_o, o3)
+                    rows += m * e
                 if k > 1:
                     # PC-DARTS: the other channels bypass the ops (2x2 max-pooled on stride-2 edges);
                     # shuffle∘cat is a linear channel permutation, so Σ_e β_e shuffle(cat(y_e, b_e))
                     # = shuffle(cat(Σ_e β_e y_e, Σ_e β_e b_e)): one shuffle per node
-                    x2 = _cat([s[:, c:] for s in xs])
+                    x2 = _cat([p[1] for p in parts[j0 : j0 + e]])
                     if stride == 2:
                         x2 = F.max_pool2d(x2, 2, 2)
-                    b = x2.reshape(n, e, -1, h, wd)
-                    if edge_weights is not None:
-                        b = b * edge_weights[row : row + e][None, :, None, None, None].to(b.dtype)
-                    b = b.sum(dim=1)
-                    bypass = b if bypass is None else bypass + b
+                    b3 = x2.reshape(n, e, -1)
+                    if edge_weights is None:
+                        b = b3.sum(dim=1, keepdim=True)
+                        bypass = b if bypass is None else bypass + b
+                    else:
+                        ew = edge_weights[row : row + e].to(b3.dtype).view(1, 1, e).expand(n, -1, -1)
+                        bypass = torch.bmm(ew, b3) if bypass is None else torch.baddbmm(bypass, ew, b3)
             assert y is not None
-            states.append(y if bypass is None else channel_shuffle(torch.cat([y, bypass], dim=1), k))
+            y = y.view(n, c, h, wd)
+            if bypass is not None:
+                # channel_shuffle(cat([y, bypass]), k) in one copy: interleave the k chunks of c channels
+                chunks = [y, *bypass.view(n, k - 1, c, h, wd).unbind(1)]
+                y = torch.stack(chunks, dim=2).view(n, k * c, h, wd)
+            states.append(y)
+            parts.append(_split(y, k))
         return torch.cat(states[2:], dim=1)
+
+
+def _split(t: Tensor, k: int) -> tuple[Tensor, Tensor | None]:
+    """(first C/k channels, the rest) of an NCHW tensor; (t, None) for k = 1."""
+    if k == 1:
+        return t, None
+    c = t.shape[1] // k
+    head, tail = t.split([c, t.shape[1] - c], dim=1)
+    return head, tail
 
 
 def _cat(xs: Sequence[Tensor]) -> Tensor:

@@ -97,8 +97,7 @@ def job_fingerprint(cfg: DictConfig, job: EvalJob) -> tuple[str, dict[str, Any]]
     data = {"job": {k: v for k, v in job.to_json().items() if k != "name"},
             "train": train,
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-            "precision": cfg.runtime.precision, "channels_last": cfg.runtime.channels_last,
-            "deterministic": cfg.runtime.deterministic}
+            "precision": cfg.runtime.precision, "channels_last": cfg.runtime.channels_last}
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], data
 
