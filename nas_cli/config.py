@@ -263,6 +263,11 @@ class RuntimeConfig:
     #: step. CPU runs are deterministic either way; on CUDA some kernels (max-pool backward) use
     #: atomics, so GPU runs are not bitwise reproducible with either setting
     deterministic: bool = False
+    #: data-parallel runs (torchrun): normalise training batches with BatchNorm statistics over the
+    #: global batch of all ranks (one all-gather per BN forward, one all-reduce per backward), so N
+    #: processes compute what one process computes on the same global batch; false = per-rank
+    #: statistics (plain DDP: each BN sees batch/N images). No effect in a single process
+    sync_bn: bool = True
     #: torch intra-op threads on CPU (null = torch default)
     num_threads: Optional[int] = None
     #: fused search cells (mixture forward; same math, same state_dict as the per-edge reference):

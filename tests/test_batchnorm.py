@@ -81,3 +81,46 @@ def test_supernet_with_function_batchnorm_matches_native(fused: bool) -> None:
         torch.testing.assert_close(b.grad, a.grad, atol=1e-4, rtol=1e-3, msg=n)
     for (n, a), (_, b) in zip(ref.state_dict().items(), fast.state_dict().items()):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=n)
+
+
+@pytest.fixture
+def one_rank_group():
+    """A single-process gloo group: the synchronised BN's collectives run for real (world size 1)."""
+    import torch.distributed as tdist
+
+    tdist.init_process_group("gloo", rank=0, world_size=1, store=tdist.HashStore())
+    yield
+    tdist.destroy_process_group()
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_sync_batchnorm_is_batchnorm_with_one_rank(affine: bool, one_rank_group: None) -> None:
+    """runtime.sync_bn's BatchNorm equals nn.BatchNorm2d (outputs, input/weight/bias gradients,
+    running statistics, counters) when the global batch is this process's batch.  The 2-process
+    equivalence is tests/test_ddp_search.py's."""
+    from nas_cli.spaces.batchnorm import use_sync_batchnorm
+
+    torch.manual_seed(0)
+    ref = nn.Sequential(nn.BatchNorm2d(5, affine=affine))
+    bn = nn.Sequential(nn.BatchNorm2d(5, affine=affine))
+    if affine:
+        with torch.no_grad():
+            for m in (ref[0], bn[0]):
+                m.weight.copy_(torch.linspace(0.5, 2.0, 5))
+                m.bias.copy_(torch.linspace(-1.0, 1.0, 5))
+    assert use_sync_batchnorm(bn) == 1 and bn[0].sync
+    for step in range(3):
+        x = (torch.randn(6, 5, 7, 7, dtype=torch.float64) * (step + 2) + step)
+        ref, bn = ref.double(), bn.double()
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        g = torch.randn_like(x)
+        ya, yb = ref(xa), bn(xb)
+        torch.testing.assert_close(yb, ya, rtol=1e-10, atol=1e-10)
+        ga = torch.autograd.grad(ya, [xa, *ref.parameters()], g)
+        gb = torch.autograd.grad(yb, [xb, *bn.parameters()], g)
+        for a, b in zip(ga, gb):
+            torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)
+    for (k, a), b in zip(ref.state_dict().items(), bn.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10, msg=k)
+    bn.eval()  # eval mode: running statistics, no collective
+    torch.testing.assert_close(bn(x), ref.eval()(x))

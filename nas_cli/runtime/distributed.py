@@ -168,12 +168,14 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor | None], ctx: DistContext) -
 def average_buffers_(modules: Iterable[torch.nn.Module], ctx: DistContext) -> None:
     """Average floating-point buffers (BatchNorm running statistics) over ranks, in place.
 
-    In training mode BN normalises with *per-rank* batch statistics (as DDP does),
-    so each rank's running estimates drift apart.  The search averages them at the
-    end of every epoch: all ranks then hold the same model, so validation, the
-    selector, the checkpoint and a resumed run do not depend on the rank.  (The
-    average of the ranks' running means equals the running mean of the global
-    batch means; running variances miss the between-shard part of the variance.)
+    With ``runtime.sync_bn=false`` BN normalises with *per-rank* batch statistics
+    (plain DDP), so each rank's running estimates drift apart.  The search averages
+    them at the end of every epoch: all ranks then hold the same model, so
+    validation, the selector, the checkpoint and a resumed run do not depend on the
+    rank.  (The average of the ranks' running means equals the running mean of the
+    global batch means; running variances miss the between-shard part of the
+    variance.)  With the default synchronised BN the ranks' statistics are already
+    identical and the average changes nothing.
     """
     if not ctx.enabled:
         return

@@ -116,6 +116,87 @@ def _function2(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float,
 BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _function, "function2": _function2}
 
 
+# ------------------------------------------------------------------ data-parallel (torchrun)
+def _all_reduce_sum(t: Tensor) -> Tensor:
+    import torch.distributed as tdist
+
+    tdist.all_reduce(t, op=tdist.ReduceOp.SUM)
+    return t
+
+
+def _all_gather(t: Tensor) -> Tensor:
+    """(world_size, *t.shape): every rank's ``t``, in rank order."""
+    import torch.distributed as tdist
+
+    parts = [torch.empty_like(t) for _ in range(tdist.get_world_size())]
+    tdist.all_gather(parts, t.contiguous())
+    return torch.stack(parts)
+
+
+class _SyncBatchNormFn(torch.autograd.Function):
+    """Training-mode BN over the *global* batch of all ranks: the same function one process computes.
+
+    Forward: every rank reduces its shard to (count, per-channel mean, per-channel biased variance);
+    one all-gather of those 2C+1 numbers gives each rank all shards' statistics, combined exactly by
+    the parallel-variance formula ``var = Σ_r n_r (var_r + (mean_r - mean)²) / n`` (within-shard
+    plus between-shard variance; no cancellation, any shard sizes, empty shards included).
+    Backward: with ``g`` the gradient of this rank's loss, the global means of ``g`` and
+    ``g * xhat`` (one all-reduce of 2C numbers) give ``dx = invstd * (g - mean(g) - xhat * mean(g * xhat))``.
+    That is ``world_size`` times the gradient of the global loss (the mean of the ranks' losses), so
+    once the ranks average their parameter gradients -- as the search and DDP do -- every gradient
+    equals the one-process value.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float,  # type: ignore[override]
+                eps: float) -> Tensor:
+        xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        c = x.shape[1]
+        n_local = x.numel() // c
+        if n_local:
+            var_l, mean_l = torch.var_mean(xf, dim=_DIMS, correction=0)
+        else:
+            var_l = mean_l = xf.new_zeros(c)
+        count = torch.full((1,), float(n_local), dtype=xf.dtype, device=x.device)
+        shards = _all_gather(torch.cat([count, mean_l, var_l]))  # (world, 1 + 2C)
+        counts, means, variances = shards[:, :1], shards[:, 1 : 1 + c], shards[:, 1 + c :]
+        n = float(counts.sum())  # one device->host copy per BN: data-parallel steps run eagerly anyway
+        if n == 0:
+            raise ValueError("BatchNorm over an empty global batch")
+        mean = (counts * means).sum(0) / n
+        var = (counts * (variances + (means - mean).square())).sum(0) / n
+        invstd = torch.rsqrt(var + eps)
+        xhat = (xf - mean.view(1, c, 1, 1)) * invstd.view(1, c, 1, 1)
+        if rm is not None and rv is not None:
+            rm.lerp_(mean.to(rm.dtype), momentum)
+            rv.lerp_((var * (n / max(n - 1.0, 1.0))).to(rv.dtype), momentum)
+        ctx.save_for_backward(xhat, invstd)
+        ctx.n = n
+        return xhat.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        xhat, invstd = ctx.saved_tensors
+        gf = g.to(xhat.dtype)
+        c = gf.shape[1]
+        sums = torch.cat([gf.sum(_DIMS), (gf * xhat).sum(_DIMS)]) if gf.numel() else gf.new_zeros(2 * c)
+        sums = _all_reduce_sum(sums) / ctx.n
+        mg, mgx = sums[:c].view(1, c, 1, 1), sums[c:].view(1, c, 1, 1)
+        dx = torch.addcmul(gf - mg, xhat, mgx, value=-1.0) * invstd.view(1, c, 1, 1)
+        return dx.to(g.dtype), None, None, None, None
+
+
+def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, momentum: float,
+                    eps: float, weight: Tensor | None = None, bias: Tensor | None = None) -> Tensor:
+    """Training-mode BatchNorm2d with statistics over every rank's shard (see :class:`_SyncBatchNormFn`)."""
+    y = _SyncBatchNormFn.apply(x, running_mean, running_var, momentum, eps)
+    if weight is not None:
+        c = x.shape[1]
+        y = torch.addcmul(bias.view(1, c, 1, 1).to(y.dtype), y, weight.view(1, c, 1, 1).to(y.dtype)) \
+            if bias is not None else y * weight.view(1, c, 1, 1).to(y.dtype)
+    return y
+
+
 def resolve_impl(name: str, device: torch.device, replayed: bool = True) -> str:
     """``auto``: ``function2`` for graph-replayed CUDA steps (GPU-bound: fewer, faster kernels);
     ``native`` for eager steps (host-bound: one dispatch per BN instead of about six -- the
@@ -143,8 +224,16 @@ class SearchBatchNorm2d(nn.BatchNorm2d):
     """
 
     impl: str = "native"
+    #: training-mode statistics over all data-parallel ranks (:func:`use_sync_batchnorm`)
+    sync: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.sync and self.training and self.momentum is not None:
+            if self.track_running_stats and self.num_batches_tracked is not None:
+                self.num_batches_tracked.add_(1)
+            rm = self.running_mean if self.track_running_stats else None
+            rv = self.running_var if self.track_running_stats else None
+            return sync_batch_norm(x, rm, rv, float(self.momentum), self.eps, self.weight, self.bias)
         if self.affine or not self.training or self.impl == "native" or self.momentum is None:
             return super().forward(x)
         if self.track_running_stats and self.num_batches_tracked is not None:
@@ -164,5 +253,26 @@ def use_batchnorm_impl(model: nn.Module, impl: str) -> int:
             n += 1
         elif getattr(m, "supports_bn_impl", False):  # e.g. the fused cell's stacked BNs
             m.impl = impl  # type: ignore[attr-defined]
+            n += 1
+    return n
+
+
+def use_sync_batchnorm(model: nn.Module) -> int:
+    """Make every ``BatchNorm2d`` of ``model`` (affine or not) and every fused stacked BN normalise
+    training batches with statistics over all data-parallel ranks; returns how many.
+
+    Same parameters, buffers and state_dict; needs an initialised default process group.  Without
+    it each rank normalises its shard alone (plain DDP), which is not the one-process math.
+    """
+    n = 0
+    for m in model.modules():
+        if type(m) in (nn.BatchNorm2d, SearchBatchNorm2d):
+            if m.momentum is None:
+                raise ConfigError("runtime.sync_bn needs BatchNorms with a fixed momentum")
+            m.__class__ = SearchBatchNorm2d
+            m.sync = True  # type: ignore[attr-defined]
+            n += 1
+        elif getattr(m, "supports_bn_impl", False):
+            m.sync = True  # type: ignore[attr-defined]
             n += 1
     return n

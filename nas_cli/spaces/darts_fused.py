@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.spaces.batchnorm import BN_IMPLS
+from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
@@ -180,7 +180,13 @@ class _BN(_Stage):
     impl: str = "native"
     supports_bn_impl = True
 
+    #: statistics over all data-parallel ranks (batchnorm.use_sync_batchnorm)
+    sync: bool = False
+
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.sync:
+            return sync_batch_norm(x, self.running_mean, self.running_var, self.momentum, self.eps,
+                                   self.weight, self.bias)
         if self.training and self.weight is None and self.impl != "native":
             return BN_IMPLS[self.impl](x, self.running_mean, self.running_var, self.momentum, self.eps)
         batch_stats = self.training or self.running_mean is None

@@ -50,7 +50,7 @@ from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
 from nas_cli.spaces.batchnorm import resolve_impl as resolve_bn_impl
-from nas_cli.spaces.batchnorm import use_batchnorm_impl
+from nas_cli.spaces.batchnorm import use_batchnorm_impl, use_sync_batchnorm
 from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
 from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
@@ -112,6 +112,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         model = model.to(memory_format=torch.channels_last)
     graphs = uses_graphs(cfg, device)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
+    if dctx.enabled and cfg.runtime.sync_bn:
+        use_sync_batchnorm(model)  # before the objective copies the model (Moreau, F2BA)
     if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):
         compile_module(model, cfg.runtime)
     arch = ArchParameters(space.arch_specs(relax), r.parameterization, r.sampling,

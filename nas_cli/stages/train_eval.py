@@ -42,6 +42,7 @@ from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_s
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
+from nas_cli.spaces.batchnorm import use_sync_batchnorm
 from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds
 from nas_cli.spaces.genotypes import Genotype
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, set_lr
@@ -143,7 +144,12 @@ class EvalTrainer:
                                   in_channels=c).to(self.device)
         if cfg.runtime.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.compiled = compile_enabled(cfg.runtime.compile, toolchain_blocker(self.device), self.device)
+        sync_bn = self.ctx.enabled and bool(cfg.runtime.sync_bn)
+        if sync_bn:
+            use_sync_batchnorm(self.model)
+        self.compiled = compile_enabled(cfg.runtime.compile,
+                                        "BatchNorm synchronised across data-parallel ranks (runtime.sync_bn)"
+                                        if sync_bn else toolchain_blocker(self.device), self.device)
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         why_not = ("no CUDA device" if self.device.type != "cuda"
