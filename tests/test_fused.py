@@ -192,13 +192,13 @@ def test_deepcopy_is_independent() -> None:
     assert all(p.grad is None for p in fused.parameters())
 
 
-def test_non_contiguous_op_columns() -> None:
-    """'none' in the middle of the op list: the fused cell gathers the other columns."""
-    ops = ["max_pool_3x3", "none", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"]
+def compare_cells(ops: list[str], reduction: bool) -> torch.Tensor:
+    """One cell with op list ``ops``, reference vs fused: outputs, arch gradients and state (BN
+    running statistics) agree; returns the fused cell's arch gradient."""
     torch.manual_seed(0)
-    ref = SearchCell(3, 6, 6, 4, reduction=True, reduction_prev=False, op_names=ops)
+    ref = SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, op_names=ops)
     torch.manual_seed(0)
-    fused = FusedSearchCell(SearchCell(3, 6, 6, 4, reduction=True, reduction_prev=False, op_names=ops))
+    fused = FusedSearchCell(SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, op_names=ops))
     s0, s1 = torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8)
     w = torch.softmax(torch.randn(9, len(ops)), 1).requires_grad_(True)
     a, b = ref(s0, s1, w, None), fused(s0, s1, w, None)
@@ -206,6 +206,13 @@ def test_non_contiguous_op_columns() -> None:
     ga, = torch.autograd.grad(a.square().sum(), w)
     gb, = torch.autograd.grad(b.square().sum(), w)
     torch.testing.assert_close(gb, ga, atol=ATOL, rtol=RTOL)
+    assert_states_close(fused.state_dict(), ref.state_dict())
+    return gb
+
+
+def test_non_contiguous_op_columns() -> None:
+    """'none' in the middle of the op list: the fused cell gathers the other columns."""
+    gb = compare_cells(["max_pool_3x3", "none", "skip_connect", "sep_conv_3x3", "dil_conv_3x3"], reduction=True)
     assert torch.all(gb[:, 1] == 0)  # 'none' gets exactly zero gradient (as x*0 does in the reference)
 
 
@@ -264,20 +271,10 @@ def test_grouped_pointwise_matmul_equals_grouped_conv() -> None:
                                  ["skip_connect", "sep_conv_3x3"]])
 @pytest.mark.parametrize("reduction", [False, True])
 def test_op_subsets_with_and_without_bn_ops(ops: list[str], reduction: bool) -> None:
-    """Groups whose ops are all identities (no shared BN), all BN-ending, or mixed: same outputs and
-    arch gradients as the reference, in both cell kinds (stride-2 skip is a FactorizedReduce)."""
-    torch.manual_seed(0)
-    ref = SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, op_names=ops)
-    torch.manual_seed(0)
-    fused = FusedSearchCell(SearchCell(3, 6, 6, 4, reduction=reduction, reduction_prev=False, op_names=ops))
-    s0, s1 = torch.randn(2, 6, 8, 8), torch.randn(2, 6, 8, 8)
-    w = torch.softmax(torch.randn(9, len(ops)), 1).requires_grad_(True)
-    a, b = ref(s0, s1, w, None), fused(s0, s1, w, None)
-    torch.testing.assert_close(b, a, atol=ATOL, rtol=RTOL)
-    ga, = torch.autograd.grad(a.square().sum(), w)
-    gb, = torch.autograd.grad(b.square().sum(), w)
-    torch.testing.assert_close(gb, ga, atol=ATOL, rtol=RTOL)
-    assert_states_close(fused.state_dict(), ref.state_dict())  # running statistics too
+    """Groups whose ops are all identities (no shared BN), all BN-ending, or mixed: same outputs,
+    arch gradients and running statistics as the reference, in both cell kinds (stride-2 skip is a
+    FactorizedReduce)."""
+    compare_cells(ops, reduction)
 
 
 def test_one_shared_batchnorm_per_edge_group(monkeypatch: pytest.MonkeyPatch) -> None:

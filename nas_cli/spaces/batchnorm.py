@@ -75,6 +75,23 @@ def _channel_mean(x: Tensor, two_stage: bool) -> Tensor:
     return x.view(n, c, -1).mean(2).mean(0).view(1, c, 1, 1)
 
 
+def _normalize(xf: Tensor, mean: Tensor, var: Tensor, eps: float, rm: Tensor | None, rv: Tensor | None,
+               momentum: float, n: float) -> tuple[Tensor, Tensor]:
+    """``(xhat, invstd)`` from (1, C, 1, 1) batch statistics over ``n`` values per channel; updates the
+    running estimates (unbiased variance) in place, as ``F.batch_norm`` does."""
+    invstd = torch.rsqrt(var + eps)
+    xhat = (xf - mean) * invstd
+    if rm is not None and rv is not None:
+        rm.lerp_(mean.view(-1).to(rm.dtype), momentum)
+        rv.lerp_((var.view(-1) * (n / max(n - 1, 1))).to(rv.dtype), momentum)
+    return xhat, invstd
+
+
+def _input_grad(g: Tensor, xhat: Tensor, invstd: Tensor, mg: Tensor, mgx: Tensor) -> Tensor:
+    """BN's input gradient ``invstd * (g - mean(g) - xhat * mean(g * xhat))`` from the two means."""
+    return torch.addcmul(g - mg, xhat, mgx, value=-1.0) * invstd
+
+
 class _BatchNormFn(torch.autograd.Function):
     """Non-affine training-mode BN with the closed-form backward; ``two_stage`` picks the reductions."""
 
@@ -83,12 +100,7 @@ class _BatchNormFn(torch.autograd.Function):
                 eps: float, two_stage: bool) -> Tensor:
         xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
         var, mean = _channel_stats(xf, two_stage)
-        invstd = torch.rsqrt(var + eps)
-        xhat = (xf - mean) * invstd
-        if rm is not None and rv is not None:
-            n = x.numel() // x.shape[1]
-            rm.lerp_(mean.view(-1).to(rm.dtype), momentum)
-            rv.lerp_((var.view(-1) * (n / max(n - 1, 1))).to(rv.dtype), momentum)
+        xhat, invstd = _normalize(xf, mean, var, eps, rm, rv, momentum, x.numel() // x.shape[1])
         ctx.save_for_backward(xhat, invstd)
         ctx.two_stage = two_stage
         return xhat.to(x.dtype)
@@ -101,8 +113,7 @@ class _BatchNormFn(torch.autograd.Function):
             gf = gf.contiguous()
         mg = _channel_mean(gf, ctx.two_stage)
         mgx = _channel_mean(gf * xhat, ctx.two_stage)
-        dx = torch.addcmul(gf - mg, xhat, mgx, value=-1.0) * invstd
-        return dx.to(g.dtype), None, None, None, None, None
+        return _input_grad(gf, xhat, invstd, mg, mgx).to(g.dtype), None, None, None, None, None
 
 
 def _function(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float) -> Tensor:
@@ -165,11 +176,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
             raise ValueError("BatchNorm over an empty global batch")
         mean = (counts * means).sum(0) / n
         var = (counts * (variances + (means - mean).square())).sum(0) / n
-        invstd = torch.rsqrt(var + eps)
-        xhat = (xf - mean.view(1, c, 1, 1)) * invstd.view(1, c, 1, 1)
-        if rm is not None and rv is not None:
-            rm.lerp_(mean.to(rm.dtype), momentum)
-            rv.lerp_((var * (n / max(n - 1.0, 1.0))).to(rv.dtype), momentum)
+        xhat, invstd = _normalize(xf, mean.view(1, c, 1, 1), var.view(1, c, 1, 1), eps, rm, rv, momentum, n)
         ctx.save_for_backward(xhat, invstd)
         ctx.n = n
         return xhat.to(x.dtype)
@@ -182,8 +189,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
         sums = torch.cat([gf.sum(_DIMS), (gf * xhat).sum(_DIMS)]) if gf.numel() else gf.new_zeros(2 * c)
         sums = _all_reduce_sum(sums) / ctx.n
         mg, mgx = sums[:c].view(1, c, 1, 1), sums[c:].view(1, c, 1, 1)
-        dx = torch.addcmul(gf - mg, xhat, mgx, value=-1.0) * invstd.view(1, c, 1, 1)
-        return dx.to(g.dtype), None, None, None, None
+        return _input_grad(gf, xhat, invstd, mg, mgx).to(g.dtype), None, None, None, None
 
 
 def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, momentum: float,
