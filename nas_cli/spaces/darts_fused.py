@@ -376,11 +376,11 @@ class FusedSearchCell(nn.Module):
                 for q, op in enumerate(group.ops):
                     for s, (path, stage) in enumerate(zip(op.paths, op.stages)):
                         stages.append((stage, f"fused.parts.{gi}.ops.{q}.stages.{s}.",
-                                       lambda k, q=q, path=path: f"edges.{off + j + k}.ops.{cols[q]}.{path}"))
+                                       lambda k, q=q, path=path, e0=off + j: f"edges.{e0 + k}.ops.{cols[q]}.{path}"))
                 if group.bn is not None:  # the group's shared final BN: leaves ordered (op, edge)
-                    def bn_ref(k: int, group: _EdgeGroup = group, e: int = j1 - j, j: int = j) -> str:
+                    def bn_ref(k: int, group: _EdgeGroup = group, e: int = j1 - j, e0: int = off + j) -> str:
                         q = group.bn_ops[k // e]
-                        return f"edges.{off + j + k % e}.ops.{cols[q]}.{group.ops[q].final_path}"
+                        return f"edges.{e0 + k % e}.ops.{cols[q]}.{group.ops[q].final_path}"
                     stages.append((group.bn, f"fused.parts.{gi}.bn.", bn_ref))
                 for stage, fkey, ref_of in stages:
                     for k, name, attr, a, b in stage.specs:
