@@ -87,6 +87,22 @@ def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     assert config_fingerprint(make_cfg(["experiment=demo", "search.lr=0.05"]))[0] != base
 
 
+def test_checkpoint_config_from_before_a_key_became_execution_only_still_matches() -> None:
+    """A checkpoint's stored config that still holds runtime.deterministic (written before the key
+    joined RESUME_IGNORED) is the same run; a real change is not."""
+    import copy
+
+    from nas_cli.runtime.checkpoint import same_run_config
+
+    current = config_fingerprint(make_cfg(["experiment=demo"]))[1]
+    old = copy.deepcopy(current)
+    old["runtime"]["deterministic"] = True
+    assert same_run_config(old, current)
+    old["search"]["lr"] = 0.05
+    assert not same_run_config(old, current)
+    assert not same_run_config(None, current)
+
+
 @pytest.mark.parametrize("value", [True, False])
 def test_deterministic_sets_cudnn_algorithm_choice(value: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """runtime.deterministic=true: deterministic cuDNN algorithms, no autotuning; false (the

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -25,9 +26,7 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   "train")
 
 
-def config_fingerprint(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
-    data = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(data, dict)
+def _drop_ignored(data: dict[str, Any]) -> dict[str, Any]:
     for key in RESUME_IGNORED:
         node: Any = data
         parts = key.split(".")
@@ -35,8 +34,24 @@ def config_fingerprint(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
             node = node.get(p, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(parts[-1], None)
-    blob = json.dumps(data, sort_keys=True, default=str)
+    return data
+
+
+def config_fingerprint(cfg: DictConfig) -> tuple[str, dict[str, Any]]:
+    data = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(data, dict)
+    blob = json.dumps(_drop_ignored(data), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], data
+
+
+def same_run_config(saved: Any, current: dict[str, Any]) -> bool:
+    """Whether a checkpoint's stored config (``config_fingerprint``'s dict when it was written) is
+    the current one, judged with the keys resume ignores *now*: a checkpoint written before a key
+    joined ``RESUME_IGNORED`` (e.g. ``runtime.deterministic``) still resumes."""
+    if not isinstance(saved, dict):
+        return False
+    dump = lambda d: json.dumps(_drop_ignored(copy.deepcopy(d)), sort_keys=True, default=str)  # noqa: E731
+    return dump(saved) == dump(current)
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:

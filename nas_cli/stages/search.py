@@ -40,7 +40,8 @@ from nas_cli.objectives import OBJECTIVES, Batch, Objective, StepContext
 from nas_cli.optim import ARCH_OPTIMIZERS, build_arch_optimizer
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.compile import compile_enabled, compile_module, search_compile_blocker
-from nas_cli.runtime.checkpoint import config_diff, config_fingerprint, load_checkpoint, save_checkpoint
+from nas_cli.runtime.checkpoint import (config_diff, config_fingerprint, load_checkpoint, same_run_config,
+                                        save_checkpoint)
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
@@ -252,7 +253,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     ckpt: dict[str, Any] | None = None
     if ckpt_path.exists() and resume != "false":
         ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("fingerprint") != fingerprint:
+        if ckpt.get("fingerprint") != fingerprint and not same_run_config(ckpt.get("config"), flat_cfg):
             raise ConfigError(
                 f"{out_dir} holds a run with a different config ({config_diff(ckpt['config'], flat_cfg)}); "
                 f"use another hydra.run.dir or resume=false to overwrite it")
