@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
-# Prepared for the next device session (not yet run): cuDNN's deterministic mode vs autotuned
-# algorithms (the reference implementations run with cudnn.benchmark=True), the GPU tests revised
-# after the 2026-12-02 device run, and a kernel profile of the current fast search step.
+# Prepared for the next single-GPU device call (not yet run): the NHWC-depthwise experiment
+# (benchmarks/depthwise_layout.py; each variant twice, alternating, in its own process) and the
+# kernel profile of the current search step. (The call this file held before -- runtime.deterministic
+# true vs false, the revised GPU tests, a profile -- ran on 2026-12-02: benchmarks/results/README.md.)
+# For data-parallel scaling on a 2-GPU machine see benchmarks/gpu_ddp.sh.
 set -u
 source benchmarks/device_env.sh
-B="python3 -m nas_cli.bench --steps 10 --warmup 4"
-stamp det-true;  timeout 240 $B --json $OUT/b_det_true.json runtime.compile=false >$OUT/log_bench.txt 2>&1
-stamp det-false; timeout 240 $B --json $OUT/b_det_false.json runtime.compile=false runtime.deterministic=false >>$OUT/log_bench.txt 2>&1
-python3 benchmarks/summarize.py $OUT/b_*.json
-stamp tests
-timeout 200 python3 -m pytest -q tests/test_cuda_graphs.py tests/test_compile.py -p no:cacheprovider 2>&1 | tail -4
+D="python3 benchmarks/depthwise_layout.py --device cuda --steps 10 --warmup 4"
+stamp depthwise
+timeout 120 $D --variant nhwc --check 2>&1 | tail -2
+for i in 1 2; do
+  timeout 90 $D --variant native 2>&1 | tail -1
+  timeout 90 $D --variant nhwc 2>&1 | tail -1
+done
 stamp profile
-timeout 120 python3 benchmarks/profile_step.py method=gaea_pcdarts search.batch_size=256 2>&1 | tail -30
+ROWS=40 timeout 90 python3 benchmarks/profile_step.py method=gaea_pcdarts search.batch_size=256 >$OUT/profile.txt 2>&1
+grep "kernels per step" $OUT/profile.txt
 stamp end
