@@ -82,7 +82,8 @@ def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     base = config_fingerprint(make_cfg(["experiment=demo"]))[0]
     # runtime.fused too: the momentum is re-laid out on resume (runtime/optstate.py)
     for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",
-              "runtime.batchnorm=function", "runtime.fused=false", "runtime.deterministic=true"):
+              "runtime.batchnorm=function", "runtime.fused=false", "runtime.deterministic=true",
+              "runtime.sync_bn=false"):
         assert config_fingerprint(make_cfg(["experiment=demo", o]))[0] == base, o
     assert config_fingerprint(make_cfg(["experiment=demo", "search.lr=0.05"]))[0] != base
 
@@ -97,6 +98,9 @@ def test_checkpoint_config_from_before_a_key_became_execution_only_still_matches
     current = config_fingerprint(make_cfg(["experiment=demo"]))[1]
     old = copy.deepcopy(current)
     old["runtime"]["deterministic"] = True
+    assert same_run_config(old, current)
+    del old["runtime"]["deterministic"]
+    old["runtime"].pop("sync_bn", None)  # a checkpoint from before runtime.sync_bn existed
     assert same_run_config(old, current)
     old["search"]["lr"] = 0.05
     assert not same_run_config(old, current)

@@ -22,6 +22,8 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   # a fused run's momentum is re-laid out on resume: runtime/optstate.py)
                   "runtime.fused", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm", "runtime.compile", "runtime.compile_backend",
                   "runtime.compile_mode", "runtime.compile_scope",
+                  # data-parallel execution: like the number of processes, which a resumed run may change
+                  "runtime.sync_bn",
                   # stage-2/3 training settings do not affect a search (eval jobs fingerprint them)
                   "train")
 
