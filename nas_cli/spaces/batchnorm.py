@@ -76,14 +76,16 @@ def _channel_mean(x: Tensor, two_stage: bool) -> Tensor:
 
 
 def _normalize(xf: Tensor, mean: Tensor, var: Tensor, eps: float, rm: Tensor | None, rv: Tensor | None,
-               momentum: float, n: float) -> tuple[Tensor, Tensor]:
-    """``(xhat, invstd)`` from (1, C, 1, 1) batch statistics over ``n`` values per channel; updates the
-    running estimates (unbiased variance) in place, as ``F.batch_norm`` does."""
+               momentum: float, n: float | Tensor) -> tuple[Tensor, Tensor]:
+    """``(xhat, invstd)`` from (1, C, 1, 1) batch statistics over ``n`` values per channel (a number,
+    or a 0-dim device tensor, which avoids a host sync); updates the running estimates (unbiased
+    variance) in place, as ``F.batch_norm`` does."""
     invstd = torch.rsqrt(var + eps)
     xhat = (xf - mean) * invstd
     if rm is not None and rv is not None:
+        unbias = n / (n - 1).clamp_min(1) if isinstance(n, Tensor) else n / max(n - 1, 1)
         rm.lerp_(mean.view(-1).to(rm.dtype), momentum)
-        rv.lerp_((var.view(-1) * (n / max(n - 1, 1))).to(rv.dtype), momentum)
+        rv.lerp_((var.view(-1) * unbias).to(rv.dtype), momentum)
     return xhat, invstd
 
 
@@ -155,7 +157,8 @@ class _SyncBatchNormFn(torch.autograd.Function):
     ``g * xhat`` (one all-reduce of 2C numbers) give ``dx = invstd * (g - mean(g) - xhat * mean(g * xhat))``.
     That is ``world_size`` times the gradient of the global loss (the mean of the ranks' losses), so
     once the ranks average their parameter gradients -- as the search and DDP do -- every gradient
-    equals the one-process value.
+    equals the one-process value.  The global count stays a device tensor: no host synchronisation
+    per BatchNorm (a supernet forward has hundreds).
     """
 
     @staticmethod
@@ -171,9 +174,7 @@ class _SyncBatchNormFn(torch.autograd.Function):
         count = torch.full((1,), float(n_local), dtype=xf.dtype, device=x.device)
         shards = _all_gather(torch.cat([count, mean_l, var_l]))  # (world, 1 + 2C)
         counts, means, variances = shards[:, :1], shards[:, 1 : 1 + c], shards[:, 1 + c :]
-        n = float(counts.sum())  # one device->host copy per BN: data-parallel steps run eagerly anyway
-        if n == 0:
-            raise ValueError("BatchNorm over an empty global batch")
+        n = counts.sum()  # stays on the device: no host sync per BatchNorm
         mean = (counts * means).sum(0) / n
         var = (counts * (variances + (means - mean).square())).sum(0) / n
         xhat, invstd = _normalize(xf, mean.view(1, c, 1, 1), var.view(1, c, 1, 1), eps, rm, rv, momentum, n)
