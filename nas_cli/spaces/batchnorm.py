@@ -250,18 +250,26 @@ class SearchBatchNorm2d(nn.BatchNorm2d):
         return BN_IMPLS[self.impl](x, rm, rv, float(self.momentum), self.eps)
 
 
+def _switchable_bns(model: nn.Module, affine: bool) -> list[nn.Module]:
+    """Every ``BatchNorm2d`` of ``model`` (only the non-affine ones unless ``affine``), switched in
+    place to :class:`SearchBatchNorm2d` (same parameters, buffers and state_dict), and every fused
+    stacked BN (``supports_bn_impl``): the modules whose kernels ``impl``/``sync`` choose."""
+    out: list[nn.Module] = []
+    for m in model.modules():
+        if type(m) in (nn.BatchNorm2d, SearchBatchNorm2d) and (affine or not m.affine):
+            m.__class__ = SearchBatchNorm2d
+            out.append(m)
+        elif getattr(m, "supports_bn_impl", False):  # e.g. the fused cell's stacked BNs
+            out.append(m)
+    return out
+
+
 def use_batchnorm_impl(model: nn.Module, impl: str) -> int:
     """Switch every non-affine ``BatchNorm2d`` of ``model`` to ``impl`` in place; returns how many."""
-    n = 0
-    for m in model.modules():
-        if type(m) in (nn.BatchNorm2d, SearchBatchNorm2d) and not m.affine:
-            m.__class__ = SearchBatchNorm2d
-            m.impl = impl  # type: ignore[attr-defined]
-            n += 1
-        elif getattr(m, "supports_bn_impl", False):  # e.g. the fused cell's stacked BNs
-            m.impl = impl  # type: ignore[attr-defined]
-            n += 1
-    return n
+    bns = _switchable_bns(model, affine=False)
+    for m in bns:
+        m.impl = impl  # type: ignore[attr-defined]
+    return len(bns)
 
 
 def use_sync_batchnorm(model: nn.Module) -> int:
@@ -271,15 +279,9 @@ def use_sync_batchnorm(model: nn.Module) -> int:
     Same parameters, buffers and state_dict; needs an initialised default process group.  Without
     it each rank normalises its shard alone (plain DDP), which is not the one-process math.
     """
-    n = 0
-    for m in model.modules():
-        if type(m) in (nn.BatchNorm2d, SearchBatchNorm2d):
-            if m.momentum is None:
-                raise ConfigError("runtime.sync_bn needs BatchNorms with a fixed momentum")
-            m.__class__ = SearchBatchNorm2d
-            m.sync = True  # type: ignore[attr-defined]
-            n += 1
-        elif getattr(m, "supports_bn_impl", False):
-            m.sync = True  # type: ignore[attr-defined]
-            n += 1
-    return n
+    if any(type(m) in (nn.BatchNorm2d, SearchBatchNorm2d) and m.momentum is None for m in model.modules()):
+        raise ConfigError("runtime.sync_bn needs BatchNorms with a fixed momentum")
+    bns = _switchable_bns(model, affine=True)
+    for m in bns:
+        m.sync = True  # type: ignore[attr-defined]
+    return len(bns)
