@@ -282,6 +282,10 @@ class RuntimeConfig:
     #: auto (= function2 for CUDA-graph-replayed steps, native for eager ones and on CPU), native, cudnn, function,
     #: function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
+    #: kernels of the depthwise convs (SepConv/DilConv; same function): auto (= triton for
+    #: CUDA-graph-replayed steps when Triton is installed, native otherwise), native, triton
+    #: (spaces/depthwise.py)
+    depthwise: str = "auto"
     #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):
     #: "auto" (the evaluation network on CUDA: measured faster; search supernets stay uncompiled),
     #: "true" (the search supernet too; error if unsupported), "false"
@@ -437,6 +441,8 @@ def validate(cfg: DictConfig) -> None:
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
     _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2"),
            f"runtime.batchnorm must be auto, native, cudnn, function or function2, got '{rt.batchnorm}'")
+    _check(str(rt.depthwise).lower() in ("auto", "native", "triton"),
+           f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),
            f"runtime.compile must be auto, true or false, got '{rt.compile}'")
     _check(str(rt.compile_scope) in ("cells", "model"),

@@ -26,7 +26,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 
 def settings_text(r: dict[str, Any]) -> str:
     return (f"{r['precision']} {'NHWC' if r['channels_last'] else 'NCHW'} {'fused' if r['fused'] else 'unfused'} "
-            f"graphs={r['cuda_graphs']} bn={r.get('batchnorm', 'auto')} compile={r.get('compile', 'false')} "
+            f"graphs={r['cuda_graphs']} bn={r.get('batchnorm', 'auto')} dw={r.get('depthwise', 'native')} compile={r.get('compile', 'false')} "
             f"{r['stepper']}")
 
 
@@ -47,7 +47,7 @@ def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
             _MEM_LABEL.get(kind, "peak GB"), f"{rows[0]['target_device'] if rows else 'H100'} target",
             *([] if shared else ["settings"]), *(["speed-up"] if compare else [])]
     for c in cols:
-        table.add_column(c, overflow="fold", no_wrap=c in ("workload", "settings"),
+        table.add_column(c, overflow="fold", no_wrap=c == "workload", ratio=2 if c == "settings" else None,
                          justify="right" if c in ("median s", "mean s", "img/s") else "left")
     for r in rows:
         head = [r["workload"], *([r["variant"]] if compare else [])]

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
+from nas_cli.spaces.depthwise import depthwise_conv2d, is_depthwise
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
@@ -121,10 +122,15 @@ class _Conv(_Stage):
         #: a stride-1 unpadded 1x1 conv per edge (dense within the edge) is a batched matmul
         self.pointwise = k == (1, 1) and tuple(c0.stride) == (1, 1) and tuple(c0.padding) == (0, 0) \
             and c0.groups == 1 and c0.bias is None
+        #: depthwise convs take their kernels from runtime.depthwise (spaces/depthwise.py)
+        self.supports_depthwise_impl = is_depthwise(c0)
+        self.depthwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pointwise:
             return grouped_pointwise(x, self.weight, self.groups)
+        if self.depthwise_impl == "triton":
+            return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 

@@ -43,6 +43,7 @@ from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
 from nas_cli.spaces.batchnorm import use_sync_batchnorm
+from nas_cli.spaces.depthwise import resolve_depthwise_impl, use_depthwise_impl
 from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds
 from nas_cli.spaces.genotypes import Genotype
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, set_lr
@@ -147,14 +148,16 @@ class EvalTrainer:
         sync_bn = self.ctx.enabled and bool(cfg.runtime.sync_bn)
         if sync_bn:
             use_sync_batchnorm(self.model)
+        why_not = ("no CUDA device" if self.device.type != "cuda"
+                   else "data-parallel training runs eagerly" if self.ctx.enabled else None)
+        self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
+        use_depthwise_impl(self.model, resolve_depthwise_impl(str(cfg.runtime.depthwise), self.device,
+                                                              replayed=self.graphs))
         self.compiled = compile_enabled(cfg.runtime.compile,
                                         "BatchNorm synchronised across data-parallel ranks (runtime.sync_bn)"
                                         if sync_bn else toolchain_blocker(self.device), self.device)
         if self.compiled:
             compile_module(self.model, cfg.runtime)
-        why_not = ("no CUDA device" if self.device.type != "cuda"
-                   else "data-parallel training runs eagerly" if self.ctx.enabled else None)
-        self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
                               bool(t.nesterov), self.device, self.graphs)
         # drop-path probability in device memory: read by the captured step, and a compiled cell

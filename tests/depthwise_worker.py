@@ -1,0 +1,173 @@
+"""Worker for tests/test_depthwise.py: checks of the Triton depthwise kernels in a fresh process.
+
+Triton decides at import time whether its kernels are compiled for a GPU or run by its CPU
+interpreter (``TRITON_INTERPRET=1``), so the CPU checks run here, in a process started with that
+variable set.  ``python tests/depthwise_worker.py CHECK OUT.json [DEVICE]`` runs one check and
+writes its measurements (max relative errors, ...) as JSON; the test asserts on them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a.detach().double() - b.detach().double()).abs().max() / b.detach().double().abs().max().clamp_min(1e-30))
+
+
+def kernels(device: str) -> dict[str, Any]:
+    """Forward, input and weight gradient against ``F.conv2d`` in float64 for every geometry of the
+    DARTS space (k 3/5, stride 1/2, dilation 1/2), square and non-square, odd and even sizes."""
+    from nas_cli.spaces import depthwise as dw
+
+    out: dict[str, Any] = {"cases": {}, "supported": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for k in (3, 5):
+        for s in (1, 2):
+            for d in (1, 2):
+                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9)):
+                    p = d * (k - 1) // 2
+                    x = torch.randn(n, c, h, w, device=device, generator=g, requires_grad=True)
+                    wt = torch.randn(c, 1, k, k, device=device, generator=g, requires_grad=True)
+                    assert dw.supported(x, wt, s, p, d)
+                    y = dw.depthwise_conv2d(x, wt, s, p, d)
+                    gy = torch.randn(y.shape, device=device, generator=g)
+                    gx, gw = torch.autograd.grad(y, (x, wt), gy)
+                    xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+                    yr = F.conv2d(xr, wr, None, s, p, d, c)
+                    gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
+                    out["cases"][f"k{k} s{s} d{d} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr)]
+    # the weight gradient split over several batch x pixel slices (partial sums added afterwards)
+    x = torch.randn(4, 2, 32, 32, device=device, generator=g, requires_grad=True)
+    wt = torch.randn(2, 1, 5, 5, device=device, generator=g, requires_grad=True)
+    out["slices"] = dw._splits(x, 2, 4 * 32 * 32, dw._WBLOCK)[0]
+    y = dw.depthwise_conv2d(x, wt, 1, 4, 2)
+    gw = torch.autograd.grad(y, wt, torch.ones_like(y))[0]
+    gwr = torch.autograd.grad(F.conv2d(x.double(), wt.double(), None, 1, 4, 2, 2), wt, torch.ones_like(y).double())[0]
+    out["sliced_weight_grad"] = _rel(gw, gwr)
+    # only the gradient that is asked for is computed (the architecture step needs no weight grad)
+    calls: list[str] = []
+    for name in ("_grad_input", "_grad_weight"):
+        orig: Callable[..., Any] = getattr(dw, name)
+        setattr(dw, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+    y = dw.depthwise_conv2d(x, wt.detach(), 1, 4, 2)
+    y.sum().backward()
+    out["grads_computed_for_input_only"] = list(calls)
+    # what the kernels do not handle falls back to F.conv2d
+    out["supported"]["channels_last"] = dw.supported(x.detach().to(memory_format=torch.channels_last), wt, 1, 1, 1)
+    out["supported"]["float64"] = dw.supported(x.detach().double(), wt.double(), 1, 1, 1)
+    out["supported"]["nonsquare_stride"] = dw.supported(x, wt, (1, 2), 1, 1)
+    xl = x.detach().to(memory_format=torch.channels_last)
+    out["fallback_error"] = _rel(dw.depthwise_conv2d(xl, wt, 1, 2, 1), F.conv2d(xl, wt, None, 1, 2, 1, 2))
+    return out
+
+
+def _fast_interpreter() -> None:
+    """Turn off the interpreter's integer-overflow checks (3x faster) for the whole-network checks;
+    the kernel check keeps them, so index arithmetic that overflows int32 still fails a test."""
+    import dataclasses
+
+    from triton.runtime import interpreter
+
+    b = interpreter.interpreter_builder
+    b.options = dataclasses.replace(b.options, sanitize_overflow=False)
+
+
+def supernet(device: str) -> dict[str, Any]:
+    """The fused PC-DARTS supernet and the evaluation network: Triton depthwise vs native, same
+    loss and gradients."""
+    if device == "cpu":
+        _fast_interpreter()
+    from nas_cli.spaces.base import RelaxationSpec
+    from nas_cli.spaces.darts import DartsSpace
+    from nas_cli.spaces.darts_eval import NetworkCIFAR
+    from nas_cli.spaces.depthwise import use_depthwise_impl
+    from nas_cli.spaces.genotypes import get_genotype
+
+    out: dict[str, Any] = {}
+    relax = RelaxationSpec(partial_channels=2, learn_edges=True)
+    space = DartsSpace({"init_channels": 4, "layers": 3})
+    torch.manual_seed(0)
+    model = space.build_supernet(10, 3, relax, fused=True).to(device)
+    g = torch.Generator(device=device).manual_seed(1)
+    arch = {}
+    for spec in space.arch_specs(relax):
+        t = torch.rand(spec.shape, generator=g, device=device) + 0.05
+        arch[spec.name] = (t / t.sum(-1, keepdim=True) if spec.kind == "ops" else t).requires_grad_(True)
+    x = torch.randn(4, 3, 8, 8, device=device, generator=g)
+    y = torch.randint(0, 10, (4,), device=device, generator=g)
+    results = {}
+    for impl in ("native", "triton"):
+        out[f"supernet_{impl}_convs"] = use_depthwise_impl(model, impl)
+        torch.manual_seed(5)  # the partial-channel sample
+        loss = F.cross_entropy(model(x, arch), y)
+        params = [p for p in model.parameters()]
+        grads = torch.autograd.grad(loss, [*params, *arch.values()])
+        results[impl] = (loss, grads)
+    out["supernet_loss"] = _rel(results["triton"][0], results["native"][0])
+    out["supernet_grads"] = max(_rel(a, b) for a, b in zip(results["triton"][1], results["native"][1]))
+
+    torch.manual_seed(0)
+    net = NetworkCIFAR(4, 10, 3, auxiliary=False, genotype=get_genotype("GAEA_PCDARTS_cifar10")).to(device)
+    net.drop_path_prob = 0.0
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    evals = {}
+    for impl in ("native", "triton"):
+        out[f"eval_{impl}_convs"] = use_depthwise_impl(net, impl)
+        logits = net(x)[0] if isinstance(net(x), tuple) else net(x)
+        loss = F.cross_entropy(logits, y)
+        evals[impl] = (loss, torch.autograd.grad(loss, list(net.parameters())))
+    out["eval_state_dict_unchanged"] = list(before) == list(net.state_dict())
+    out["eval_loss"] = _rel(evals["triton"][0], evals["native"][0])
+    out["eval_grads"] = max(_rel(a, b) for a, b in zip(evals["triton"][1], evals["native"][1]))
+    return out
+
+
+def search(device: str, steps: int = 2) -> dict[str, Any]:
+    """``steps`` search steps through ``build_run`` with ``runtime.depthwise`` native vs triton
+    (0: only which kernels the built model uses)."""
+    from conftest import TINY, make_cfg
+
+    if device == "cpu":
+        _fast_interpreter()
+
+    from nas_cli.stages.search import build_run
+    from nas_cli.stages.stepper import build_search_stepper
+
+    out: dict[str, Any] = {}
+    arch = {}
+    for impl in ("native", "triton"):
+        cfg = make_cfg([*TINY, "method=gaea_pcdarts", "objective.warmup_epochs=0", "optimizer.lr=5.0",
+                        "search.batch_size=8",
+                        f"runtime.depthwise={impl}", f"runtime.device={device}"])
+        run = build_run(cfg, Path("."))
+        out[f"{impl}_impls"] = sorted({m.depthwise_impl for m in run.model.modules()
+                                       if getattr(m, "supports_depthwise_impl", False)})
+        stepper = build_search_stepper(run)
+        initial = {k: v.detach().clone() for k, v in run.arch.raw.items()}
+        torch.manual_seed(3)
+        for _ in range(steps):
+            (x, y), (ax, ay) = run.train_stream.sample(), run.arch_stream.sample()
+            stepper(run.shard(x, y), lambda ax=ax, ay=ay: run.shard(ax, ay), True)
+        arch[impl] = {k: v.detach().clone() for k, v in run.arch.raw.items()}
+        out[f"{impl}_moved"] = max(_rel(v, initial[k]) for k, v in arch[impl].items())
+    out["arch"] = max(_rel(arch["triton"][k], arch["native"][k]) for k in arch["native"])
+    return out
+
+
+CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "kernels": kernels, "supernet": supernet, "search": search,
+    "wiring": lambda device: search(device, steps=0)}
+
+if __name__ == "__main__":
+    check, dest = sys.argv[1], Path(sys.argv[2])
+    result = CHECKS[check](sys.argv[3] if len(sys.argv) > 3 else "cpu")
+    dest.write_text(json.dumps(result, indent=1))

@@ -1,0 +1,142 @@
+"""runtime.depthwise: the Triton depthwise kernels compute F.conv2d's function.
+
+On CPU the kernels run under Triton's interpreter, in a fresh process (``tests/depthwise_worker.py``:
+Triton picks interpreter or GPU compilation at import).  Tolerances: relative to the largest value,
+fp32 kernels against an fp64 ``F.conv2d`` agree to ~2e-7 in practice; asserted 2e-6 for the
+kernels, 1e-5 for a whole supernet's loss and gradients (native vs Triton, both fp32).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import nn
+
+from nas_cli.errors import ConfigError
+from nas_cli.spaces import depthwise as dw
+from nas_cli.spaces.darts_eval import NetworkCIFAR
+from nas_cli.spaces.genotypes import get_genotype
+
+ROOT = Path(__file__).resolve().parents[1]
+needs_triton = pytest.mark.skipif(dw.triton is None, reason="Triton is not installed")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def run_worker(check: str, tmp_path: Path, device: str = "cpu", timeout: float = 600) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               OMP_NUM_THREADS="1")
+    if device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    dest = tmp_path / f"{check}.json"
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "depthwise_worker.py"), check, str(dest), device],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(dest.read_text())
+
+
+def assert_kernels(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 16
+    for name, errs in r["cases"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    assert r["slices"] > 1 and r["sliced_weight_grad"] < 2e-6
+    assert r["grads_computed_for_input_only"] == ["_grad_input"]
+    assert r["supported"] == {"channels_last": False, "float64": False, "nonsquare_stride": False}
+    assert r["fallback_error"] == 0.0
+
+
+def assert_supernet(r: dict[str, Any]) -> None:
+    assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
+    assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
+    assert r["eval_state_dict_unchanged"]
+    for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
+        assert r[key] < 1e-5, (key, r[key])
+
+
+@needs_triton
+def test_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
+    assert_kernels(run_worker("kernels", tmp_path))
+
+
+@needs_triton
+def test_supernet_and_eval_network_match_native_interpreted(tmp_path: Path) -> None:
+    assert_supernet(run_worker("supernet", tmp_path))
+
+
+@needs_triton
+def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
+    r = run_worker("wiring", tmp_path)
+    assert r["native_impls"] == ["native"] and r["triton_impls"] == ["triton"]
+
+
+@needs_triton
+@pytest.mark.slow
+def test_search_steps_match_native_interpreted(tmp_path: Path) -> None:
+    r = run_worker("search", tmp_path)
+    assert r["native_moved"] > 1e-3  # the steps move the architecture ...
+    assert r["arch"] < 1e-4 * r["native_moved"] / 1e-3 and r["arch"] < 1e-5  # ... the same way
+
+
+@needs_triton
+@needs_cuda
+def test_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
+    torch.backends.cudnn.allow_tf32 = False
+    assert_kernels(run_worker("kernels", tmp_path, device="cuda"))
+
+
+@needs_triton
+@needs_cuda
+def test_supernet_and_eval_network_match_native_cuda(tmp_path: Path) -> None:
+    assert_supernet(run_worker("supernet", tmp_path, device="cuda"))
+
+
+@needs_triton
+@needs_cuda
+def test_search_steps_match_native_cuda(tmp_path: Path) -> None:
+    r = run_worker("search", tmp_path, device="cuda")
+    assert r["triton_impls"] == ["triton"] and r["native_moved"] > 1e-3 and r["arch"] < 1e-4
+
+
+def test_resolve() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert dw.resolve_depthwise_impl("native", cuda) == "native"
+    assert dw.resolve_depthwise_impl("auto", cuda, replayed=False) == "native"  # eager: host-bound
+    if not dw.interpreted():
+        assert dw.resolve_depthwise_impl("auto", cpu) == "native"
+        with pytest.raises(ConfigError, match="runtime.depthwise=triton is not possible here"):
+            dw.resolve_depthwise_impl("triton", cpu)
+    if dw.triton is not None:
+        assert dw.resolve_depthwise_impl("AUTO", cuda, replayed=True) == "triton"
+    with pytest.raises(ConfigError, match="runtime.depthwise must be one of"):
+        dw.resolve_depthwise_impl("cudnn", cpu)
+
+
+def test_cli_rejects_unknown_value(tiny_cfg: Any) -> None:
+    from nas_cli.config import validate
+
+    with pytest.raises(ConfigError, match="runtime.depthwise must be auto, native or triton"):
+        validate(tiny_cfg("runtime.depthwise=fast"))
+
+
+def test_use_depthwise_impl_switches_only_depthwise_convs() -> None:
+    torch.manual_seed(0)
+    net = NetworkCIFAR(8, 10, 5, genotype=get_genotype("GAEA_PCDARTS_cifar10"))
+    x = torch.randn(2, 3, 8, 8)
+    net.eval()
+    before, y0 = dict(net.state_dict()), net(x)[0]
+    expected = sum(1 for m in net.modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+    assert expected > 0
+    assert dw.use_depthwise_impl(net, "native") == expected
+    switched = [m for m in net.modules() if isinstance(m, dw.DepthwiseConv2d)]
+    assert len(switched) == expected and all(m.groups == m.in_channels for m in switched)
+    assert not any(isinstance(m, dw.DepthwiseConv2d) for m in net.stem.modules())  # dense stem conv
+    assert list(net.state_dict()) == list(before)
+    torch.testing.assert_close(net(x)[0], y0, rtol=0, atol=0)  # native: the very same kernels
+    with pytest.raises(ConfigError):
+        dw.use_depthwise_impl(net, "cudnn")
