@@ -286,6 +286,10 @@ class RuntimeConfig:
     #: CUDA-graph-replayed steps when Triton is installed, native otherwise), native, triton
     #: (spaces/depthwise.py)
     depthwise: str = "auto"
+    #: kernels of the fused search cells' block-diagonal 1x1 convs (4..32 channels per edge):
+    #: auto (= triton for CUDA-graph-replayed steps when Triton is installed, batched matmul
+    #: otherwise), native (batched matmul), triton (spaces/pointwise.py)
+    pointwise: str = "auto"
     #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):
     #: "auto" (the evaluation network on CUDA: measured faster; search supernets stay uncompiled),
     #: "true" (the search supernet too; error if unsupported), "false"
@@ -443,6 +447,8 @@ def validate(cfg: DictConfig) -> None:
            f"runtime.batchnorm must be auto, native, cudnn, function or function2, got '{rt.batchnorm}'")
     _check(str(rt.depthwise).lower() in ("auto", "native", "triton"),
            f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
+    _check(str(rt.pointwise).lower() in ("auto", "native", "triton"),
+           f"runtime.pointwise must be auto, native or triton, got '{rt.pointwise}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),
            f"runtime.compile must be auto, true or false, got '{rt.compile}'")
     _check(str(rt.compile_scope) in ("cells", "model"),

@@ -33,7 +33,7 @@ def kernels(device: str) -> dict[str, Any]:
     for k in (3, 5):
         for s in (1, 2):
             for d in (1, 2):
-                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9)):
+                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9), (1, 2, 33, 20)):
                     p = d * (k - 1) // 2
                     x = torch.randn(n, c, h, w, device=device, generator=g, requires_grad=True)
                     wt = torch.randn(c, 1, k, k, device=device, generator=g, requires_grad=True)
@@ -44,11 +44,13 @@ def kernels(device: str) -> dict[str, Any]:
                     xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
                     yr = F.conv2d(xr, wr, None, s, p, d, c)
                     gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
-                    out["cases"][f"k{k} s{s} d{d} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr)]
+                    y_kernel = dw.triton_forward(x.detach(), wt.detach(), k, s, p, d)  # also where routed to native
+                    out["cases"][f"k{k} s{s} d{d} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
+                                                               _rel(y_kernel, yr)]
     # the weight gradient split over several batch x pixel slices (partial sums added afterwards)
     x = torch.randn(4, 2, 32, 32, device=device, generator=g, requires_grad=True)
     wt = torch.randn(2, 1, 5, 5, device=device, generator=g, requires_grad=True)
-    out["slices"] = dw._splits(x, 2, 4 * 32 * 32, dw._WBLOCK)[0]
+    out["slices"] = dw._splits(x, 2, 4 * 32, dw._WTILE // 32)[0]
     y = dw.depthwise_conv2d(x, wt, 1, 4, 2)
     gw = torch.autograd.grad(y, wt, torch.ones_like(y))[0]
     gwr = torch.autograd.grad(F.conv2d(x.double(), wt.double(), None, 1, 4, 2, 2), wt, torch.ones_like(y).double())[0]
@@ -61,6 +63,18 @@ def kernels(device: str) -> dict[str, Any]:
     y = dw.depthwise_conv2d(x, wt.detach(), 1, 4, 2)
     y.sum().backward()
     out["grads_computed_for_input_only"] = list(calls)
+    # ... also when the weight requires grad but this pass does not ask for it (the arch step)
+    h = x * 1.0  # a non-leaf input, as inside a network
+    for wanted in ("input", "weight", "both"):
+        calls.clear()
+        y = dw.depthwise_conv2d(h, wt, 1, 4, 2)
+        inputs = {"input": [h], "weight": [wt], "both": [h, wt]}[wanted]
+        torch.autograd.grad(y.sum(), inputs)
+        out[f"grads_computed_when_asking_{wanted}"] = sorted(calls)
+    calls.clear()
+    y = dw.depthwise_conv2d(h, wt, 1, 4, 2)
+    y.sum().backward()
+    out["grads_computed_by_backward"] = sorted(calls)
     # what the kernels do not handle falls back to F.conv2d
     out["supported"]["channels_last"] = dw.supported(x.detach().to(memory_format=torch.channels_last), wt, 1, 1, 1)
     out["supported"]["float64"] = dw.supported(x.detach().double(), wt.double(), 1, 1, 1)
@@ -90,6 +104,7 @@ def supernet(device: str) -> dict[str, Any]:
     from nas_cli.spaces.darts import DartsSpace
     from nas_cli.spaces.darts_eval import NetworkCIFAR
     from nas_cli.spaces.depthwise import use_depthwise_impl
+    from nas_cli.spaces.pointwise import use_pointwise_impl
     from nas_cli.spaces.genotypes import get_genotype
 
     out: dict[str, Any] = {}
@@ -107,6 +122,7 @@ def supernet(device: str) -> dict[str, Any]:
     results = {}
     for impl in ("native", "triton"):
         out[f"supernet_{impl}_convs"] = use_depthwise_impl(model, impl)
+        out[f"supernet_{impl}_pointwise"] = use_pointwise_impl(model, impl)
         torch.manual_seed(5)  # the partial-channel sample
         loss = F.cross_entropy(model(x, arch), y)
         params = [p for p in model.parameters()]
@@ -147,10 +163,12 @@ def search(device: str, steps: int = 2) -> dict[str, Any]:
     for impl in ("native", "triton"):
         cfg = make_cfg([*TINY, "method=gaea_pcdarts", "objective.warmup_epochs=0", "optimizer.lr=5.0",
                         "search.batch_size=8",
-                        f"runtime.depthwise={impl}", f"runtime.device={device}"])
+                        f"runtime.depthwise={impl}", f"runtime.pointwise={impl}", f"runtime.device={device}"])
         run = build_run(cfg, Path("."))
         out[f"{impl}_impls"] = sorted({m.depthwise_impl for m in run.model.modules()
                                        if getattr(m, "supports_depthwise_impl", False)})
+        out[f"{impl}_pointwise_impls"] = sorted({m.pointwise_impl for m in run.model.modules()
+                                                 if getattr(m, "supports_pointwise_impl", False)})
         stepper = build_search_stepper(run)
         initial = {k: v.detach().clone() for k, v in run.arch.raw.items()}
         torch.manual_seed(3)

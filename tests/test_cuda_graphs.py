@@ -91,9 +91,10 @@ def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) ->
     results = {}
     initial = None
     for mode in ("true", "false"):
-        # the same BN kernels in both modes (batchnorm=auto picks native BN for eager steps)
+        # the same BN and conv kernels in both modes (auto picks native kernels for eager steps)
         run = _run(tmp_path / mode, f"method={method}", "runtime.device=cuda", f"runtime.cuda_graphs={mode}",
-                   "runtime.deterministic=true", "runtime.batchnorm=function2")
+                   "runtime.deterministic=true", "runtime.batchnorm=function2", "runtime.depthwise=triton",
+                   "runtime.pointwise=triton")
         stepper = build_search_stepper(run)
         assert isinstance(stepper, CudaGraphStepper if mode == "true" else EagerStepper)
         initial = {k: v.detach().cpu().clone() for k, v in run.arch.raw.items()}
@@ -138,7 +139,7 @@ def test_eval_trainer_graph_matches_eager(tmp_path: Path) -> None:
     base = ["experiment=demo", "runtime.device=cuda", "runtime.compile=false", "runtime.deterministic=true",
             "dataset.num_train=256", "dataset.image_size=16",
             "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0",
-            "train.auxiliary_weight=0.4"]
+            "train.auxiliary_weight=0.4", "runtime.depthwise=native"]
     losses = {}
     for mode in ("true", "false"):
         cfg = make_cfg([*base, f"runtime.cuda_graphs={mode}"])

@@ -42,17 +42,22 @@ def run_worker(check: str, tmp_path: Path, device: str = "cpu", timeout: float =
 
 
 def assert_kernels(r: dict[str, Any]) -> None:
-    assert len(r["cases"]) == 16
+    assert len(r["cases"]) == 24
     for name, errs in r["cases"].items():
         assert max(errs) < 2e-6, (name, errs)
     assert r["slices"] > 1 and r["sliced_weight_grad"] < 2e-6
     assert r["grads_computed_for_input_only"] == ["_grad_input"]
+    assert r["grads_computed_when_asking_input"] == ["_grad_input"]
+    assert r["grads_computed_when_asking_weight"] == ["_grad_weight"]
+    assert r["grads_computed_when_asking_both"] == ["_grad_input", "_grad_weight"]
+    assert r["grads_computed_by_backward"] == ["_grad_input", "_grad_weight"]
     assert r["supported"] == {"channels_last": False, "float64": False, "nonsquare_stride": False}
     assert r["fallback_error"] == 0.0
 
 
 def assert_supernet(r: dict[str, Any]) -> None:
     assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
+    assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
     assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
     assert r["eval_state_dict_unchanged"]
     for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
@@ -73,6 +78,7 @@ def test_supernet_and_eval_network_match_native_interpreted(tmp_path: Path) -> N
 def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
     r = run_worker("wiring", tmp_path)
     assert r["native_impls"] == ["native"] and r["triton_impls"] == ["triton"]
+    assert r["native_pointwise_impls"] == ["native"] and r["triton_pointwise_impls"] == ["triton"]
 
 
 @needs_triton

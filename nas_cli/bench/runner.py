@@ -77,7 +77,8 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         "precision": str(rt.precision), "channels_last": bool(rt.channels_last), "fused": bool(rt.fused),
         # a bare `runtime.cuda_graphs=false` override arrives as the bool False, hence lower()
         "cuda_graphs": str(rt.cuda_graphs).lower(), "batchnorm": str(rt.batchnorm).lower(),
-        "depthwise": str(rt.depthwise).lower(), "compile": str(rt.compile).lower(),
+        "depthwise": str(rt.depthwise).lower(),
+        "pointwise": str(rt.pointwise).lower(), "compile": str(rt.compile).lower(),
         "stepper": prep.stepper,
         "overrides": [*spec.extra, *spec.overrides], **prep.info, "error": None,
     }

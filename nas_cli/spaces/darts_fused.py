@@ -39,6 +39,7 @@ from torch import Tensor, nn
 
 from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
 from nas_cli.spaces.depthwise import depthwise_conv2d, is_depthwise
+from nas_cli.spaces.pointwise import grouped_pointwise_triton
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
@@ -122,20 +123,24 @@ class _Conv(_Stage):
         #: a stride-1 unpadded 1x1 conv per edge (dense within the edge) is a batched matmul
         self.pointwise = k == (1, 1) and tuple(c0.stride) == (1, 1) and tuple(c0.padding) == (0, 0) \
             and c0.groups == 1 and c0.bias is None
-        #: depthwise convs take their kernels from runtime.depthwise (spaces/depthwise.py)
+        #: depthwise and grouped 1x1 convs take their kernels from runtime.depthwise/pointwise
+        #: (spaces/depthwise.py, spaces/pointwise.py)
         self.supports_depthwise_impl = is_depthwise(c0)
         self.depthwise_impl = "native"
+        self.supports_pointwise_impl = self.pointwise
+        self.pointwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pointwise:
-            return grouped_pointwise(x, self.weight, self.groups)
+            return grouped_pointwise(x, self.weight, self.groups, self.pointwise_impl)
         if self.depthwise_impl == "triton":
             return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
 
 
-def grouped_pointwise(x: Tensor, weight: Tensor, groups: int) -> Tensor:
-    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel, as one broadcast batched matmul.
+def grouped_pointwise(x: Tensor, weight: Tensor, groups: int, impl: str = "native") -> Tensor:
+    """``F.conv2d(x, weight, groups=groups)`` for a 1x1 kernel, as one broadcast batched matmul
+    (``impl="triton"``: the Triton kernels of :mod:`nas_cli.spaces.pointwise`).
 
     Same math (a 1x1 conv is a matmul per pixel).  Measured faster than the grouped conv on both
     devices: on CPU (oneDNN) the grouped-conv backward is ~4x slower than E separate convs and the
@@ -144,6 +149,8 @@ def grouped_pointwise(x: Tensor, weight: Tensor, groups: int) -> Tensor:
     fused PC-DARTS search step went from 0.187 s to 0.172 s with the matmul.  Channels-last inputs
     (whose layout would need a copy) keep the grouped conv.
     """
+    if impl == "triton":
+        return grouped_pointwise_triton(x, weight, groups)
     if not x.is_contiguous():
         return F.conv2d(x, weight, None, 1, 0, 1, groups)
     n, c_in, h, w = x.shape
@@ -237,6 +244,8 @@ class _FactorizedConvs(_Stage):
             self.specs.append((k, "conv_1.weight", "weight", 2 * k * half, (2 * k + 1) * half))
             self.specs.append((k, "conv_2.weight", "weight", (2 * k + 1) * half, (2 * k + 2) * half))
         self.groups = 2 * len(frs)
+        self.supports_pointwise_impl = True
+        self.pointwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
         n, _, h, w = x.shape
@@ -244,7 +253,8 @@ class _FactorizedConvs(_Stage):
         e = self.groups // 2
         pair = torch.stack([even.reshape(n, e, self.c_in, *even.shape[2:]),
                             odd.reshape(n, e, self.c_in, *odd.shape[2:])], dim=2)
-        return grouped_pointwise(pair.reshape(n, 2 * x.shape[1], *even.shape[2:]), self.weight, self.groups)
+        return grouped_pointwise(pair.reshape(n, 2 * x.shape[1], *even.shape[2:]), self.weight, self.groups,
+                                 self.pointwise_impl)
 
 
 #: leaf module type -> fused stage (a dispatch table: the op modules are the registry's names)

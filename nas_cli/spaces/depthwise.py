@@ -61,8 +61,9 @@ def available(device: torch.device) -> bool:
     return device.type == "cuda" or (device.type == "cpu" and interpreted())
 
 
-def resolve_depthwise_impl(name: str, device: torch.device, replayed: bool = True) -> str:
-    """``runtime.depthwise`` -> ``native`` or ``triton``.
+def resolve_depthwise_impl(name: str, device: torch.device, replayed: bool = True,
+                           key: str = "runtime.depthwise") -> str:
+    """``runtime.depthwise`` (or another kernel setting, ``key``) -> ``native`` or ``triton``.
 
     ``auto`` picks Triton for CUDA steps replayed from a CUDA graph (device-bound: the kernels'
     speed is what counts) and native otherwise: an eager step is host-bound, and a custom
@@ -71,107 +72,129 @@ def resolve_depthwise_impl(name: str, device: torch.device, replayed: bool = Tru
     """
     name = str(name).lower()
     if name not in CHOICES:
-        raise ConfigError(f"runtime.depthwise must be one of {', '.join(CHOICES)}, got '{name}'")
+        raise ConfigError(f"{key} must be one of {', '.join(CHOICES)}, got '{name}'")
     if name == "native" or (name == "auto" and not replayed):
         return "native"
     if available(device):
         return "triton"
     if name == "triton":
         why = "Triton is not installed" if triton is None else f"Triton kernels need a CUDA device, not {device.type}"
-        raise ConfigError(f"runtime.depthwise=triton is not possible here: {why} (use runtime.depthwise=native)")
+        raise ConfigError(f"{key}=triton is not possible here: {why} (use {key}=native)")
     return "native"
 
 
 if triton is not None:
 
-    @triton.jit
-    def _fwd_kernel(x_ptr, w_ptr, y_ptr, total, C, H, W, HO, WO, K: tl.constexpr, S: tl.constexpr,
-                    P: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr):
-        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = idx < total
-        plane = idx // (HO * WO)
-        pix = idx % (HO * WO)
-        oh = pix // WO
-        ow = pix % WO
-        c = plane % C
-        x_plane = x_ptr + plane * (H * W)
-        acc = tl.zeros([BLOCK], dtype=tl.float32)
-        for a in tl.static_range(K):
-            ih = oh * S - P + a * D
-            row = live & (ih >= 0) & (ih < H)
-            for b in tl.static_range(K):
-                iw = ow * S - P + b * D
-                ok = row & (iw >= 0) & (iw < W)
-                xv = tl.load(x_plane + ih * W + iw, mask=ok, other=0.0).to(tl.float32)
-                wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=live, other=0.0).to(tl.float32)
-                acc += xv * wv
-        tl.store(y_ptr + idx, acc.to(y_ptr.dtype.element_ty), mask=live)
+    # Layout of the forward and input-gradient kernels: a program owns a tile of PL (image,
+    # channel) planes x R rows x WP (padded) columns.  Each tap's row offsets (R values), column
+    # offsets (WP values) and weights (PL values) are computed once per tile and shared by the
+    # other dims: per tap and element that leaves an add, a mask, a load and a multiply-add.  (A
+    # flat element layout spent more on index arithmetic and per-element weight gathers than on
+    # the loads.)  Small planes (8x8) are stacked PL to a tile so that tiles stay ~512 pixels.
 
     @triton.jit
-    def _bwd_input_kernel(gy_ptr, w_ptr, gx_ptr, total, C, H, W, HO, WO, K: tl.constexpr,
-                          S: tl.constexpr, P: tl.constexpr, D: tl.constexpr, BLOCK: tl.constexpr):
-        idx = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = idx < total
-        plane = idx // (H * W)
-        pix = idx % (H * W)
-        ih = pix // W
-        iw = pix % W
+    def _fwd_kernel(x_ptr, w_ptr, y_ptr, NC, C, H, W, HO, WO, K: tl.constexpr, S: tl.constexpr,
+                    P: tl.constexpr, D: tl.constexpr, PL: tl.constexpr, R: tl.constexpr, WP: tl.constexpr):
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
         c = plane % C
-        gy_plane = gy_ptr + plane * (HO * WO)
-        acc = tl.zeros([BLOCK], dtype=tl.float32)
+        oh = tl.program_id(1) * R + tl.arange(0, R)
+        ow = tl.arange(0, WP)
+        x_planes = (plane * (H * W))[:, None, None]
+        acc = tl.zeros([PL, R, WP], dtype=tl.float32)
+        for a in tl.static_range(K):
+            ih = oh * S - P + a * D
+            row_ok = (oh < HO) & (ih >= 0) & (ih < H)
+            for b in tl.static_range(K):
+                iw = ow * S - P + b * D
+                col_ok = (ow < WO) & (iw >= 0) & (iw < W)
+                ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
+                xv = tl.load(x_ptr + x_planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=ok, other=0.0)
+                wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=plane_ok, other=0.0).to(tl.float32)
+                acc += xv.to(tl.float32) * wv[:, None, None]
+        out = (plane * (HO * WO))[:, None, None] + (oh[:, None] * WO + ow[None, :])[None, :, :]
+        ok = plane_ok[:, None, None] & ((oh < HO)[:, None] & (ow < WO)[None, :])[None, :, :]
+        tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _bwd_input_kernel(gy_ptr, w_ptr, gx_ptr, NC, C, H, W, HO, WO, K: tl.constexpr, S: tl.constexpr,
+                          P: tl.constexpr, D: tl.constexpr, PL: tl.constexpr, R: tl.constexpr,
+                          WP: tl.constexpr):
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
+        c = plane % C
+        ih = tl.program_id(1) * R + tl.arange(0, R)
+        iw = tl.arange(0, WP)
+        gy_planes = (plane * (HO * WO))[:, None, None]
+        acc = tl.zeros([PL, R, WP], dtype=tl.float32)
         for a in tl.static_range(K):
             th = ih + P - a * D  # = oh * S for the output row this tap came from
             oh = th // S
-            row = live & (th >= 0) & (oh < HO)
+            row_ok = (ih < H) & (th >= 0) & (oh < HO)
             if S > 1:
-                row = row & (th % S == 0)
+                row_ok = row_ok & (th % S == 0)
             for b in tl.static_range(K):
                 tw = iw + P - b * D
                 ow = tw // S
-                ok = row & (tw >= 0) & (ow < WO)
+                col_ok = (iw < W) & (tw >= 0) & (ow < WO)
                 if S > 1:
-                    ok = ok & (tw % S == 0)
-                g = tl.load(gy_plane + oh * WO + ow, mask=ok, other=0.0).to(tl.float32)
-                wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=live, other=0.0).to(tl.float32)
-                acc += g * wv
-        tl.store(gx_ptr + idx, acc.to(gx_ptr.dtype.element_ty), mask=live)
+                    col_ok = col_ok & (tw % S == 0)
+                ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
+                g = tl.load(gy_ptr + gy_planes + (oh[:, None] * WO + ow[None, :])[None, :, :], mask=ok, other=0.0)
+                wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=plane_ok, other=0.0).to(tl.float32)
+                acc += g.to(tl.float32) * wv[:, None, None]
+        out = (plane * (H * W))[:, None, None] + (ih[:, None] * W + iw[None, :])[None, :, :]
+        ok = plane_ok[:, None, None] & ((ih < H)[:, None] & (iw < W)[None, :])[None, :, :]
+        tl.store(gx_ptr + out, acc.to(gx_ptr.dtype.element_ty), mask=ok)
 
     @triton.jit
     def _bwd_weight_kernel(x_ptr, gy_ptr, part_ptr, span, N, C, H, W, HO, WO, K: tl.constexpr,
                            S: tl.constexpr, P: tl.constexpr, D: tl.constexpr, TAPS: tl.constexpr,
-                           BLOCK: tl.constexpr):
+                           R: tl.constexpr, WP: tl.constexpr):
+        """Tiles of R output rows (of any image) x WP columns of one channel; all K*K tap sums stay
+        in registers, so the input and the output gradient are each read once."""
         c = tl.program_id(0)
         split = tl.program_id(1)
         taps = tl.arange(0, TAPS)
-        ta = taps // K
-        tb = taps % K
         tap_live = taps < K * K
-        total = N * (HO * WO)
+        ow = tl.arange(0, WP)
+        iw = ow[None, :] * S - P + (taps % K)[:, None] * D                       # (TAPS, WP)
+        col_ok = tap_live[:, None] & (ow[None, :] < WO) & (iw >= 0) & (iw < W)
+        rows_total = N * HO
         start = split * span
-        stop = tl.minimum(start + span, total)
-        acc = tl.zeros([TAPS, BLOCK], dtype=tl.float32)
-        for off in range(start, stop, BLOCK):
-            j = off + tl.arange(0, BLOCK)
-            live = j < stop
-            n = j // (HO * WO)
-            pix = j % (HO * WO)
-            oh = pix // WO
-            ow = pix % WO
-            g = tl.load(gy_ptr + (n * C + c) * (HO * WO) + pix, mask=live, other=0.0).to(tl.float32)
-            ih = oh[None, :] * S - P + ta[:, None] * D
-            iw = ow[None, :] * S - P + tb[:, None] * D
-            ok = live[None, :] & tap_live[:, None] & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            xv = tl.load(x_ptr + (n[None, :] * C + c) * (H * W) + ih * W + iw, mask=ok, other=0.0)
-            acc += xv.to(tl.float32) * g[None, :]
-        tl.store(part_ptr + (split * C + c) * TAPS + taps, tl.sum(acc, axis=1))
+        stop = tl.minimum(start + span, rows_total)
+        acc = tl.zeros([TAPS, R, WP], dtype=tl.float32)
+        for r0 in range(start, stop, R):
+            rows = r0 + tl.arange(0, R)
+            live = rows < stop
+            n = rows // HO
+            oh = rows % HO
+            g = tl.load(gy_ptr + ((n * C + c) * HO + oh)[:, None] * WO + ow[None, :],
+                        mask=live[:, None] & (ow[None, :] < WO), other=0.0).to(tl.float32)  # (R, WP)
+            ih = oh[None, :] * S - P + (taps // K)[:, None] * D                  # (TAPS, R)
+            row_ok = live[None, :] & (ih >= 0) & (ih < H)
+            row_off = ((n * C + c) * H)[None, :] * W + ih * W                    # (TAPS, R)
+            xv = tl.load(x_ptr + row_off[:, :, None] + iw[:, None, :],
+                         mask=row_ok[:, :, None] & col_ok[:, None, :], other=0.0)
+            acc += xv.to(tl.float32) * g[None, :, :]
+        tl.store(part_ptr + (split * C + c) * TAPS + taps, tl.sum(tl.sum(acc, axis=2), axis=1))
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _grid_1d(total: int, block: int) -> tuple[int]:
-    return ((total + block - 1) // block,)
+def _pow2(v: int) -> int:
+    return 1 << max(0, int(v) - 1).bit_length()
+
+
+def _plane_tile(h: int, w: int) -> tuple[int, int, int, int]:
+    """(planes, rows, padded width, warps) of a forward/input-gradient tile of about ``_TILE``
+    pixels: rows of one plane, or whole small planes stacked."""
+    wp = _pow2(w)
+    rows = max(1, min(_TILE // wp, _pow2(h)))
+    planes = max(1, _TILE // (rows * wp))
+    return planes, rows, wp, max(1, min(4, planes * rows * wp // 128))
 
 
 @functools.lru_cache(maxsize=None)
@@ -180,28 +203,45 @@ def _sm_count(index: int) -> int:
 
 
 def _splits(x: Tensor, channels: int, total: int, block: int) -> tuple[int, int]:
-    """(number of batch x pixel slices per channel, elements per slice): about 4 programs per SM."""
-    sms = _sm_count(x.device.index or 0) if x.is_cuda else 8
-    want = max(1, (4 * sms + channels - 1) // channels)
+    """(slices of the ``total`` work items per channel, items per slice, a multiple of ``block``):
+    about 8 programs per SM."""
+    sms = _sm_count(x.device.index or 0) if x.is_cuda else 4
+    want = max(1, (8 * sms + channels - 1) // channels)
     blocks = (total + block - 1) // block
     per = max(1, (blocks + want - 1) // want) * block
     return (total + per - 1) // per, per
 
 
-_BLOCK = 512       # elements per program in the element-wise kernels
-_WBLOCK = 128      # pixels per iteration of the weight-gradient kernel
+_TILE = 512        # output pixels per program of the forward and input-gradient kernels
+_WTILE = 128       # output pixels per tile of the weight-gradient kernel (rows x padded width)
+
+
+# The kernels are wrapped as custom operators (not a bare autograd.Function) so that
+# ``torch.compile`` treats them as opaque calls and CUDA-graph capture records their launches.
+#: strided forward convs keep the native kernel: on the H200 the Triton forward took 103 us where
+#: the native one took 18 us for the reduction cell's stride-2 5x5 (256 x 16 x 32 x 32); the Triton
+#: input and weight gradients of that conv were faster (58 vs 89 us, 29 vs 63 us) and are kept
+NATIVE_STRIDED_FORWARD = True
+
+
+def triton_forward(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
+    """The forward kernel alone (any stride; :func:`_conv` routes strided convs to ``F.conv2d``)."""
+    n, c, h, wd = x.shape
+    y = torch.empty((n, c, _out_size(h, k, s, p, d), _out_size(wd, k, s, p, d)), device=x.device, dtype=x.dtype)
+    planes, rows, wp, warps = _plane_tile(y.shape[2], y.shape[3])
+    grid = ((n * c + planes - 1) // planes, (y.shape[2] + rows - 1) // rows)
+    _fwd_kernel[grid](x, w, y, n * c, c, h, wd, y.shape[2], y.shape[3], k, s, p, d, PL=planes, R=rows, WP=wp,
+                      num_warps=warps)
+    return y
 
 
 # The kernels are wrapped as custom operators (not a bare autograd.Function) so that
 # ``torch.compile`` treats them as opaque calls and CUDA-graph capture records their launches.
 @torch.library.custom_op("nas_cli::depthwise_conv", mutates_args=())
 def _conv(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
-    n, c, h, wd = x.shape
-    y = torch.empty((n, c, _out_size(h, k, s, p, d), _out_size(wd, k, s, p, d)), device=x.device, dtype=x.dtype)
-    total = y.numel()
-    _fwd_kernel[_grid_1d(total, _BLOCK)](x, w, y, total, c, h, wd, y.shape[2], y.shape[3], k, s, p, d,
-                                         BLOCK=_BLOCK)
-    return y
+    if s > 1 and NATIVE_STRIDED_FORWARD:
+        return F.conv2d(x, w.to(x.dtype), None, s, p, d, x.shape[1])
+    return triton_forward(x, w, k, s, p, d)
 
 
 @_conv.register_fake
@@ -215,9 +255,10 @@ def _grad_input(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: int
     n, c, h, wd = x.shape
     gy = gy.contiguous()
     gx = torch.empty_like(x, memory_format=torch.contiguous_format)
-    total = gx.numel()
-    _bwd_input_kernel[_grid_1d(total, _BLOCK)](gy, w, gx, total, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d,
-                                               BLOCK=_BLOCK)
+    planes, rows, wp, warps = _plane_tile(h, wd)
+    grid = ((n * c + planes - 1) // planes, (h + rows - 1) // rows)
+    _bwd_input_kernel[grid](gy, w, gx, n * c, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d, PL=planes, R=rows,
+                            WP=wp, num_warps=warps)
     return gx
 
 
@@ -231,11 +272,12 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: in
     n, c, h, wd = x.shape
     gy = gy.contiguous()
     taps = triton.next_power_of_2(k * k)
-    total = n * gy.shape[2] * gy.shape[3]
-    slices, per = _splits(x, c, total, _WBLOCK)
+    wp = _pow2(gy.shape[3])
+    rows = max(1, _WTILE // wp)
+    slices, per = _splits(x, c, n * gy.shape[2], rows)
     part = torch.empty((slices, c, taps), device=x.device, dtype=torch.float32)
     _bwd_weight_kernel[(c, slices)](x, gy, part, per, n, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d,
-                                    TAPS=taps, BLOCK=_WBLOCK)
+                                    TAPS=taps, R=rows, WP=wp)
     return part.sum(0)[:, : k * k].reshape(w.shape).to(w.dtype)
 
 
@@ -244,16 +286,39 @@ def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, 
     return torch.empty_like(w)
 
 
+def pass_needs(ctx: Any, index: int, node: Any) -> bool:
+    """Whether the running backward pass needs the gradient of input ``index`` (whose autograd node,
+    its ``grad_fn`` at the forward, is ``node``).
+
+    ``ctx.needs_input_grad`` only says the input requires grad.  PyTorch's own ops also skip what
+    the current pass does not need: the architecture step's ``autograd.grad(loss, arch)`` computes
+    no weight gradients.  Leaves cannot be asked, so :func:`as_graph_input` hands the op a view of
+    each leaf; the engine then tells whether it will run that view's backward node.  (Under
+    ``torch.compile`` tracing there is no running engine: then the static answer.)
+    """
+    if not ctx.needs_input_grad[index]:
+        return False
+    if node is None or torch.compiler.is_compiling():
+        return True
+    return bool(torch._C._will_engine_execute_node(node))
+
+
+def as_graph_input(t: Tensor) -> Tensor:
+    """``t`` itself, or for a leaf that requires grad a view of it (see :func:`pass_needs`)."""
+    return t.view_as(t) if t.requires_grad and t.grad_fn is None and torch.is_grad_enabled() else t
+
+
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
     x, w, *geom = inputs
     ctx.save_for_backward(x, w)
     ctx.geom = geom
+    ctx.nodes = (x.grad_fn, w.grad_fn)  # which gradients a backward pass needs (pass_needs)
 
 
 def _backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
     x, w = ctx.saved_tensors
-    gx = _grad_input(gy, x, w, *ctx.geom) if ctx.needs_input_grad[0] else None
-    gw = _grad_weight(gy, x, w, *ctx.geom) if ctx.needs_input_grad[1] else None
+    gx = _grad_input(gy, x, w, *ctx.geom) if pass_needs(ctx, 0, ctx.nodes[0]) else None
+    gw = _grad_weight(gy, x, w, *ctx.geom) if pass_needs(ctx, 1, ctx.nodes[1]) else None
     return gx, gw, None, None, None, None
 
 
@@ -290,7 +355,7 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: Any = 1, padding: Any = 
     if x.is_cuda and torch.is_autocast_enabled("cuda"):
         dt = torch.get_autocast_dtype("cuda")
         x = x.to(dt)
-    return _conv(x, weight.contiguous(), int(weight.shape[2]), _uniform(stride),  # type: ignore[arg-type]
+    return _conv(x, as_graph_input(weight.contiguous()), int(weight.shape[2]), _uniform(stride),  # type: ignore[arg-type]
                  _uniform(padding), _uniform(dilation))
 
 

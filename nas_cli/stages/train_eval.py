@@ -151,11 +151,14 @@ class EvalTrainer:
         why_not = ("no CUDA device" if self.device.type != "cuda"
                    else "data-parallel training runs eagerly" if self.ctx.enabled else None)
         self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
-        use_depthwise_impl(self.model, resolve_depthwise_impl(str(cfg.runtime.depthwise), self.device,
-                                                              replayed=self.graphs))
         self.compiled = compile_enabled(cfg.runtime.compile,
                                         "BatchNorm synchronised across data-parallel ranks (runtime.sync_bn)"
                                         if sync_bn else toolchain_blocker(self.device), self.device)
+        # auto: Triton depthwise kernels only for uncompiled graph-replayed steps (the compiled
+        # network was measured with the native kernels; runtime.depthwise=triton combines the two)
+        dw_auto_ok = self.graphs and not (self.compiled and str(cfg.runtime.depthwise).lower() == "auto")
+        use_depthwise_impl(self.model, resolve_depthwise_impl(str(cfg.runtime.depthwise), self.device,
+                                                              replayed=dw_auto_ok))
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
