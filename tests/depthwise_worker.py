@@ -84,6 +84,43 @@ def kernels(device: str) -> dict[str, Any]:
     return out
 
 
+def pointwise(device: str) -> dict[str, Any]:
+    """Grouped 1x1 convs (``spaces/pointwise.py``) against ``F.conv2d`` in float64: square and
+    non-square groups, odd channel counts, a weight gradient split over slices, and which gradients
+    a backward pass computes."""
+    from nas_cli.spaces import pointwise as pw
+
+    out: dict[str, Any] = {"cases": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for n, groups, ci, co, h, w in ((2, 3, 4, 4, 5, 7), (3, 2, 8, 8, 8, 8), (2, 5, 16, 16, 4, 4),
+                                    (2, 4, 4, 2, 6, 6), (2, 2, 3, 5, 7, 3), (4, 1, 16, 16, 32, 32)):
+        x = torch.randn(n, groups * ci, h, w, device=device, generator=g, requires_grad=True)
+        wt = torch.randn(groups * co, ci, 1, 1, device=device, generator=g, requires_grad=True)
+        assert pw.supported(x, wt, groups)
+        y = pw.grouped_pointwise_triton(x, wt, groups)
+        gy = torch.randn(y.shape, device=device, generator=g)
+        gx, gw = torch.autograd.grad(y, (x, wt), gy)
+        xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+        gxr, gwr = torch.autograd.grad(F.conv2d(xr, wr, None, 1, 0, 1, groups), (xr, wr), gy.double())
+        yr = F.conv2d(xr, wr, None, 1, 0, 1, groups)
+        out["cases"][f"n{n} g{groups} {ci}->{co} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr)]
+    out["slices"] = pw._splits(x, 1, 4 * 32 * 32, pw._WBLOCK)[0]
+    calls: list[str] = []
+    for name in ("_grad_input", "_grad_weight"):
+        orig: Callable[..., Any] = getattr(pw, name)
+        setattr(pw, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+    h = torch.randn(2, 8, 4, 4, device=device, generator=g, requires_grad=True) * 1.0
+    wt = torch.randn(8, 4, 1, 1, device=device, generator=g, requires_grad=True)
+    for wanted in ("input", "weight"):
+        calls.clear()
+        y = pw.grouped_pointwise_triton(h, wt, 2)
+        torch.autograd.grad(y.sum(), [h] if wanted == "input" else [wt])
+        out[f"grads_computed_when_asking_{wanted}"] = sorted(calls)
+    big = torch.randn(1, 66, 2, 2, device=device)
+    out["supported_33_channels"] = pw.supported(big, torch.randn(66, 33, 1, 1, device=device), 2)
+    return out
+
+
 def _fast_interpreter() -> None:
     """Turn off the interpreter's integer-overflow checks (3x faster) for the whole-network checks;
     the kernel check keeps them, so index arithmetic that overflows int32 still fails a test."""
@@ -182,7 +219,7 @@ def search(device: str, steps: int = 2) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "kernels": kernels, "supernet": supernet, "search": search,
+    "kernels": kernels, "pointwise": pointwise, "supernet": supernet, "search": search,
     "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":

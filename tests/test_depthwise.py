@@ -1,4 +1,4 @@
-"""runtime.depthwise: the Triton depthwise kernels compute F.conv2d's function.
+"""runtime.depthwise / runtime.pointwise: the Triton conv kernels compute F.conv2d's function.
 
 On CPU the kernels run under Triton's interpreter, in a fresh process (``tests/depthwise_worker.py``:
 Triton picks interpreter or GPU compilation at import).  Tolerances: relative to the largest value,
@@ -55,6 +55,16 @@ def assert_kernels(r: dict[str, Any]) -> None:
     assert r["fallback_error"] == 0.0
 
 
+def assert_pointwise(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 6
+    for name, errs in r["cases"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    assert r["slices"] > 1  # the 32x32 case split its weight gradient
+    assert r["grads_computed_when_asking_input"] == ["_grad_input"]
+    assert r["grads_computed_when_asking_weight"] == ["_grad_weight"]
+    assert r["supported_33_channels"] is False
+
+
 def assert_supernet(r: dict[str, Any]) -> None:
     assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
     assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
@@ -67,6 +77,11 @@ def assert_supernet(r: dict[str, Any]) -> None:
 @needs_triton
 def test_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
     assert_kernels(run_worker("kernels", tmp_path))
+
+
+@needs_triton
+def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
+    assert_pointwise(run_worker("pointwise", tmp_path))
 
 
 @needs_triton
@@ -98,6 +113,12 @@ def test_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
 
 @needs_triton
 @needs_cuda
+def test_pointwise_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
+    assert_pointwise(run_worker("pointwise", tmp_path, device="cuda"))
+
+
+@needs_triton
+@needs_cuda
 def test_supernet_and_eval_network_match_native_cuda(tmp_path: Path) -> None:
     assert_supernet(run_worker("supernet", tmp_path, device="cuda"))
 
@@ -121,6 +142,8 @@ def test_resolve() -> None:
         assert dw.resolve_depthwise_impl("AUTO", cuda, replayed=True) == "triton"
     with pytest.raises(ConfigError, match="runtime.depthwise must be one of"):
         dw.resolve_depthwise_impl("cudnn", cpu)
+    with pytest.raises(ConfigError, match="runtime.pointwise must be one of"):
+        dw.resolve_depthwise_impl("matmul", cpu, key="runtime.pointwise")
 
 
 def test_cli_rejects_unknown_value(tiny_cfg: Any) -> None:
@@ -128,6 +151,8 @@ def test_cli_rejects_unknown_value(tiny_cfg: Any) -> None:
 
     with pytest.raises(ConfigError, match="runtime.depthwise must be auto, native or triton"):
         validate(tiny_cfg("runtime.depthwise=fast"))
+    with pytest.raises(ConfigError, match="runtime.pointwise must be auto, native or triton"):
+        validate(tiny_cfg("runtime.pointwise=fast"))
 
 
 def test_use_depthwise_impl_switches_only_depthwise_convs() -> None:
@@ -146,3 +171,8 @@ def test_use_depthwise_impl_switches_only_depthwise_convs() -> None:
     torch.testing.assert_close(net(x)[0], y0, rtol=0, atol=0)  # native: the very same kernels
     with pytest.raises(ConfigError):
         dw.use_depthwise_impl(net, "cudnn")
+    from nas_cli.spaces.pointwise import use_pointwise_impl
+
+    assert use_pointwise_impl(net, "triton") == 0  # the evaluation network's 1x1 convs are dense
+    with pytest.raises(ConfigError):
+        use_pointwise_impl(net, "matmul")
