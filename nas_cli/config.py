@@ -282,12 +282,12 @@ class RuntimeConfig:
     #: auto (= function2 for CUDA-graph-replayed steps, native for eager ones and on CPU), native, cudnn, function,
     #: function2 (spaces/batchnorm.py)
     batchnorm: str = "auto"
-    #: kernels of the depthwise convs (SepConv/DilConv; same function): auto (= triton for
-    #: CUDA-graph-replayed steps when Triton is installed, native otherwise), native, triton
-    #: (spaces/depthwise.py)
+    #: kernels of the depthwise convs (SepConv/DilConv; same function): auto (= triton for fp32
+    #: CUDA-graph-replayed steps when Triton is installed, native otherwise; a compiled evaluation
+    #: network keeps native), native, triton (spaces/depthwise.py)
     depthwise: str = "auto"
     #: kernels of the fused search cells' block-diagonal 1x1 convs (4..32 channels per edge):
-    #: auto (= triton for CUDA-graph-replayed steps when Triton is installed, batched matmul
+    #: auto (= triton for fp32 CUDA-graph-replayed steps when Triton is installed, batched matmul
     #: otherwise), native (batched matmul), triton (spaces/pointwise.py)
     pointwise: str = "auto"
     #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):

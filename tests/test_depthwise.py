@@ -140,6 +140,8 @@ def test_resolve() -> None:
             dw.resolve_depthwise_impl("triton", cpu)
     if dw.triton is not None:
         assert dw.resolve_depthwise_impl("AUTO", cuda, replayed=True) == "triton"
+        assert dw.resolve_depthwise_impl("auto", cuda, replayed=True, precision="bf16") == "native"
+        assert dw.resolve_depthwise_impl("triton", cuda, replayed=False, precision="bf16") == "triton"
     with pytest.raises(ConfigError, match="runtime.depthwise must be one of"):
         dw.resolve_depthwise_impl("cudnn", cpu)
     with pytest.raises(ConfigError, match="runtime.pointwise must be one of"):

@@ -62,18 +62,19 @@ def available(device: torch.device) -> bool:
 
 
 def resolve_depthwise_impl(name: str, device: torch.device, replayed: bool = True,
-                           key: str = "runtime.depthwise") -> str:
+                           key: str = "runtime.depthwise", precision: str = "fp32") -> str:
     """``runtime.depthwise`` (or another kernel setting, ``key``) -> ``native`` or ``triton``.
 
-    ``auto`` picks Triton for CUDA steps replayed from a CUDA graph (device-bound: the kernels'
-    speed is what counts) and native otherwise: an eager step is host-bound, and a custom
-    operator's Python dispatch costs more than the kernel saves.  ``triton`` where it cannot run is
-    a ConfigError (one line, no traceback).
+    ``auto`` picks Triton for fp32 CUDA steps replayed from a CUDA graph (device-bound: the kernels'
+    speed is what counts; that is what was measured) and native otherwise: an eager step is
+    host-bound, and a custom operator's Python dispatch costs more than the kernel saves; bf16
+    autocast with these kernels has not run on a GPU.  ``triton`` where it cannot run is a
+    ConfigError (one line, no traceback).
     """
     name = str(name).lower()
     if name not in CHOICES:
         raise ConfigError(f"{key} must be one of {', '.join(CHOICES)}, got '{name}'")
-    if name == "native" or (name == "auto" and not replayed):
+    if name == "native" or (name == "auto" and (not replayed or precision != "fp32")):
         return "native"
     if available(device):
         return "triton"

@@ -115,9 +115,11 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         model = model.to(memory_format=torch.channels_last)
     graphs = uses_graphs(cfg, device)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
-    use_depthwise_impl(model, resolve_depthwise_impl(str(cfg.runtime.depthwise), device, replayed=graphs))
+    prec = str(cfg.runtime.precision)
+    use_depthwise_impl(model, resolve_depthwise_impl(str(cfg.runtime.depthwise), device, replayed=graphs,
+                                                     precision=prec))
     use_pointwise_impl(model, resolve_depthwise_impl(str(cfg.runtime.pointwise), device, replayed=graphs,
-                                                     key="runtime.pointwise"))
+                                                     key="runtime.pointwise", precision=prec))
     if dctx.enabled and cfg.runtime.sync_bn:
         use_sync_batchnorm(model)  # before the objective copies the model (Moreau, F2BA)
     if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):

@@ -158,7 +158,8 @@ class EvalTrainer:
         # network was measured with the native kernels; runtime.depthwise=triton combines the two)
         dw_auto_ok = self.graphs and not (self.compiled and str(cfg.runtime.depthwise).lower() == "auto")
         use_depthwise_impl(self.model, resolve_depthwise_impl(str(cfg.runtime.depthwise), self.device,
-                                                              replayed=dw_auto_ok))
+                                                              replayed=dw_auto_ok,
+                                                              precision=str(cfg.runtime.precision)))
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
