@@ -152,7 +152,7 @@ def main() -> None:
                 gx_n = _time(lambda: torch.matmul(wg.transpose(1, 2), gyg), args.repeats)
                 gx_t = _time(lambda: pw._grad_input(gy, wd, groups), args.repeats)
                 gw_n = _time(lambda: torch.matmul(gyg, xg.transpose(-1, -2)).sum(0), args.repeats)
-                gw_t = _time(lambda: pw._grad_weight(gy, xd, wd, groups), args.repeats)
+                gw_t = _time(lambda: pw.triton_weight_grad(gy, xd, wd, groups), args.repeats)
             t = [fwd_n, fwd_t, gx_n, gx_t, gw_n, gw_t]
             totals["native"] += fwd_n + gx_n + gw_n
             totals["triton"] += fwd_t + gx_t + gw_t

@@ -103,7 +103,9 @@ def pointwise(device: str) -> dict[str, Any]:
         xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
         gxr, gwr = torch.autograd.grad(F.conv2d(xr, wr, None, 1, 0, 1, groups), (xr, wr), gy.double())
         yr = F.conv2d(xr, wr, None, 1, 0, 1, groups)
-        out["cases"][f"n{n} g{groups} {ci}->{co} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr)]
+        gw_kernel = pw.triton_weight_grad(gy, x.detach(), wt.detach(), groups)  # the kernel, also when unused
+        out["cases"][f"n{n} g{groups} {ci}->{co} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
+                                                             _rel(gw_kernel, gwr)]
     out["slices"] = pw._splits(x, 1, 4 * 32 * 32, pw._WBLOCK)[0]
     calls: list[str] = []
     for name in ("_grad_input", "_grad_weight"):
