@@ -16,6 +16,8 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from nas_cli.spaces.triton_support import splits
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
@@ -50,7 +52,7 @@ def kernels(device: str) -> dict[str, Any]:
     # the weight gradient split over several batch x pixel slices (partial sums added afterwards)
     x = torch.randn(4, 2, 32, 32, device=device, generator=g, requires_grad=True)
     wt = torch.randn(2, 1, 5, 5, device=device, generator=g, requires_grad=True)
-    out["slices"] = dw._splits(x, 2, 4 * 32, dw._WTILE // 32)[0]
+    out["slices"] = splits(x, 2, 4 * 32, dw._WTILE // 32)[0]
     y = dw.depthwise_conv2d(x, wt, 1, 4, 2)
     gw = torch.autograd.grad(y, wt, torch.ones_like(y))[0]
     gwr = torch.autograd.grad(F.conv2d(x.double(), wt.double(), None, 1, 4, 2, 2), wt, torch.ones_like(y).double())[0]
@@ -106,7 +108,7 @@ def pointwise(device: str) -> dict[str, Any]:
         gw_kernel = pw.triton_weight_grad(gy, x.detach(), wt.detach(), groups)  # the kernel, also when unused
         out["cases"][f"n{n} g{groups} {ci}->{co} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
                                                              _rel(gw_kernel, gwr)]
-    out["slices"] = pw._splits(x, 1, 4 * 32 * 32, pw._WBLOCK)[0]
+    out["slices"] = splits(x, 1, 4 * 32 * 32, pw._WBLOCK)[0]
     calls: list[str] = []
     for name in ("_grad_input", "_grad_weight"):
         orig: Callable[..., Any] = getattr(pw, name)

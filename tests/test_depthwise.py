@@ -21,11 +21,12 @@ from torch import nn
 
 from nas_cli.errors import ConfigError
 from nas_cli.spaces import depthwise as dw
+from nas_cli.spaces import triton_support as ts
 from nas_cli.spaces.darts_eval import NetworkCIFAR
 from nas_cli.spaces.genotypes import get_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
-needs_triton = pytest.mark.skipif(dw.triton is None, reason="Triton is not installed")
+needs_triton = pytest.mark.skipif(ts.triton is None, reason="Triton is not installed")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -132,20 +133,20 @@ def test_search_steps_match_native_cuda(tmp_path: Path) -> None:
 
 def test_resolve() -> None:
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert dw.resolve_depthwise_impl("native", cuda) == "native"
-    assert dw.resolve_depthwise_impl("auto", cuda, replayed=False) == "native"  # eager: host-bound
-    if not dw.interpreted():
-        assert dw.resolve_depthwise_impl("auto", cpu) == "native"
+    assert ts.resolve_kernel_impl("native", cuda, "runtime.depthwise") == "native"
+    assert ts.resolve_kernel_impl("auto", cuda, "runtime.depthwise", replayed=False) == "native"  # eager: host-bound
+    if not ts.interpreted():
+        assert ts.resolve_kernel_impl("auto", cpu, "runtime.depthwise") == "native"
         with pytest.raises(ConfigError, match="runtime.depthwise=triton is not possible here"):
-            dw.resolve_depthwise_impl("triton", cpu)
-    if dw.triton is not None:
-        assert dw.resolve_depthwise_impl("AUTO", cuda, replayed=True) == "triton"
-        assert dw.resolve_depthwise_impl("auto", cuda, replayed=True, precision="bf16") == "native"
-        assert dw.resolve_depthwise_impl("triton", cuda, replayed=False, precision="bf16") == "triton"
+            ts.resolve_kernel_impl("triton", cpu, "runtime.depthwise")
+    if ts.triton is not None:
+        assert ts.resolve_kernel_impl("AUTO", cuda, "runtime.depthwise", replayed=True) == "triton"
+        assert ts.resolve_kernel_impl("auto", cuda, "runtime.depthwise", replayed=True, precision="bf16") == "native"
+        assert ts.resolve_kernel_impl("triton", cuda, "runtime.depthwise", replayed=False, precision="bf16") == "triton"
     with pytest.raises(ConfigError, match="runtime.depthwise must be one of"):
-        dw.resolve_depthwise_impl("cudnn", cpu)
+        ts.resolve_kernel_impl("cudnn", cpu, "runtime.depthwise")
     with pytest.raises(ConfigError, match="runtime.pointwise must be one of"):
-        dw.resolve_depthwise_impl("matmul", cpu, key="runtime.pointwise")
+        ts.resolve_kernel_impl("matmul", cpu, "runtime.pointwise")
 
 
 def test_cli_rejects_unknown_value(tiny_cfg: Any) -> None:

@@ -9,7 +9,8 @@ whole batch separately -- it reads the input once per tap.
 
 The kernels here compute the same function with one pass over the data per direction:
 
-* forward: one output element per lane, the K*K taps read through the cache;
+* forward: tiles of planes x rows x columns, the K*K taps read through the cache (strided forwards
+  keep ``F.conv2d``, measured faster);
 * input gradient: the same gather, transposed (stride-2 taps whose position is not a multiple of
   the stride contribute nothing);
 * weight gradient: each program owns one channel and a slice of the batch x pixel range and keeps
@@ -23,66 +24,20 @@ inputs; anything else falls back to ``F.conv2d``.  The gradients are not themsel
 differentiates through a supernet's weight gradient).
 
 On CPU the kernels run only under Triton's interpreter (``TRITON_INTERPRET=1``), which is how the
-tests check them without a GPU.
+tests check them without a GPU.  What the depthwise and 1x1 kernels share (setting resolution,
+work splitting, gradient-need detection) is in :mod:`nas_cli.spaces.triton_support`.
 """
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.errors import ConfigError
-
-#: values of runtime.depthwise
-CHOICES = ("auto", "native", "triton")
-
-try:  # Triton ships with CUDA builds of torch; CPU-only installs may lack it
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None  # type: ignore[assignment]
-    tl = None  # type: ignore[assignment]
-
-
-def interpreted() -> bool:
-    """Whether Triton runs its CPU interpreter (kernels then accept CPU tensors)."""
-    return os.environ.get("TRITON_INTERPRET", "0") == "1"
-
-
-def available(device: torch.device) -> bool:
-    """Whether the Triton kernels can run on ``device``."""
-    if triton is None:
-        return False
-    return device.type == "cuda" or (device.type == "cpu" and interpreted())
-
-
-def resolve_depthwise_impl(name: str, device: torch.device, replayed: bool = True,
-                           key: str = "runtime.depthwise", precision: str = "fp32") -> str:
-    """``runtime.depthwise`` (or another kernel setting, ``key``) -> ``native`` or ``triton``.
-
-    ``auto`` picks Triton for fp32 CUDA steps replayed from a CUDA graph (device-bound: the kernels'
-    speed is what counts; that is what was measured) and native otherwise: an eager step is
-    host-bound, and a custom operator's Python dispatch costs more than the kernel saves; bf16
-    autocast with these kernels has not run on a GPU.  ``triton`` where it cannot run is a
-    ConfigError (one line, no traceback).
-    """
-    name = str(name).lower()
-    if name not in CHOICES:
-        raise ConfigError(f"{key} must be one of {', '.join(CHOICES)}, got '{name}'")
-    if name == "native" or (name == "auto" and (not replayed or precision != "fp32")):
-        return "native"
-    if available(device):
-        return "triton"
-    if name == "triton":
-        why = "Triton is not installed" if triton is None else f"Triton kernels need a CUDA device, not {device.type}"
-        raise ConfigError(f"{key}=triton is not possible here: {why} (use {key}=native)")
-    return "native"
-
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, check_impl, interpreted, pass_needs, pow2,
+                                           splits, tl, triton)
 
 if triton is not None:
 
@@ -185,40 +140,19 @@ def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
     return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
-def _pow2(v: int) -> int:
-    return 1 << max(0, int(v) - 1).bit_length()
-
-
 def _plane_tile(h: int, w: int) -> tuple[int, int, int, int]:
     """(planes, rows, padded width, warps) of a forward/input-gradient tile of about ``_TILE``
     pixels: rows of one plane, or whole small planes stacked."""
-    wp = _pow2(w)
-    rows = max(1, min(_TILE // wp, _pow2(h)))
+    wp = pow2(w)
+    rows = max(1, min(_TILE // wp, pow2(h)))
     planes = max(1, _TILE // (rows * wp))
     return planes, rows, wp, max(1, min(4, planes * rows * wp // 128))
-
-
-@functools.lru_cache(maxsize=None)
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def _splits(x: Tensor, channels: int, total: int, block: int) -> tuple[int, int]:
-    """(slices of the ``total`` work items per channel, items per slice, a multiple of ``block``):
-    about 8 programs per SM."""
-    sms = _sm_count(x.device.index or 0) if x.is_cuda else 4
-    want = max(1, (8 * sms + channels - 1) // channels)
-    blocks = (total + block - 1) // block
-    per = max(1, (blocks + want - 1) // want) * block
-    return (total + per - 1) // per, per
 
 
 _TILE = 512        # output pixels per program of the forward and input-gradient kernels
 _WTILE = 128       # output pixels per tile of the weight-gradient kernel (rows x padded width)
 
 
-# The kernels are wrapped as custom operators (not a bare autograd.Function) so that
-# ``torch.compile`` treats them as opaque calls and CUDA-graph capture records their launches.
 #: strided forward convs keep the native kernel: on the H200 the Triton forward took 103 us where
 #: the native one took 18 us for the reduction cell's stride-2 5x5 (256 x 16 x 32 x 32); the Triton
 #: input and weight gradients of that conv were faster (58 vs 89 us, 29 vs 63 us) and are kept
@@ -272,10 +206,10 @@ def _grad_input_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d
 def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
     n, c, h, wd = x.shape
     gy = gy.contiguous()
-    taps = triton.next_power_of_2(k * k)
-    wp = _pow2(gy.shape[3])
+    taps = pow2(k * k)
+    wp = pow2(gy.shape[3])
     rows = max(1, _WTILE // wp)
-    slices, per = _splits(x, c, n * gy.shape[2], rows)
+    slices, per = splits(x, c, n * gy.shape[2], rows)
     part = torch.empty((slices, c, taps), device=x.device, dtype=torch.float32)
     _bwd_weight_kernel[(c, slices)](x, gy, part, per, n, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d,
                                     TAPS=taps, R=rows, WP=wp)
@@ -285,28 +219,6 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: in
 @_grad_weight.register_fake
 def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
     return torch.empty_like(w)
-
-
-def pass_needs(ctx: Any, index: int, node: Any) -> bool:
-    """Whether the running backward pass needs the gradient of input ``index`` (whose autograd node,
-    its ``grad_fn`` at the forward, is ``node``).
-
-    ``ctx.needs_input_grad`` only says the input requires grad.  PyTorch's own ops also skip what
-    the current pass does not need: the architecture step's ``autograd.grad(loss, arch)`` computes
-    no weight gradients.  Leaves cannot be asked, so :func:`as_graph_input` hands the op a view of
-    each leaf; the engine then tells whether it will run that view's backward node.  (Under
-    ``torch.compile`` tracing there is no running engine: then the static answer.)
-    """
-    if not ctx.needs_input_grad[index]:
-        return False
-    if node is None or torch.compiler.is_compiling():
-        return True
-    return bool(torch._C._will_engine_execute_node(node))
-
-
-def as_graph_input(t: Tensor) -> Tensor:
-    """``t`` itself, or for a leaf that requires grad a view of it (see :func:`pass_needs`)."""
-    return t.view_as(t) if t.requires_grad and t.grad_fn is None and torch.is_grad_enabled() else t
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -347,16 +259,13 @@ def supported(x: Tensor, weight: Tensor, stride: Any, padding: Any, dilation: An
 def depthwise_conv2d(x: Tensor, weight: Tensor, stride: Any = 1, padding: Any = 0, dilation: Any = 1) -> Tensor:
     """Depthwise ``F.conv2d`` (``groups = channels``, no bias) through the Triton kernels.
 
-    Under CUDA autocast the input and weight are cast to the autocast dtype, as ``F.conv2d`` would
-    be; the weight gradient is accumulated in fp32 and returned in the weight's dtype.  Falls back
-    to ``F.conv2d`` for anything :func:`supported` rejects.
+    Under CUDA autocast the input is cast to the autocast dtype (the output then has it, as with
+    ``F.conv2d``); the weight is read in its own dtype, and its gradient is accumulated in fp32 and
+    returned in that dtype.  Falls back to ``F.conv2d`` for anything :func:`supported` rejects.
     """
     if not supported(x, weight, stride, padding, dilation):
         return F.conv2d(x, weight, None, stride, padding, dilation, x.shape[1])
-    if x.is_cuda and torch.is_autocast_enabled("cuda"):
-        dt = torch.get_autocast_dtype("cuda")
-        x = x.to(dt)
-    return _conv(x, as_graph_input(weight.contiguous()), int(weight.shape[2]), _uniform(stride),  # type: ignore[arg-type]
+    return _conv(autocast_input(x), as_graph_input(weight.contiguous()), int(weight.shape[2]), _uniform(stride),  # type: ignore[arg-type]
                  _uniform(padding), _uniform(dilation))
 
 
@@ -384,8 +293,7 @@ def use_depthwise_impl(model: nn.Module, impl: str) -> int:
     Plain depthwise ``nn.Conv2d`` modules are switched in place to :class:`DepthwiseConv2d`; fused
     stages that stack depthwise convs (``supports_depthwise_impl``) get the setting as an attribute.
     """
-    if impl not in ("native", "triton"):
-        raise ConfigError(f"depthwise implementation must be native or triton, got '{impl}'")
+    check_impl(impl, "depthwise")
     count = 0
     for m in model.modules():
         if type(m) in (nn.Conv2d, DepthwiseConv2d) and is_depthwise(m):  # type: ignore[arg-type]

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.errors import ConfigError
-from nas_cli.spaces.depthwise import _splits, as_graph_input, interpreted, pass_needs, tl, triton
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, check_impl, interpreted, pass_needs, pow2,
+                                           splits, tl, triton)
 
 #: channels per group the kernels take (the accumulator holds a CO x CI tile per lane block)
 MAX_GROUP_CHANNELS = 32
@@ -86,7 +86,7 @@ _WBLOCK = 32      # pixels per iteration of the weight-gradient kernel (CO_P x C
 
 
 def _p2(v: int) -> int:
-    return max(2, triton.next_power_of_2(v))
+    return max(2, pow2(v))
 
 
 def _mix(x: Tensor, w: Tensor, groups: int, co: int, ci: int, w_so: int, w_si: int) -> Tensor:
@@ -140,7 +140,7 @@ def triton_weight_grad(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
     n, _, h, wd = x.shape
     co, ci = w.shape[0] // groups, w.shape[1]
     total = n * h * wd
-    slices, per = _splits(x, groups, total, _WBLOCK)
+    slices, per = splits(x, groups, total, _WBLOCK)
     co_p, ci_p = _p2(co), _p2(ci)
     part = torch.empty((slices, groups, co_p, ci_p), device=x.device, dtype=torch.float32)
     _wgrad_kernel[(groups, slices)](x, gy, part, per, n, h * wd, groups, CI=ci, CO=co, CI_P=ci_p, CO_P=co_p,
@@ -193,16 +193,13 @@ def grouped_pointwise_triton(x: Tensor, weight: Tensor, groups: int) -> Tensor:
     ``F.conv2d`` for what :func:`supported` rejects.  Autocast as in ``depthwise_conv2d``."""
     if not supported(x, weight, groups):
         return F.conv2d(x, weight, None, 1, 0, 1, groups)
-    if x.is_cuda and torch.is_autocast_enabled("cuda"):
-        x = x.to(torch.get_autocast_dtype("cuda"))
-    return _pointwise(x, as_graph_input(weight.contiguous()), groups)  # type: ignore[arg-type]
+    return _pointwise(autocast_input(x), as_graph_input(weight.contiguous()), groups)  # type: ignore[arg-type]
 
 
 def use_pointwise_impl(model: nn.Module, impl: str) -> int:
     """Run the fused cells' grouped 1x1 convs (``supports_pointwise_impl``) with ``impl``
     (``native``: batched matmul, or ``triton``); returns how many stages were set."""
-    if impl not in ("native", "triton"):
-        raise ConfigError(f"pointwise implementation must be native or triton, got '{impl}'")
+    check_impl(impl, "pointwise")
     stages = [m for m in model.modules() if getattr(m, "supports_pointwise_impl", False)]
     for m in stages:
         m.pointwise_impl = impl

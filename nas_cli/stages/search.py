@@ -52,8 +52,9 @@ from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
 from nas_cli.spaces.batchnorm import resolve_impl as resolve_bn_impl
 from nas_cli.spaces.batchnorm import use_batchnorm_impl, use_sync_batchnorm
-from nas_cli.spaces.depthwise import resolve_depthwise_impl, use_depthwise_impl
+from nas_cli.spaces.depthwise import use_depthwise_impl
 from nas_cli.spaces.pointwise import use_pointwise_impl
+from nas_cli.spaces.triton_support import resolve_kernel_impl
 from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, linear_tau, set_lr
 from nas_cli.stages.hooks import EpochHook, build_epoch_hooks
@@ -116,10 +117,10 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     graphs = uses_graphs(cfg, device)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
     prec = str(cfg.runtime.precision)
-    use_depthwise_impl(model, resolve_depthwise_impl(str(cfg.runtime.depthwise), device, replayed=graphs,
-                                                     precision=prec))
-    use_pointwise_impl(model, resolve_depthwise_impl(str(cfg.runtime.pointwise), device, replayed=graphs,
-                                                     key="runtime.pointwise", precision=prec))
+    use_depthwise_impl(model, resolve_kernel_impl(str(cfg.runtime.depthwise), device, "runtime.depthwise",
+                                                  replayed=graphs, precision=prec))
+    use_pointwise_impl(model, resolve_kernel_impl(str(cfg.runtime.pointwise), device, "runtime.pointwise",
+                                                  replayed=graphs, precision=prec))
     if dctx.enabled and cfg.runtime.sync_bn:
         use_sync_batchnorm(model)  # before the objective copies the model (Moreau, F2BA)
     if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):

@@ -43,7 +43,8 @@ from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
 from nas_cli.spaces.batchnorm import use_sync_batchnorm
-from nas_cli.spaces.depthwise import resolve_depthwise_impl, use_depthwise_impl
+from nas_cli.spaces.depthwise import use_depthwise_impl
+from nas_cli.spaces.triton_support import resolve_kernel_impl
 from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds
 from nas_cli.spaces.genotypes import Genotype
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, set_lr
@@ -156,10 +157,9 @@ class EvalTrainer:
                                         if sync_bn else toolchain_blocker(self.device), self.device)
         # auto: Triton depthwise kernels only for uncompiled graph-replayed steps (the compiled
         # network was measured with the native kernels; runtime.depthwise=triton combines the two)
-        dw_auto_ok = self.graphs and not (self.compiled and str(cfg.runtime.depthwise).lower() == "auto")
-        use_depthwise_impl(self.model, resolve_depthwise_impl(str(cfg.runtime.depthwise), self.device,
-                                                              replayed=dw_auto_ok,
-                                                              precision=str(cfg.runtime.precision)))
+        use_depthwise_impl(self.model, resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
+                                                           replayed=self.graphs and not self.compiled,
+                                                           precision=str(cfg.runtime.precision)))
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
