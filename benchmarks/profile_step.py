@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py method=gaea_pcdarts search.batch_size=256
     python benchmarks/profile_step.py method=gaea_pcdarts runtime.fused=false   # the per-edge reference
+    python benchmarks/profile_step.py --eval                                     # evaluation step, paper size
 
 Prints torch.profiler's top kernels by device time and the number of kernel launches per step.
 """
@@ -21,10 +22,17 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from benchmarks.search_step import compose
-    from nas_cli.bench.prepare import prepare_search
+    from nas_cli.bench.prepare import prepare_eval, prepare_search
+    from nas_cli.bench.workloads import WORKLOADS
 
-    overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", *sys.argv[1:]]
-    prep = prepare_search(compose(overrides), "")  # the step nas-bench times: data, stepper, arch step
+    args = sys.argv[1:]
+    if args[:1] == ["--eval"]:  # the eval_step workload at paper size (nas-bench --full's settings)
+        w = WORKLOADS.get("eval_step")
+        overrides = [*w.overrides, *w.full, *w.data_full, *args[1:]]
+        prep = prepare_eval(compose(overrides), "GAEA_PCDARTS_cifar10")
+    else:
+        overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", *args]
+        prep = prepare_search(compose(overrides), "")  # the step nas-bench times: data, stepper, arch step
     for _ in range(4):
         prep.step()
     torch.cuda.synchronize()
