@@ -290,6 +290,13 @@ class RuntimeConfig:
     #: auto (= triton for fp32 CUDA-graph-replayed steps when Triton is installed, batched matmul
     #: otherwise), native (batched matmul), triton (spaces/pointwise.py)
     pointwise: str = "auto"
+    #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
+    #: reference: only the sampled op of each edge; the choice goes to the host every forward, so
+    #: the step runs eagerly), "masked" (every op through the fused cells, the others times exact
+    #: zeros, their BN statistics and optimizer updates held back: same math, no host sync, so the
+    #: step can be replayed from a CUDA graph; NB201 space, runtime.fused, first-order objectives),
+    #: "auto" (masked exactly when that makes the step CUDA-graph replayed)
+    hard_forward: str = "auto"
     #: torch.compile the network (Inductor fuses BN/ReLU/weighted sums; runtime/compile.py):
     #: "auto" (the evaluation network on CUDA: measured faster; search supernets stay uncompiled),
     #: "true" (the search supernet too; error if unsupported), "false"
@@ -449,6 +456,8 @@ def validate(cfg: DictConfig) -> None:
            f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
     _check(str(rt.pointwise).lower() in ("auto", "native", "triton"),
            f"runtime.pointwise must be auto, native or triton, got '{rt.pointwise}'")
+    _check(str(rt.hard_forward).lower() in ("auto", "selected", "masked"),
+           f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),
            f"runtime.compile must be auto, true or false, got '{rt.compile}'")
     _check(str(rt.compile_scope) in ("cells", "model"),

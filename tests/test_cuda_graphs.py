@@ -41,11 +41,14 @@ def test_cuda_graphs_true_without_support_is_a_config_error(tmp_path: Path) -> N
     (["method=gaea_darts", "objective=single_level"], None),
     (["method=darts", "objective=bilevel_unrolled"], "objective 'bilevel_unrolled'"),
     (["method=xnas"], "architecture optimizer 'xnas'"),
-    (["search_space=nb201", "method=gdas"], "'hard' sampling"),
+    (["search_space=nb201", "method=gdas"], None),  # masked one-hot forward (tests/test_hard_forward.py)
+    (["search_space=nb201", "method=gdas", "runtime.hard_forward=selected"], "'hard' sampling"),
+    (["search_space=darts", "method=gdas"], "'hard' sampling"),
 ])
 def test_graph_blocker_decides_from_config(overrides: list[str], blocked: str | None) -> None:
     """The graph decision (and with it the fused, device-lr SGD) is made from the config alone; GDAS
-    must keep the reference SGD (fused SGD rejects parameters whose first gradient comes late)."""
+    with the reference forward must keep the reference SGD (fused SGD rejects parameters whose
+    first gradient comes late)."""
     from nas_cli.stages.stepper import graph_blocker, uses_graphs
 
     cfg = make_cfg(["experiment=demo", *overrides])

@@ -37,9 +37,20 @@ class ArchParameters(nn.Module):
         self.raw = nn.ParameterDict(
             {s.name: nn.Parameter(self.param.init(s, init_std, gen).float()) for s in specs}
         )
-        #: Gumbel temperature (hard sampling); set by the search loop each epoch
-        self.tau: float = 1.0
+        # Gumbel temperature (hard sampling), set by the search loop each epoch; the samplers read
+        # the device copy, which a CUDA-graph-replayed step sees change (a float would be baked in)
+        self.register_buffer("tau_tensor", torch.ones(()), persistent=False)
+        self._tau = 1.0
         self._gen: torch.Generator | None = None
+
+    @property
+    def tau(self) -> float:
+        return self._tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        self._tau = float(value)
+        self.tau_tensor.fill_(self._tau)  # in place: a captured step keeps reading this tensor
 
     @property
     def parameterization(self) -> str:
@@ -59,7 +70,7 @@ class ArchParameters(nn.Module):
         for spec, raw in self.tensors():
             w = self.param.weights(raw, spec)
             if sample and spec.kind == "ops" and self.sampling.name != "mixture":
-                w = self.sampling(w, self.param.log_weights(raw, spec), self.tau, None)
+                w = self.sampling(w, self.param.log_weights(raw, spec), self.tau_tensor, None)
             out[spec.name] = w
         return out
 

@@ -20,8 +20,9 @@ class Sampling(ABC):
     one_hot: bool = False
 
     @abstractmethod
-    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
-        ...
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float | Tensor,
+                 generator: torch.Generator | None) -> Tensor:
+        """``tau``: the Gumbel temperature, a float or a 0-dim tensor (same arithmetic)."""
 
 
 SAMPLINGS: Registry[Sampling] = Registry("sampling")
@@ -30,7 +31,8 @@ SAMPLINGS: Registry[Sampling] = Registry("sampling")
 class Mixture(Sampling):
     name = "mixture"
 
-    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float | Tensor,
+                 generator: torch.Generator | None) -> Tensor:
         return weights
 
 
@@ -38,7 +40,8 @@ class HardGumbel(Sampling):
     name = "hard"
     one_hot = True
 
-    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float | Tensor,
+                 generator: torch.Generator | None) -> Tensor:
         # Standard Gumbel noise via -log(Exp(1)); uniform clamped away from 0 so no inf appears
         # (GDAS redraws on inf/NaN; clamping makes that event impossible without a host sync).
         u = torch.rand(log_weights.shape, generator=generator, device=log_weights.device)
@@ -58,7 +61,8 @@ class Uniform(Sampling):
     name = "uniform"
     one_hot = True
 
-    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float, generator: torch.Generator | None) -> Tensor:
+    def __call__(self, weights: Tensor, log_weights: Tensor, tau: float | Tensor,
+                 generator: torch.Generator | None) -> Tensor:
         idx = torch.randint(0, weights.shape[-1], weights.shape[:-1], generator=generator, device=weights.device)
         return torch.nn.functional.one_hot(idx, weights.shape[-1]).to(weights.dtype)
 

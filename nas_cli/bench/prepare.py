@@ -78,7 +78,8 @@ def prepare_search(cfg: DictConfig, genotype: str) -> Prepared:
                     str(getattr(stepper, "name", type(stepper).__name__)),
                     {"space": str(sp.name), "method": str(cfg.method.name), "objective": str(cfg.objective.name),
                      "batch": bs, "arch_batch": abs_, "image_size": px,
-                     "extra_memory_bytes": run.objective.extra_memory_bytes()}, keep=tmp)
+                     "extra_memory_bytes": run.objective.extra_memory_bytes(),
+                     **({"hard_forward": run.hard_forward} if run.hard_forward else {})}, keep=tmp)
 
 
 def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:

@@ -64,14 +64,21 @@ class SearchSpace(ABC):
     def arch_specs(self, relax: RelaxationSpec) -> list[ArchTensorSpec]:
         """Architecture tensors the supernet consumes, in a fixed order."""
 
+    #: whether one-hot samples can run masked (every op, exact zeros for the unselected ones; no
+    #: host sync): ``build_supernet(hard_forward="masked")``, see nas_cli/arch/hard_forward.py
+    supports_masked_hard: bool = False
+
     @abstractmethod
     def build_supernet(
-        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False,
+        hard_forward: str = "selected",
     ) -> nn.Module:
         """Module with ``forward(x, arch: dict[str, Tensor]) -> logits``.
 
         ``fused`` (``runtime.fused``) asks for a faster implementation with the
         same math and the same state_dict; spaces without one ignore it.
+        ``hard_forward`` (``runtime.hard_forward``, resolved): how one-hot samples run;
+        ``"masked"`` only where :attr:`supports_masked_hard`.
 
         ``arch`` maps every spec name to its *effective* weights (rows summing to 1
         for mixtures, one-hot for hard samples, per-node normalised edge weights).

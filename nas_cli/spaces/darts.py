@@ -288,9 +288,15 @@ class DartsSpace(SearchSpace):
         return specs
 
     def build_supernet(
-        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False,
+        hard_forward: str = "selected",
     ) -> DartsSupernet:
+        """One-hot samples run only their selected ops here (``hard_forward="selected"``)."""
         from nas_cli.arch.sampling import SAMPLINGS
+
+        if hard_forward != "selected":
+            raise ConfigError("the darts space runs only the sampled op of each edge; "
+                              "use runtime.hard_forward=auto or selected")
 
         if relax.sampling not in SAMPLINGS.names():
             raise ConfigError(f"unknown sampling '{relax.sampling}'; choose one of: {', '.join(SAMPLINGS.names())}")

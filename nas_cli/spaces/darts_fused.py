@@ -196,15 +196,29 @@ class _BN(_Stage):
     #: statistics over all data-parallel ranks (batchnorm.use_sync_batchnorm)
     sync: bool = False
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, update: Tensor | None = None) -> Tensor:
+        """``update``: boolean per channel, whether its running statistics take this batch
+        (training mode; None: all do).  The masked one-hot NB201 forward passes it, so ops that
+        were not sampled keep their statistics exactly, as in a reference step where they do not run."""
+        rm, rv = self.running_mean, self.running_var
+        if update is None or not self.training or rm is None or rv is None:
+            return self._forward(x, rm, rv)
+        # the kernels update copies (saved for backward, so never modified afterwards); the
+        # buffers then take the copies' values on the updated channels only
+        new_m, new_v = rm.clone(), rv.clone()
+        y = self._forward(x, new_m, new_v)
+        with torch.no_grad():
+            rm.copy_(torch.where(update, new_m, rm))
+            rv.copy_(torch.where(update, new_v, rv))
+        return y
+
+    def _forward(self, x: Tensor, rm: Tensor | None, rv: Tensor | None) -> Tensor:
         if self.training and self.sync:
-            return sync_batch_norm(x, self.running_mean, self.running_var, self.momentum, self.eps,
-                                   self.weight, self.bias)
+            return sync_batch_norm(x, rm, rv, self.momentum, self.eps, self.weight, self.bias)
         if self.training and self.weight is None and self.impl != "native":
-            return BN_IMPLS[self.impl](x, self.running_mean, self.running_var, self.momentum, self.eps)
-        batch_stats = self.training or self.running_mean is None
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, batch_stats,
-                            self.momentum, self.eps)
+            return BN_IMPLS[self.impl](x, rm, rv, self.momentum, self.eps)
+        batch_stats = self.training or rm is None
+        return F.batch_norm(x, rm, rv, self.weight, self.bias, batch_stats, self.momentum, self.eps)
 
 
 class _Pool(_Stage):

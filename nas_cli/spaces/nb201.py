@@ -225,18 +225,34 @@ class _Macro(nn.Module):
 class NB201Supernet(_Macro):
     """``forward(x, {"cell": (6, |O|)}) -> logits``; ``discrete`` runs only the one-hot-selected ops.
 
-    ``fused=True`` (mixture forward only) replaces every search cell by a
+    ``fused=True`` (mixture forward) replaces every search cell by a
     :class:`~nas_cli.spaces.nb201_fused.FusedNB201Cell` built from it: same init, same
     state_dict, same math, far fewer kernels; ``merge_1x1`` is its conv-merging switch.
+
+    ``hard_forward`` (discrete supernets): ``"selected"`` runs only the sampled op of each edge
+    (reference cells; the choice goes to the host every forward); ``"masked"`` runs one-hot
+    samples through the fused cells with exact zeros for the other ops (``nb201_fused.py``; needs
+    ``fused``): no host sync, so the step can be replayed from a CUDA graph.  After each training
+    forward ``last_used`` holds the sample's one-hot pattern, for
+    :class:`~nas_cli.arch.hard_forward.FreezeUnselected`.
     """
 
     def __init__(self, C: int, N: int, num_classes: int, in_channels: int, op_names: Sequence[str],
-                 track_running_stats: bool, discrete: bool, fused: bool = False, merge_1x1: bool = True) -> None:
+                 track_running_stats: bool, discrete: bool, fused: bool = False, merge_1x1: bool = True,
+                 hard_forward: str = "selected") -> None:
         super().__init__(C, N, num_classes, in_channels,
                          lambda c: NB201SearchCell(c, op_names, track_running_stats, discrete))
+        if hard_forward not in ("selected", "masked"):
+            raise ValueError(f"hard_forward must be 'selected' or 'masked', not {hard_forward!r}")
         self.op_names = list(op_names)
         self.discrete = discrete
-        self.fused = fused and not discrete  # a fused cell runs every op of every edge
+        #: one-hot samples run through the fused cells (all ops, unselected ones times exact zeros)
+        self.masked = discrete and hard_forward == "masked"
+        if self.masked and not fused:
+            raise ConfigError("runtime.hard_forward=masked runs the fused NB201 cells; set runtime.fused=true")
+        self.fused = fused and (not discrete or self.masked)
+        #: one-hot pattern of the last training forward's sample (masked forward only)
+        self.last_used: Tensor | None = None
         #: position of the first fused cell (its mixing matrices serve every cell: same op list)
         self._mixer: int | None = None
         if self.fused:
@@ -249,6 +265,8 @@ class NB201Supernet(_Macro):
 
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         w = arch["cell"]
+        if self.masked:
+            return self._forward_masked(x, w)
         chosen = HardSelection.of(w) if self.discrete else None
         # fused: one gather of the arch weights per forward, shared by all cells
         coefs = self.cells[self._mixer].coefficients(w) if self._mixer is not None else None
@@ -261,6 +279,36 @@ class NB201Supernet(_Macro):
             else:
                 h = layer(h)
         return self.head(h)
+
+    def _forward_masked(self, x: Tensor, w: Tensor) -> Tensor:
+        """A one-hot sample ``w`` through the fused cells, without a host sync (``nb201_fused.py``).
+
+        ``picked = w * used`` keeps the selected entries (the others are exact zeros with zero
+        gradient), and node i adds ``rest`` = the sum of its edges' other entries, computed as in
+        :class:`HardSelection` (``w.sum - h``), so the value and every entry's gradient are the
+        reference discrete forward's.
+        """
+        assert self._mixer is not None
+        used = torch.nn.functional.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
+        picked = w * used
+        rest = w.sum(1) - picked.sum(1)
+        rests = [part.sum() for part in rest.split(list(range(1, NB201_NODES)))]
+        if self.training:
+            self.last_used = used
+        mixer = self.cells[self._mixer]
+        coefs = mixer.coefficients(picked)
+        h = self.stem(x)
+        for layer in self.cells:
+            h = layer.mix(h, coefs, rests, used) if hasattr(layer, "mix") else layer(h)
+        return self.head(h)
+
+    def unselected_frozen(self) -> list[tuple[nn.Parameter, Tensor]]:
+        """(op parameter, row mask) pairs of the last training forward's sample: the rows of ops it
+        selected (empty before the first masked training forward)."""
+        if self.last_used is None:
+            return []
+        return [pair for layer in self.cells if hasattr(layer, "unselected_frozen")
+                for pair in layer.unselected_frozen(self.last_used)]
 
 
 class NB201Network(_Macro):
@@ -315,18 +363,22 @@ class NB201Space(SearchSpace):
                               "use method.relaxation.learn_edges=false partial_channels=1")
         return [ArchTensorSpec("cell", (len(NB201_EDGES), len(self.op_names)), "ops")]
 
+    #: one-hot samples can run masked through the fused cells (runtime.hard_forward=masked)
+    supports_masked_hard = True
+
     def build_supernet(
-        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False
+        self, num_classes: int, in_channels: int, relax: RelaxationSpec, *, fused: bool = False,
+        hard_forward: str = "selected",
     ) -> NB201Supernet:
         """``fused`` (``runtime.fused``): source-grouped fused cells (nb201_fused.py) for the mixture
         forward; built from the reference cells, so the same seed gives the same initial state.
-        The discrete (one-hot) supernet always keeps the reference cells."""
+        A discrete (one-hot) supernet keeps the reference cells unless ``hard_forward="masked"``."""
         from nas_cli.arch.sampling import SAMPLINGS  # lazy: nas_cli.arch imports nas_cli.spaces
 
         self.arch_specs(relax)
         discrete = SAMPLINGS.get(relax.sampling).one_hot
         return NB201Supernet(self.init_channels, self.cells_per_stage, num_classes, in_channels, self.op_names,
-                             self.track_running_stats, discrete, fused=fused)
+                             self.track_running_stats, discrete, fused=fused, hard_forward=hard_forward)
 
     def discretize(self, arch: Mapping[str, Tensor]) -> str:
         """Argmax per edge (first maximum on ties); no pruning, 'none' may win unless excluded."""

@@ -28,7 +28,20 @@ done once per supernet forward (all cells share it) -- see :func:`mixture_index`
 Parameters live in stacked tensors; the state-dict hooks of darts_fused.py present them under
 the reference keys (same keys, shapes, values, parameter count), and the cell is built *from* a
 reference cell, so initialisation and RNG consumption are identical.  Only the mixture forward is
-fused: the discrete (one-hot) supernet keeps the reference cells.
+fused.
+
+**Masked one-hot forward** (``runtime.hard_forward=masked``; GDAS, GAEA GDAS, RS-WS): a one-hot
+sample run through the *mixture* form, so no op choice reaches the host and the step can be
+replayed from a CUDA graph.  With ``picked = w * used`` (``used`` the sample's one-hot pattern) the
+matrices ``M_j`` hold the selected entries and exact zeros, and each node adds its ``rest`` (the
+sum of its edges' other entries, value 0) -- the reference discrete edge output
+``h·op_k*(x) + Σ_{k≠k*} h_k`` with the same value and the same gradient to every sample entry.  The
+other ops' outputs are multiplied by exact zeros, so their weights receive exactly zero gradient;
+what a zero gradient would still change is undone: the BN running statistics (and batch counters)
+of unselected ops are not updated (:meth:`FusedNB201Cell.mix` with ``used``), and
+:class:`~nas_cli.arch.hard_forward.FreezeUnselected` keeps their weights and momentum through the
+optimizer step -- a reference step skips parameters without a gradient.  It costs the FLOPs of
+every op, and saves the host sync of each forward.
 """
 
 from __future__ import annotations
@@ -173,10 +186,11 @@ class _Source(nn.Module):
         if "avg_pool_3x3" in col:
             self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, bn_update: Tensor | None = None) -> Tensor:
+        """``bn_update``: per BN channel, whether its running statistics take this batch (None: all)."""
         rows: list[Tensor] = []
         if self.conv is not None and self.bn is not None:
-            rows.append(self.bn(self.conv(F.relu(x))))
+            rows.append(self.bn(self.conv(F.relu(x)), bn_update))
         if self.skip:
             rows.append(x)
         if self.pool is not None:
@@ -190,9 +204,8 @@ class FusedNB201Cell(nn.Module):
     """Drop-in replacement for a mixture :class:`NB201SearchCell` (same math, same state_dict), built from one."""
 
     def __init__(self, ref: NB201SearchCell, merge_1x1: bool = True) -> None:
+        """``ref`` may be a discrete cell: the fused cell runs one-hot samples in the masked form."""
         super().__init__()
-        if ref.discrete:
-            raise ValueError("the fused NB201 cell implements the mixture forward only")
         edges = [list(e) for e in ref.edges]
         kinds = _same([[op_kind(m) for m in e] for e in edges], "op lists")
         if len(set(kinds)) != len(kinds):
@@ -226,6 +239,19 @@ class FusedNB201Cell(nn.Module):
                     counters.append(ref_key)
         self.fused = FusedStorage(sources, len(counters))
         adopt_reference_state(self, ref, slots, counters)
+        # which reference op (edge e, column o) owns each row of each stacked tensor, as the flat
+        # index e*|O|+o of the arch tensor (masked one-hot forward); rows of no op do not occur here
+        n_ops = len(self.kinds)
+        owners: dict[str, list[int]] = {}
+        for ref_key, fused_key, a, b in slots:
+            _, e, o = ref_key.split(".")[:3]
+            rows = owners.setdefault(fused_key, [])
+            stop = a + 1 if b is None else b
+            rows.extend([-1] * (stop - len(rows)))
+            rows[a:stop] = [int(e) * n_ops + int(o)] * (stop - a)
+        assert all(min(r) >= 0 for r in owners.values())
+        self._owners: dict[str, list[int]] = owners
+        self._owner_index: dict[tuple[str, torch.device], Tensor] = {}
 
     @property
     def merge_1x1(self) -> bool:
@@ -246,27 +272,56 @@ class FusedNB201Cell(nn.Module):
         parts = flat.index_select(0, self._mix_index).split([m * p for m, p in self._mix_shapes])
         return [t.view(m, p) for t, (m, p) in zip(parts, self._mix_shapes)]
 
-    def mix(self, x: Tensor, coefs: Sequence[Tensor]) -> Tensor:
-        """The cell output from its input and the matrices of :meth:`coefficients`."""
+    def owner_mask(self, fused_key: str, used: Tensor) -> Tensor:
+        """Per row of the stacked tensor ``fused_key``: the ``used`` entry (one-hot (6, |O|)) of its op."""
+        key = (fused_key, used.device)
+        index = self._owner_index.get(key)
+        if index is None:
+            index = self._owner_index[key] = torch.tensor(self._owners[fused_key], device=used.device)
+        return used.reshape(-1).index_select(0, index)
+
+    def unselected_frozen(self, used: Tensor) -> list[tuple[nn.Parameter, Tensor]]:
+        """(parameter, boolean row mask broadcastable to it) for every op parameter: the rows an
+        optimizer may update after a forward whose one-hot pattern was ``used``."""
+        out = []
+        for name, p in self.named_parameters():
+            rows = self.owner_mask(name, used) > 0
+            out.append((p, rows.view(-1, *([1] * (p.dim() - 1)))))
+        return out
+
+    def mix(self, x: Tensor, coefs: Sequence[Tensor], rests: Sequence[Tensor] | None = None,
+            used: Tensor | None = None) -> Tensor:
+        """The cell output from its input and the matrices of :meth:`coefficients`.
+
+        Masked one-hot forward: ``rests[j]`` is added to node j+1, and in training mode only the
+        ops ``used`` marks (one-hot (6, |O|)) update their BN running statistics and counters.
+        """
+        masked = used is not None and self.training
         if self.training and self.fused.bn_batches.numel():
-            self.fused.bn_batches.add_(1)
+            if masked:
+                self.fused.bn_batches.add_(self.owner_mask("fused.bn_batches", used).to(torch.long))
+            else:
+                self.fused.bn_batches.add_(1)
         node = x
         pending: Tensor | None = None  # contributions so far to the nodes after ``node``
-        for src, m in zip(self.fused.parts, coefs):
-            o = src(node)
+        for j, (src, m) in enumerate(zip(self.fused.parts, coefs)):
+            bn_update = None
+            if masked and src.bn is not None and src.bn.running_mean is not None:
+                bn_update = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used) > 0  # type: ignore[arg-type]
+            o = src(node, bn_update)
             # (N, dests, C*H*W): Σ_p M[q, p] O[:, p].  An explicit bmm: torch.matmul of a 2-D by a
             # 3-D tensor folds the batch into one mm over a transposed copy of O
             out = torch.bmm(m.to(o.dtype).expand(o.shape[0], -1, -1), o)
             if pending is not None:
                 out = out + pending
             if out.shape[1] == 1:
-                return out.view(x.shape)
+                return out.view(x.shape) if rests is None else out.view(x.shape) + rests[j]
             # split (not indexing): its backward is one cat, not a zero-fill per slice
             head, pending = out.split([1, out.shape[1] - 1], dim=1)
-            node = head.view(x.shape)
+            node = head.view(x.shape) if rests is None else head.view(x.shape) + rests[j]
         raise AssertionError("unreachable: the last source has exactly one destination")
 
     def forward(self, x: Tensor, weights: Tensor, chosen: object | None = None) -> Tensor:
         if chosen is not None:
-            raise ValueError("the fused NB201 cell has no discrete forward")
+            raise ValueError("the fused NB201 cell runs one-hot samples masked (mix with rests and used)")
         return self.mix(x, self.coefficients(weights))

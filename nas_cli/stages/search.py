@@ -32,6 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nas_cli.arch import ArchParameters
+from nas_cli.arch.hard_forward import FreezeUnselected, resolve_hard_forward
 from nas_cli.config import validate
 from nas_cli.data import BatchStream, DeviceData, load_dataset
 from nas_cli.data.splits import make_search_split
@@ -90,6 +91,8 @@ class SearchRun:
     selected: dict[str, torch.Tensor] | None = None
     #: data-parallel layout (world_size 1 = one process)
     world: dist.DistContext = dist.DistContext()
+    #: how one-hot samples run (runtime.hard_forward resolved: "selected" / "masked"; None for mixtures)
+    hard_forward: str | None = None
 
     def shard(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         """This rank's part of a global batch (the whole batch in one process)."""
@@ -110,11 +113,12 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     relax = RelaxationSpec(partial_channels=int(r.partial_channels), learn_edges=bool(r.learn_edges),
                            sampling=str(r.sampling))
     c, h, w = dataset.train_x.shape[1:]
-    model = space.build_supernet(dataset.num_classes, int(c), relax,
-                                 fused=bool(cfg.runtime.fused)).to(device)
+    graphs = uses_graphs(cfg, device)
+    hard_forward = resolve_hard_forward(cfg, graphs)
+    model = space.build_supernet(dataset.num_classes, int(c), relax, fused=bool(cfg.runtime.fused),
+                                 hard_forward=hard_forward or "selected").to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    graphs = uses_graphs(cfg, device)
     use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
     prec = str(cfg.runtime.precision)
     use_depthwise_impl(model, resolve_kernel_impl(str(cfg.runtime.depthwise), device, "runtime.depthwise",
@@ -131,6 +135,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     s = cfg.search
     w_opt = weight_sgd(model.parameters(), float(s.lr), float(s.momentum), float(s.weight_decay),
                        bool(s.nesterov), device, graphs)
+    if hard_forward == "masked":
+        FreezeUnselected(w_opt, model)  # unselected ops keep weights and momentum, as in a reference step
     a_opt = build_arch_optimizer(arch.param_groups(cfg.optimizer.lr, cfg.optimizer.edge_lr), cfg.optimizer)
     if graphs:
         make_capturable(a_opt)
@@ -175,7 +181,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         a_opt.set_horizon(arch_epochs * math.ceil(len(train_stream) / int(cfg.objective.inner_steps)))
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
-                     build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx)
+                     build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx,
+                     hard_forward=hard_forward)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -407,7 +414,9 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
         "w_opt": run.ctx.w_opt.state_dict(),
         # the same momentum under the model's state_dict names: resumable with the other runtime.fused
         "w_opt_by_name": optimizer_state_by_name(run.model, run.ctx.w_opt),
-        "fused": bool(run.cfg.runtime.fused),
+        # the parameter layout actually built (a one-hot "selected" supernet keeps per-edge cells)
+        "fused": _fused_layout(run),
+        "hard_forward": run.hard_forward,
         "a_opt": run.ctx.a_opt.state_dict(),
         "objective": run.objective.state_dict(),
         "rng": rng_state(),
@@ -419,12 +428,22 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
     }
 
 
+def _fused_layout(run: SearchRun) -> bool:
+    """Whether the supernet was built with fused cells (runtime.fused, unless a one-hot sample
+    runs its selected ops only: then the per-edge reference cells)."""
+    return bool(getattr(run.model, "fused", False))
+
+
 def _restore_weight_optimizer(run: SearchRun, ckpt: dict[str, Any]) -> None:
     """Positional optimizer state when the parameter layout is the checkpoint's; otherwise (the
-    run switched ``runtime.fused``) the momentum is re-laid out through the state_dict names."""
-    fused = bool(run.cfg.runtime.fused)
-    # older checkpoints have no "fused" entry but kept runtime.fused in their config
+    run switched ``runtime.fused`` or ``runtime.hard_forward``) the momentum is re-laid out
+    through the state_dict names."""
+    fused = _fused_layout(run)
+    # older checkpoints have no "fused" entry but kept runtime.fused in their config; before
+    # runtime.hard_forward ("hard_forward" entry) it was the setting, which one-hot supernets ignored
     saved = ckpt.get("fused", ckpt.get("config", {}).get("runtime", {}).get("fused"))
+    if run.hard_forward is not None and "hard_forward" not in ckpt:
+        saved = False
     if saved is not None and bool(saved) != fused:
         if "w_opt_by_name" not in ckpt:
             raise ConfigError(f"this checkpoint was written with runtime.fused={str(bool(saved)).lower()} by an "

@@ -98,6 +98,7 @@ def graph_blocker(cfg: Any, device: torch.device) -> str | None:
 
     Decided from the config alone (the classes the registries name), so ``build_run`` can pick the
     graph-ready weight optimizer before anything is built."""
+    from nas_cli.arch.hard_forward import masked_blocker
     from nas_cli.arch.sampling import SAMPLINGS
     from nas_cli.objectives import OBJECTIVES
     from nas_cli.optim import ARCH_OPTIMIZERS
@@ -111,7 +112,11 @@ def graph_blocker(cfg: Any, device: torch.device) -> str | None:
         return f"architecture optimizer '{cfg.optimizer.name}' keeps host-side state"
     sampling = str(cfg.method.relaxation.sampling)
     if SAMPLINGS.get(sampling).one_hot:
-        return f"'{sampling}' sampling selects ops on the host every step"
+        if str(cfg.runtime.hard_forward).lower() == "selected":
+            return f"'{sampling}' sampling selects ops on the host every step (runtime.hard_forward=selected)"
+        why = masked_blocker(cfg)
+        if why is not None:
+            return f"'{sampling}' sampling selects ops on the host every step ({why})"
     if dist.context().enabled:
         return "data-parallel search runs eagerly"
     return None

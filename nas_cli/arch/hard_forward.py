@@ -1,0 +1,115 @@
+"""``runtime.hard_forward``: how a one-hot sample (GDAS, GAEA GDAS, RS-WS) runs through the supernet.
+
+* ``selected`` -- the reference: only the sampled op of each edge runs.  Which op that is must be
+  known on the host, so every forward copies the sample's argmax to the host and the step runs
+  eagerly (on the H200 the NB201 GDAS step was host-bound at 0.055 s).
+* ``masked`` -- every op runs in the fused cells with the sample's entries, which are exact zeros
+  for the unselected ops, plus each node's zero-valued ``rest`` term (``nb201_fused.py``).  Same
+  value and same gradients as ``selected``; what would still differ is held back: BN running
+  statistics of unselected ops are not updated, and :class:`FreezeUnselected` keeps their weights
+  and momentum through the optimizer step (a reference step skips parameters without a gradient:
+  no weight decay, no momentum).  No host sync, so the step can be CUDA-graph replayed; it pays
+  the FLOPs of every op.
+* ``auto`` -- ``masked`` exactly when that lets the step be replayed from a CUDA graph.
+
+The masked form needs a space that implements it (NB201), its fused cells (``runtime.fused``) and
+a first-order objective: the other objectives step copies of the supernet with their own
+optimizers, which :class:`FreezeUnselected` does not cover.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nas_cli.errors import ConfigError
+
+MODES = ("auto", "selected", "masked")
+
+
+def one_hot_sampling(cfg: Any) -> bool:
+    """Whether the method draws one-hot samples (the setting matters only then)."""
+    from nas_cli.arch.sampling import SAMPLINGS
+
+    return bool(SAMPLINGS.get(str(cfg.method.relaxation.sampling)).one_hot)
+
+
+def masked_blocker(cfg: Any) -> str | None:
+    """Why this run's one-hot samples cannot run masked (None: they can)."""
+    from nas_cli.objectives import OBJECTIVES
+    from nas_cli.spaces import SPACES
+
+    if not getattr(SPACES.get(str(cfg.search_space.name)), "supports_masked_hard", False):
+        return f"the {cfg.search_space.name} space runs only the sampled op of each edge"
+    if not bool(cfg.runtime.fused):
+        return "the masked forward runs the fused cells (runtime.fused=false)"
+    if not getattr(OBJECTIVES.get(str(cfg.objective.name)), "graph_safe", False):
+        return f"objective '{cfg.objective.name}' steps supernet copies the masked forward does not cover"
+    return None
+
+
+def resolve_hard_forward(cfg: Any, graphs: bool) -> str | None:
+    """``selected`` / ``masked`` for one-hot sampling methods, None for mixtures.
+
+    ``graphs``: whether the step will be CUDA-graph replayed (``stepper.uses_graphs``, which
+    already counts a masked ``auto`` as capturable).  An explicit ``masked`` that cannot run is a
+    one-line ConfigError."""
+    if not one_hot_sampling(cfg):
+        return None
+    mode = str(cfg.runtime.hard_forward).lower()
+    if mode not in MODES:
+        raise ConfigError(f"runtime.hard_forward must be one of {', '.join(MODES)}, got '{mode}'")
+    if mode == "masked":
+        why = masked_blocker(cfg)
+        if why is not None:
+            raise ConfigError(f"runtime.hard_forward=masked: {why}; use runtime.hard_forward=auto or selected")
+        return "masked"
+    if mode == "auto" and graphs:
+        return "masked"
+    return "selected"
+
+
+class FreezeUnselected:
+    """Optimizer hooks that hold back the update of every op the last training forward did not select.
+
+    ``model.unselected_frozen()`` gives (parameter, row mask) pairs from that forward's sample.
+    The pre-hook saves those parameters and their momentum buffers, the post-hook puts the saved
+    values back where the mask is false -- exactly the reference step, which skips a parameter
+    whose gradient is None.  Momentum buffers are created as zeros before the first step: with
+    dampening 0 the first update ``0·momentum + d`` equals the reference's ``buf = d``, and it
+    keeps every parameter's state present, as fused (capturable) SGD requires.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
+        self.model = model
+        self._saved: list[tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor | None]] = []
+        self.handles = (optimizer.register_step_pre_hook(self._before),
+                        optimizer.register_step_post_hook(self._after))
+
+    def _before(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        with torch.no_grad():
+            for group in opt.param_groups:
+                if group.get("momentum", 0) and group.get("dampening", 0):
+                    raise ConfigError("the masked one-hot forward needs SGD without dampening")
+                if group.get("momentum", 0):
+                    for p in group["params"]:
+                        if p.grad is not None and opt.state[p].get("momentum_buffer") is None:
+                            opt.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            self._saved = []
+            for p, rows in self.model.unselected_frozen():  # type: ignore[operator]
+                buf = opt.state[p].get("momentum_buffer") if p in opt.state else None
+                self._saved.append((p, rows, p.detach().clone(), buf, None if buf is None else buf.clone()))
+
+    def _after(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+        with torch.no_grad():
+            for p, rows, p0, buf, buf0 in self._saved:
+                p.copy_(torch.where(rows, p, p0))
+                if buf is not None and buf0 is not None:
+                    buf.copy_(torch.where(rows, buf, buf0))
+        self._saved = []
+
+    def remove(self) -> None:
+        for h in self.handles:
+            h.remove()

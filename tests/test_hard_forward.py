@@ -1,0 +1,346 @@
+"""runtime.hard_forward: the masked one-hot forward (capturable GDAS) equals the reference one.
+
+The reference ("selected") runs only the sampled op per edge; the masked form runs every op through
+the fused NB201 cells with exact zeros for the others, holds back their BN statistics, and lets
+FreezeUnselected keep their weights and momentum.  Compared here, on CPU:
+
+* one forward/backward: logits, the gradient of every sample entry and of every weight
+  (unselected: exactly zero vs None), BN statistics and batch counters (exactly), after several
+  forwards with different samples;
+* SGD steps with momentum, nesterov and weight decay: every weight and momentum buffer, by
+  state_dict name (unselected ops untouched, exactly);
+* whole GDAS searches: the same architecture, genotype and final loss;
+* the settings: resolution, the graph blocker's answer, one-line errors.
+Gradient tolerances (atol 1e-5, rtol 1e-4) cover summation order only: a dropped rest term or a
+wrong row mask changes the results by orders of magnitude more (checked below).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from nas_cli.arch.hard_forward import FreezeUnselected, resolve_hard_forward
+from nas_cli.arch.sampling import SAMPLINGS
+from nas_cli.errors import ConfigError
+from nas_cli.runtime.optstate import optimizer_state_by_name
+from nas_cli.spaces.base import RelaxationSpec
+from nas_cli.spaces.nb201 import NB201SearchCell, NB201Space, NB201Supernet
+from nas_cli.spaces.nb201_fused import FusedNB201Cell
+from tests.conftest import assert_searches_match, make_cfg
+from tests.test_fused import grads_by_state_name
+from tests.test_fused import one_thread  # noqa: F401  (autouse: one torch thread for these tiny nets)
+from tests.test_nb201 import NB_TINY
+
+ATOL, RTOL = 1e-5, 1e-4
+
+
+def build_pair(cfg: dict | None = None, sampling: str = "hard") -> tuple[NB201Supernet, NB201Supernet]:
+    space = NB201Space(cfg or {"init_channels": 4, "cells_per_stage": 2})
+    torch.manual_seed(0)
+    ref = space.build_supernet(10, 3, RelaxationSpec(sampling=sampling))
+    torch.manual_seed(0)
+    masked = space.build_supernet(10, 3, RelaxationSpec(sampling=sampling), fused=True, hard_forward="masked")
+    assert isinstance(ref.cells[0], NB201SearchCell) and isinstance(masked.cells[0], FusedNB201Cell)
+    a, b = ref.state_dict(), masked.state_dict()
+    assert list(a) == list(b) and all(torch.equal(a[k], b[k]) for k in a)
+    return ref, masked
+
+
+def hard_sample(seed: int, n_ops: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits leaf, straight-through one-hot sample of them); the same seed gives the same sample."""
+    logits = torch.randn(6, n_ops, generator=torch.Generator().manual_seed(seed)).requires_grad_(True)
+    torch.manual_seed(100 + seed)
+    return logits, SAMPLINGS.get("hard")(logits.softmax(-1), logits.log_softmax(-1), 2.0, None)
+
+
+def images(seed: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(8, 3, 8, 8, generator=g), torch.randint(0, 10, (8,), generator=g)
+
+
+def all_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return grads_by_state_name(model, [p.grad if p.grad is not None else torch.zeros_like(p)
+                                       for p in model.parameters()])
+
+
+def forward_backward(model: NB201Supernet, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    logits, w = hard_sample(seed)
+    x, y = images(seed)
+    model.zero_grad(set_to_none=True)
+    out = model(x, {"cell": w})
+    torch.nn.functional.cross_entropy(out, y).backward()
+    assert logits.grad is not None
+    return out.detach(), logits.grad
+
+
+@pytest.mark.parametrize("cfg", [
+    {"init_channels": 4, "cells_per_stage": 2},
+    {"init_channels": 4, "cells_per_stage": 1, "exclude_zero": True},
+    {"init_channels": 4, "cells_per_stage": 1, "track_running_stats": False},
+], ids=["default", "no_zero", "no_running_stats"])
+def test_masked_forward_equals_selected(cfg: dict) -> None:
+    ref, masked = build_pair(cfg)
+    n_ops = len(ref.op_names)
+    for seed in range(4):  # several samples: statistics and counters of different ops move
+        logits, w = hard_sample(seed, n_ops)
+        logits2, w2 = hard_sample(seed, n_ops)
+        assert torch.equal(w, w2)
+        x, y = images(seed)
+        outs = []
+        for model, ww in ((ref, w), (masked, w2)):
+            model.zero_grad(set_to_none=True)
+            outs.append(model(x, {"cell": ww}))
+            torch.nn.functional.cross_entropy(outs[-1], y).backward()
+        torch.testing.assert_close(outs[1], outs[0], atol=ATOL, rtol=RTOL)
+        torch.testing.assert_close(logits2.grad, logits.grad, atol=ATOL, rtol=RTOL)
+        g_ref, g_masked = all_grads(ref), all_grads(masked)
+        for k in g_ref:
+            torch.testing.assert_close(g_masked[k], g_ref[k], atol=ATOL, rtol=RTOL, msg=k)
+        # the reference computes no gradient for unselected ops; the masked form exactly zero
+        for name, p in ref.named_parameters():
+            if p.grad is None:
+                assert float(g_masked[name].abs().max()) == 0.0, name
+        a, b = ref.state_dict(), masked.state_dict()
+        for k in a:  # batch counters exactly; BN statistics to rounding (1x1 convs run padded to 3x3)
+            if k.endswith("num_batches_tracked"):
+                assert torch.equal(a[k], b[k]), k
+            torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5, msg=k)
+    assert masked.last_used is not None and masked.last_used.sum() == 6
+    x, _ = images()
+    ref.eval(), masked.eval()
+    _, w = hard_sample(7, n_ops)
+    torch.testing.assert_close(masked(x, {"cell": w}), ref(x, {"cell": w}), atol=ATOL, rtol=RTOL)  # eval mode
+
+
+def test_comparison_catches_a_missing_rest_term(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without the nodes' rest terms the sample gradients differ far beyond the tolerance."""
+    ref, masked = build_pair()
+    _, g_ref = forward_backward(ref, 0)
+    mix = FusedNB201Cell.mix
+    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, used=None:
+                        mix(self, x, coefs, None, used))
+    _, g_bad = forward_backward(masked, 0)
+    assert float((g_bad - g_ref).abs().max()) > 100 * ATOL
+
+
+def sgd(model: torch.nn.Module) -> torch.optim.SGD:
+    return torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+
+
+def test_optimizer_steps_leave_unselected_ops_untouched() -> None:
+    ref, masked = build_pair()
+    opt_ref, opt_masked = sgd(ref), sgd(masked)
+    hook = FreezeUnselected(opt_masked, masked)
+    before = {k: v.clone() for k, v in masked.state_dict().items()}
+    for seed in range(3):
+        for model, opt in ((ref, opt_ref), (masked, opt_masked)):
+            forward_backward(model, seed)
+            opt.step()
+        a, b = ref.state_dict(), masked.state_dict()
+        for k in a:
+            torch.testing.assert_close(b[k], a[k], atol=ATOL, rtol=RTOL, msg=k)
+        ma = optimizer_state_by_name(ref, opt_ref)["momentum_buffer"]
+        mb = optimizer_state_by_name(masked, opt_masked)["momentum_buffer"]
+        for k in mb:  # never-selected ops: a zero buffer in the masked run, none in the reference
+            torch.testing.assert_close(mb[k], ma.get(k, torch.zeros_like(mb[k])), atol=ATOL, rtol=RTOL, msg=k)
+    # some op was never selected in 3 samples: its weights are exactly the initial ones
+    after = masked.state_dict()
+    unchanged = [k for k in after if k.endswith("op.1.weight") and torch.equal(after[k], before[k])]
+    assert unchanged
+    hook.remove()
+    forward_backward(masked, 5)
+    opt_masked.step()  # without the hooks weight decay moves every op: the hooks did the holding back
+    assert not any(torch.equal(masked.state_dict()[k], before[k]) for k in unchanged)
+
+
+def test_uniform_sampling_runs_masked() -> None:
+    ref, masked = build_pair(sampling="uniform")
+    x, _ = images()
+    torch.manual_seed(3)
+    w = SAMPLINGS.get("uniform")(torch.full((6, 5), 0.2), torch.zeros(6, 5), 1.0, None)
+    torch.testing.assert_close(masked(x, {"cell": w}), ref(x, {"cell": w}), atol=ATOL, rtol=RTOL)
+
+
+def test_masked_needs_fused_cells() -> None:
+    with pytest.raises(ConfigError, match="runtime.fused"):
+        NB201Space({"init_channels": 4}).build_supernet(10, 3, RelaxationSpec(sampling="hard"), hard_forward="masked")
+
+
+# ------------------------------------------------------------------ settings
+GDAS = [*NB_TINY, "method=gdas"]
+
+
+def test_resolution_and_graph_blocker() -> None:
+    from nas_cli.stages.stepper import graph_blocker
+
+    cuda = torch.device("cuda")
+    cfg = make_cfg(GDAS)
+    assert graph_blocker(cfg, cuda) is None  # auto: capturable through the masked form
+    assert resolve_hard_forward(cfg, graphs=True) == "masked"
+    assert resolve_hard_forward(cfg, graphs=False) == "selected"
+    assert resolve_hard_forward(make_cfg([*NB_TINY, "method=gaea_darts"]), graphs=True) is None  # mixture
+    for extra, why in ((["runtime.hard_forward=selected"], "hard_forward=selected"),
+                       (["runtime.fused=false"], "fused"),
+                       (["search_space=darts"], "darts space")):
+        reason = graph_blocker(make_cfg([*GDAS, *extra]), cuda)
+        assert reason is not None and why in reason, reason
+        assert resolve_hard_forward(make_cfg([*GDAS, *extra]), graphs=False) == "selected"
+    assert resolve_hard_forward(make_cfg([*GDAS, "runtime.hard_forward=masked"]), graphs=False) == "masked"
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["search_space=darts"], "darts space"),
+    (["runtime.fused=false"], "runtime.fused"),
+    (["objective=bilevel_unrolled"], "objective 'bilevel_unrolled'"),
+])
+def test_masked_errors_are_one_line(extra: list[str], match: str) -> None:
+    with pytest.raises(ConfigError, match=match) as e:
+        resolve_hard_forward(make_cfg([*GDAS, "runtime.hard_forward=masked", *extra]), graphs=False)
+    assert "\n" not in str(e.value)
+
+
+def test_bad_value_is_rejected() -> None:
+    from nas_cli.config import validate
+
+    with pytest.raises(ConfigError, match="runtime.hard_forward"):
+        validate(make_cfg([*GDAS, "runtime.hard_forward=all"]))
+
+
+def test_tau_reaches_the_sampler_as_a_device_tensor() -> None:
+    from nas_cli.arch import ArchParameters
+    from nas_cli.spaces.base import ArchTensorSpec
+
+    arch = ArchParameters([ArchTensorSpec("cell", (6, 5), "ops")], "logits", "hard")
+    arch.tau = 0.25
+    assert arch.tau == 0.25 and float(arch.tau_tensor) == 0.25
+    assert "tau_tensor" not in arch.state_dict()
+
+
+# ------------------------------------------------------------------ whole searches
+@pytest.mark.parametrize("method", ["gdas", "gaea_gdas"])
+def test_tiny_search_masked_equals_selected(method: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas_cli.stages.search import run_search
+
+    calls = []
+    mix = FusedNB201Cell.mix
+    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, *a: calls.append(1) or mix(self, *a))
+    results = {}
+    for masked in (True, False):
+        out = tmp_path / str(masked)
+        n0 = len(calls)
+        cfg = make_cfg([*NB_TINY, f"method={method}", "runtime.num_threads=1",
+                        f"runtime.hard_forward={'masked' if masked else 'selected'}"])
+        summary = run_search(cfg, out)
+        assert (len(calls) > n0) == masked
+        ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+        results[masked] = (summary["genotype"], ckpt["arch"], ckpt["model"], summary)
+    assert_searches_match(results, 1e-5)
+    (_, _, m1, _), (_, _, m2, _) = results[True], results[False]
+    for k in m1:
+        torch.testing.assert_close(m1[k].float(), m2[k].float(), atol=1e-4, rtol=1e-3, msg=k)
+
+
+@pytest.mark.parametrize("first, then", [("masked", "selected"), ("selected", "masked")])
+def test_resume_with_the_other_hard_forward(first: str, then: str, tmp_path: Path) -> None:
+    """A GDAS search stopped after epoch 1 resumes with the other layout (fused masked cells vs
+    per-edge reference cells) and ends where the uninterrupted run ends: the momentum is re-laid
+    out through the state_dict names (a positional load would not fit the other layout)."""
+    import numpy as np
+
+    from nas_cli.stages.search import run_search
+
+    common = [*NB_TINY, "method=gdas", "runtime.num_threads=1", "search.epochs=3"]
+    full = run_search(make_cfg([*common, f"runtime.hard_forward={first}"]), tmp_path / "full")
+    part = run_search(make_cfg([*common, f"runtime.hard_forward={first}", "search.stop_after=1"]), tmp_path / "r")
+    assert part["status"] == "partial"
+    assert torch.load(tmp_path / "r/checkpoint.pt", weights_only=True)["fused"] == (first == "masked")
+    resumed = run_search(make_cfg([*common, f"runtime.hard_forward={then}"]), tmp_path / "r")
+    assert resumed["status"] == "complete" and resumed["genotype"] == full["genotype"]
+    assert abs(resumed["final"]["train_loss"] - full["final"]["train_loss"]) < 1e-3
+    a, b = np.load(tmp_path / "full/arch_history.npz"), np.load(tmp_path / "r/arch_history.npz")
+    for k in a.files:
+        np.testing.assert_allclose(b[k], a[k], atol=1e-5, rtol=1e-3)
+
+
+def test_old_one_hot_checkpoint_counts_as_reference_layout(tmp_path: Path) -> None:
+    """Checkpoints from before runtime.hard_forward recorded runtime.fused (true) for one-hot runs,
+    whose supernets had per-edge cells: resuming them masked re-lays the momentum out by name."""
+    from nas_cli.stages.search import run_search
+
+    common = [*NB_TINY, "method=gdas", "runtime.num_threads=1", "search.epochs=2"]
+    run_search(make_cfg([*common, "runtime.hard_forward=selected", "search.stop_after=1"]), tmp_path / "r")
+    path = tmp_path / "r/checkpoint.pt"
+    ckpt = torch.load(path, weights_only=False)
+    ckpt["fused"] = True  # what the old code wrote
+    del ckpt["hard_forward"]
+    torch.save(ckpt, path)
+    resumed = run_search(make_cfg([*common, "runtime.hard_forward=masked"]), tmp_path / "r")
+    assert resumed["status"] == "complete"
+
+
+# ------------------------------------------------------------------ CUDA graphs (GPU only)
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+GPU_TINY = [*NB_TINY, "runtime.device=cuda", "runtime.deterministic=true", "runtime.batchnorm=native"]
+
+
+def _gdas_steps(run, n: int, tau_after: dict[int, float] | None = None) -> list[float]:
+    from nas_cli.objectives import Batch
+    from nas_cli.stages.stepper import build_search_stepper
+
+    stepper = build_search_stepper(run)
+    run.model.train()
+    losses = []
+    batches = run.train_stream.forever()
+    for i in range(n):
+        if tau_after and i in tau_after:
+            run.arch.tau = tau_after[i]
+        x, y = next(batches)
+        losses.append(float(stepper(Batch(x, y), lambda: Batch(*run.arch_stream.sample()), True).loss))
+    return losses
+
+
+@gpu
+@pytest.mark.parametrize("method", ["gdas", "gaea_gdas"])
+def test_graph_replayed_masked_steps_match_eager_selected(method: str, tmp_path: Path) -> None:
+    """Eight GDAS steps (2 eager warm-up, capture, replays) with the masked forward track the eager
+    reference (selected ops only, per-edge cells): same losses and architecture movement.  The
+    Gumbel draws come from the CUDA generator in both (graph replays advance its offset as eager
+    calls do)."""
+    from nas_cli.stages.search import build_run
+    from nas_cli.stages.stepper import CudaGraphStepper, EagerStepper, build_search_stepper
+
+    results = {}
+    for mode in ("graph", "eager"):
+        extra = ["runtime.cuda_graphs=true"] if mode == "graph" else ["runtime.cuda_graphs=false",
+                                                                      "runtime.hard_forward=selected"]
+        run = build_run(make_cfg([*GPU_TINY, f"method={method}", *extra]), tmp_path / mode)
+        assert run.hard_forward == ("masked" if mode == "graph" else "selected")
+        assert isinstance(build_search_stepper(run), CudaGraphStepper if mode == "graph" else EagerStepper)
+        initial = {k: v.detach().cpu().clone() for k, v in run.arch.raw.items()}
+        losses = _gdas_steps(run, 8)
+        results[mode] = (torch.tensor(losses), {k: v.detach().cpu() - initial[k] for k, v in run.arch.raw.items()})
+    (lg, dg), (le, de) = results["graph"], results["eager"]
+    torch.testing.assert_close(lg[:3], le[:3], rtol=1e-4, atol=1e-4, msg=lambda m: f"{m}\n{lg}\n{le}")
+    torch.testing.assert_close(lg, le, rtol=3e-3, atol=3e-3, msg=lambda m: f"{m}\n{lg}\n{le}")
+    for k in de:
+        assert de[k].abs().max() > 0
+        assert torch.nn.functional.cosine_similarity(dg[k].flatten(), de[k].flatten(), dim=0) > 0.9, k
+
+
+@gpu
+def test_graph_replay_reads_the_current_tau(tmp_path: Path) -> None:
+    """The temperature lives in a device tensor: changing it after the capture changes the replayed
+    steps (a Python float would have been baked into the graph).  Two identical runs agree exactly,
+    so the difference is the temperature's."""
+    from nas_cli.stages.search import build_run
+
+    finals = {}
+    for name, taus in (("a", None), ("b", None), ("hot", {4: 50.0})):
+        run = build_run(make_cfg([*GPU_TINY, "method=gdas", "runtime.cuda_graphs=true"]), tmp_path / name)
+        _gdas_steps(run, 7, taus)
+        finals[name] = torch.cat([v.detach().cpu().flatten() for v in run.arch.raw.values()])
+    assert torch.equal(finals["a"], finals["b"])
+    assert not torch.equal(finals["a"], finals["hot"])
