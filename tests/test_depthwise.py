@@ -97,6 +97,24 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
     assert r["native_pointwise_impls"] == ["native"] and r["triton_pointwise_impls"] == ["triton"]
 
 
+def assert_opcheck(r: dict[str, Any]) -> None:
+    assert len(r) == 10, sorted(r)  # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient
+    for name, result in r.items():
+        assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
+                          "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)
+
+
+@needs_triton
+def test_custom_ops_pass_opcheck_interpreted(tmp_path: Path) -> None:
+    assert_opcheck(run_worker("opcheck", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_custom_ops_pass_opcheck_cuda(tmp_path: Path) -> None:
+    assert_opcheck(run_worker("opcheck", tmp_path, device="cuda"))
+
+
 @needs_triton
 @pytest.mark.slow
 def test_search_steps_match_native_interpreted(tmp_path: Path) -> None:

@@ -213,12 +213,14 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: in
     part = torch.empty((slices, c, taps), device=x.device, dtype=torch.float32)
     _bwd_weight_kernel[(c, slices)](x, gy, part, per, n, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d,
                                     TAPS=taps, R=rows, WP=wp)
-    return part.sum(0)[:, : k * k].reshape(w.shape).to(w.dtype)
+    # contiguous, as the fake says: the tap slice of the padded sums is a strided view, and
+    # torch.compile checks real strides against the fake ones
+    return part.sum(0)[:, : k * k].reshape(w.shape).to(w.dtype).contiguous()
 
 
 @_grad_weight.register_fake
 def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
-    return torch.empty_like(w)
+    return torch.empty_like(w, memory_format=torch.contiguous_format)
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:

@@ -131,7 +131,7 @@ def matmul_weight_grad(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
     n, _, h, wd = x.shape
     co, ci = w.shape[0] // groups, w.shape[1]
     per_image = torch.matmul(gy.reshape(n, groups, co, h * wd), x.reshape(n, groups, ci, h * wd).transpose(-1, -2))
-    return per_image.sum(0).reshape(w.shape).to(w.dtype)
+    return per_image.sum(0).reshape(w.shape).to(w.dtype).contiguous()
 
 
 def triton_weight_grad(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
@@ -145,7 +145,7 @@ def triton_weight_grad(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
     part = torch.empty((slices, groups, co_p, ci_p), device=x.device, dtype=torch.float32)
     _wgrad_kernel[(groups, slices)](x, gy, part, per, n, h * wd, groups, CI=ci, CO=co, CI_P=ci_p, CO_P=co_p,
                                     BLOCK=_WBLOCK)
-    return part.sum(0)[:, :co, :ci].reshape(w.shape).to(w.dtype)
+    return part.sum(0)[:, :co, :ci].reshape(w.shape).to(w.dtype).contiguous()
 
 
 @torch.library.custom_op("nas_cli::grouped_pointwise_grad_weight", mutates_args=())
@@ -157,7 +157,7 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
 
 @_grad_weight.register_fake
 def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, groups: int) -> Tensor:
-    return torch.empty_like(w)
+    return torch.empty_like(w, memory_format=torch.contiguous_format)
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
