@@ -170,3 +170,31 @@ def test_lr_tensor_survives_set_lr_and_checkpoint_loads() -> None:
     plain = torch.optim.SGD([torch.nn.Parameter(torch.zeros(3))], lr=0.1)
     load_optimizer_state(plain, saved.state_dict())  # float lrs load as usual
     assert float(plain.param_groups[0]["lr"]) == pytest.approx(0.02)
+
+
+@gpu
+@pytest.mark.parametrize("method", ["gaea_pcdarts", "gdas"])
+def test_graph_replayed_evaluation_matches_eager(tmp_path: Path, method: str) -> None:
+    """Validation forwards replayed from CUDA graphs (full batches and the partial last one) give
+    the eager metrics, also after the weights and the selected architecture changed (both are read
+    from memory the graph copies into or updates in place)."""
+    from nas_cli.stages.search import _evaluate, _test_batches
+
+    extra = ["search_space=nb201", "search_space.init_channels=4", "search_space.cells_per_stage=1"] \
+        if method == "gdas" else []
+    run = _run(tmp_path, f"method={method}", *extra, "runtime.device=cuda", "runtime.cuda_graphs=true",
+               "runtime.deterministic=true", "search.eval_batch_size=48")
+    assert run.eval_graph is not None
+    graph = run.eval_graph
+    for round_ in range(2):
+        _steps(run, 3)
+        run.selected = run.selector(run, round_)
+        results = {}
+        for mode in ("graph", "eager"):
+            run.eval_graph = graph if mode == "graph" else None
+            # the test split: fixed batches (the validation stream draws new augmentations)
+            results[mode] = [_evaluate(run, _test_batches(run), None) for _ in range(2)]
+        run.eval_graph = graph
+        for (lg, ag), (le, ae) in zip(results["graph"], results["eager"]):
+            assert lg == pytest.approx(le, rel=1e-5, abs=1e-6) and ag == pytest.approx(ae, abs=1e-6)
+    assert len(graph.graphs) >= 1 and all(g.captured for g in graph.graphs.values())

@@ -46,7 +46,7 @@ from nas_cli.runtime.checkpoint import (config_diff, config_fingerprint, load_ch
 from nas_cli.runtime.console import console, kv_table, make_progress
 from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
-from nas_cli.runtime.graphs import load_optimizer_state, make_capturable, weight_sgd
+from nas_cli.runtime.graphs import GraphedForward, load_optimizer_state, make_capturable, weight_sgd
 from nas_cli.runtime.optstate import load_optimizer_state_by_name, optimizer_state_by_name
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
@@ -93,6 +93,16 @@ class SearchRun:
     world: dist.DistContext = dist.DistContext()
     #: how one-hot samples run (runtime.hard_forward resolved: "selected" / "masked"; None for mixtures)
     hard_forward: str | None = None
+    #: eval-mode forwards of the supernet replayed from CUDA graphs (runs whose step is graph-replayed)
+    eval_graph: GraphedForward | None = None
+
+    def eval_forward(self, x: torch.Tensor, arch_weights: dict[str, torch.Tensor],
+                     model: torch.nn.Module) -> torch.Tensor:
+        """Logits of an evaluation forward (validation, test, candidate scoring; caller sets eval
+        mode and no_grad): from a CUDA graph when the run replays its steps, else eagerly."""
+        if self.eval_graph is not None and model is self.model:
+            return self.eval_graph(x, arch_weights)
+        return self.ctx.forward(x, arch_weights, model)
 
     def shard(self, x: torch.Tensor, y: torch.Tensor) -> Batch:
         """This rank's part of a global batch (the whole batch in one process)."""
@@ -182,7 +192,8 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
                      build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx,
-                     hard_forward=hard_forward)
+                     hard_forward=hard_forward,
+                     eval_graph=GraphedForward(lambda x, aw: ctx.forward(x, aw, model)) if graphs else None)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -200,7 +211,7 @@ def _evaluate(run: SearchRun, batches: Any, max_batches: int | None) -> tuple[fl
     model.eval()
     aw = _eval_weights(run)
     try:
-        return evaluate(lambda x: run.ctx.forward(x, aw, model), _rank_rows(run, batches), run.device,
+        return evaluate(lambda x: run.eval_forward(x, aw, model), _rank_rows(run, batches), run.device,
                         max_batches, finish=lambda acc: dist.reduce_metrics(acc, run.world))
     finally:
         model.train(was_training)

@@ -85,7 +85,7 @@ class RandomCandidates(Selector):
                     w = {k: (uniform(v, v, 1.0, gen) if run.arch.specs[k].kind == "ops" else v)
                          for k, v in probs.items()}
                     cands.append(w)
-                    correct.append((run.ctx.forward(x, w, model).argmax(1) == y).sum())
+                    correct.append((run.eval_forward(x, w, model).argmax(1) == y).sum())
         finally:
             model.train(was_training)
         best = int(torch.stack(correct).argmax())  # first maximum; one host sync for all candidates
