@@ -304,13 +304,18 @@ def _gdas_steps(run, n: int, tau_after: dict[int, float] | None = None) -> list[
 
 @gpu
 @pytest.mark.parametrize("method", ["gdas", "gaea_gdas"])
-def test_graph_replayed_masked_steps_match_eager_selected(method: str, tmp_path: Path) -> None:
+def test_graph_replayed_masked_steps_match_eager_selected(method: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Eight GDAS steps (2 eager warm-up, capture, replays) with the masked forward track the eager
     reference (selected ops only, per-edge cells): same losses and architecture movement.  The
     Gumbel draws come from the CUDA generator in both (graph replays advance its offset as eager
-    calls do)."""
+    calls do).  TF32 off: the two layouts run differently shaped convs (a merged 3x3+1x1 conv vs
+    one per edge), whose TF32 roundings differ by ~1e-3."""
     from nas_cli.stages.search import build_run
     from nas_cli.stages.stepper import CudaGraphStepper, EagerStepper, build_search_stepper
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
 
     results = {}
     for mode in ("graph", "eager"):
@@ -327,7 +332,8 @@ def test_graph_replayed_masked_steps_match_eager_selected(method: str, tmp_path:
     torch.testing.assert_close(lg, le, rtol=3e-3, atol=3e-3, msg=lambda m: f"{m}\n{lg}\n{le}")
     for k in de:
         assert de[k].abs().max() > 0
-        assert torch.nn.functional.cosine_similarity(dg[k].flatten(), de[k].flatten(), dim=0) > 0.9, k
+        cos = torch.nn.functional.cosine_similarity(dg[k].flatten(), de[k].flatten(), dim=0)
+        assert cos > 0.9, (k, float(cos), dg[k], de[k])
 
 
 @gpu
