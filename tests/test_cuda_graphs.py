@@ -180,10 +180,15 @@ def test_graph_replayed_evaluation_matches_eager(tmp_path: Path, method: str) ->
     from memory the graph copies into or updates in place)."""
     from nas_cli.stages.search import _evaluate, _test_batches
 
-    extra = ["search_space=nb201", "search_space.init_channels=4", "search_space.cells_per_stage=1"] \
-        if method == "gdas" else []
-    run = _run(tmp_path, f"method={method}", *extra, "runtime.device=cuda", "runtime.cuda_graphs=true",
-               "runtime.deterministic=true", "search.eval_batch_size=48")
+    from tests.test_nb201 import NB_TINY
+
+    common = ["runtime.device=cuda", "runtime.cuda_graphs=true", "runtime.deterministic=true",
+              "search.eval_batch_size=48"]
+    if method == "gdas":  # NB201: the masked one-hot forward
+        run = build_run(make_cfg([*NB_TINY, "method=gdas", "dataset.num_test=128", *common]), tmp_path)
+        assert run.hard_forward == "masked"
+    else:
+        run = _run(tmp_path, f"method={method}", *common)
     assert run.eval_graph is not None
     graph = run.eval_graph
     for round_ in range(2):
