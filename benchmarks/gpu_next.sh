@@ -3,7 +3,8 @@
 # could not measure. (1) the graph-replayed validation pass against the eager one, and a full-data
 # GAEA PC-DARTS epoch with a warm Triton cache; (2) the NB201 GDAS case of the graph-replayed
 # evaluation test; (3) NB201 steps in fp32 with channels_last (cuDNN's NCHW<->NHWC conversions were
-# about 13 % of the NB201 GAEA DARTS step's device time). Needs .whl and .devdata.
+# about 13 % of the NB201 GAEA DARTS step's device time). Needs .whl and .devdata. (The call this
+# file held before -- the NHWC-depthwise experiment -- ran on 2026-12-02, third session: docs/speed.md.)
 set -u
 source benchmarks/device_env.sh
 python3 .devdata/prepare.py .devdata >/dev/null
