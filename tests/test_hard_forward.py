@@ -235,6 +235,10 @@ def test_tiny_search_masked_equals_selected(method: str, tmp_path: Path, monkeyp
                         f"runtime.hard_forward={'masked' if masked else 'selected'}"])
         summary = run_search(cfg, out)
         assert (len(calls) > n0) == masked
+        # summary.json records what the settings resolved to
+        assert summary["execution"] == {"cuda_graphs": False, "fused_cells": masked, "batchnorm": "native",
+                                        "depthwise": "native", "pointwise": "native",
+                                        "hard_forward": "masked" if masked else "selected"}
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         results[masked] = (summary["genotype"], ckpt["arch"], ckpt["model"], summary)
     assert_searches_match(results, 1e-5)

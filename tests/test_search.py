@@ -45,6 +45,9 @@ def _check_outputs(out: Path, epochs: int, method: str) -> dict:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "complete" and summary["method"] == method
     assert summary["genotype"] == geno
+    ex = summary["execution"]  # the auto settings resolved (CPU: eager, native kernels; mixtures: no one-hot mode)
+    assert ex["cuda_graphs"] is False and ex["batchnorm"] == ex["depthwise"] == ex["pointwise"] == "native"
+    assert "hard_forward" not in ex and isinstance(ex["fused_cells"], bool)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ckpt["epoch"] == epochs
     return summary

@@ -93,6 +93,8 @@ class SearchRun:
     world: dist.DistContext = dist.DistContext()
     #: how one-hot samples run (runtime.hard_forward resolved: "selected" / "masked"; None for mixtures)
     hard_forward: str | None = None
+    #: what the auto settings resolved to ({"cuda_graphs": ..., "batchnorm": ..., "depthwise": ...})
+    execution: dict[str, Any] | None = None
     #: eval-mode forwards of the supernet replayed from CUDA graphs (runs whose step is graph-replayed)
     eval_graph: GraphedForward | None = None
 
@@ -129,12 +131,20 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                                  hard_forward=hard_forward or "selected").to(device)
     if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    use_batchnorm_impl(model, resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs))
     prec = str(cfg.runtime.precision)
-    use_depthwise_impl(model, resolve_kernel_impl(str(cfg.runtime.depthwise), device, "runtime.depthwise",
-                                                  replayed=graphs, precision=prec))
-    use_pointwise_impl(model, resolve_kernel_impl(str(cfg.runtime.pointwise), device, "runtime.pointwise",
-                                                  replayed=graphs, precision=prec))
+    # what the auto settings resolved to: shown in the run header and kept in summary.json
+    execution: dict[str, Any] = {
+        "cuda_graphs": graphs, "fused_cells": bool(getattr(model, "fused", False)),
+        "batchnorm": resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs),
+        "depthwise": resolve_kernel_impl(str(cfg.runtime.depthwise), device, "runtime.depthwise",
+                                         replayed=graphs, precision=prec),
+        "pointwise": resolve_kernel_impl(str(cfg.runtime.pointwise), device, "runtime.pointwise",
+                                         replayed=graphs, precision=prec),
+        **({"hard_forward": hard_forward} if hard_forward else {}),
+    }
+    use_batchnorm_impl(model, execution["batchnorm"])
+    use_depthwise_impl(model, execution["depthwise"])
+    use_pointwise_impl(model, execution["pointwise"])
     if dctx.enabled and cfg.runtime.sync_bn:
         use_sync_batchnorm(model)  # before the objective copies the model (Moreau, F2BA)
     if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):
@@ -192,7 +202,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
                      build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx,
-                     hard_forward=hard_forward,
+                     hard_forward=hard_forward, execution=execution,
                      eval_graph=GraphedForward(lambda x, aw: ctx.forward(x, aw, model)) if graphs else None)
 
 
@@ -321,7 +331,11 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         ("method", cfg.method.name), ("space", cfg.search_space.name), ("dataset", cfg.dataset.name),
         ("optimizer", cfg.optimizer.name), ("objective", cfg.objective.name), ("seed", cfg.seed),
         ("device", str(run.device) + (f" x {world.world_size} processes" if world.enabled else "")),
-        ("step", stepper.name), ("supernet params", f"{n_params:,}"), ("output", str(out_dir))]))
+        ("step", stepper.name), ("kernels", _execution_text(run)), ("supernet params", f"{n_params:,}"),
+        ("output", str(out_dir))]))
+    if "triton" in (run.execution or {}).values():
+        console.print("[dim]Triton kernels are compiled on their first use on a machine (about a minute "
+                      "before the first steps; cached for later runs)[/dim]")
 
     inner = int(cfg.objective.inner_steps)
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
@@ -525,6 +539,8 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
         "device": env.get("gpu", str(run.device)),
         "config_fingerprint": fingerprint,
         "extra_memory_bytes": run.objective.extra_memory_bytes(),
+        # how it executed (the auto settings resolved; the same math either way)
+        "execution": dict(run.execution or {}),
     }
     for hook in run.hooks:
         summary.update(hook.on_finish(run, summary))
@@ -533,6 +549,15 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
     _print_summary(summary, run.out_dir)
     dist.barrier(run.world)  # no rank returns (and maybe starts the next stage) before the files exist
     return summary
+
+
+def _execution_text(run: SearchRun) -> str:
+    """``fused, bn function2, dw triton, ...``: what executes the step (``runtime.*`` resolved)."""
+    ex = run.execution or {}
+    names = {"batchnorm": "bn", "depthwise": "dw", "pointwise": "pw", "hard_forward": "one-hot"}
+    parts = ["fused" if ex.get("fused_cells") else "per-edge"]
+    parts += [f"{names[k]} {v}" for k, v in ex.items() if k in names]
+    return ", ".join(parts)
 
 
 def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
