@@ -354,3 +354,19 @@ def test_graph_replay_reads_the_current_tau(tmp_path: Path) -> None:
         finals[name] = torch.cat([v.detach().cpu().flatten() for v in run.arch.raw.values()])
     assert torch.equal(finals["a"], finals["b"])
     assert not torch.equal(finals["a"], finals["hot"])
+
+
+@pytest.mark.parametrize("impl", ["function", "function2"])
+def test_masked_statistics_with_the_graph_bn_kernels(impl: str) -> None:
+    """Graph-replayed steps use runtime.batchnorm=function2 (auto): the masked running-statistics
+    update works through every BN kernel (they update the copies _BN hands them)."""
+    from nas_cli.spaces.batchnorm import use_batchnorm_impl
+
+    ref, masked = build_pair()
+    use_batchnorm_impl(masked, impl)
+    for seed in range(3):
+        forward_backward(ref, seed)
+        forward_backward(masked, seed)
+    a, b = ref.state_dict(), masked.state_dict()
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], atol=1e-6, rtol=1e-5, msg=k)
