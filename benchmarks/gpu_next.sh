@@ -3,7 +3,8 @@
 # could not measure. (1) the graph-replayed validation pass against the eager one, and a full-data
 # GAEA PC-DARTS epoch with a warm Triton cache; (2) the NB201 GDAS case of the graph-replayed
 # evaluation test; (3) NB201 steps in fp32 with channels_last (cuDNN's NCHW<->NHWC conversions were
-# about 13 % of the NB201 GAEA DARTS step's device time). Needs .whl and .devdata. (The call this
+# about 13 % of the NB201 GAEA DARTS step's device time); (4) the average-pooling experiment
+# (benchmarks/pool_kernels.py; avg_pool2d was 16 % of that step's device time). Needs .whl and .devdata. (The call this
 # file held before -- the NHWC-depthwise experiment -- ran on 2026-12-02, third session: docs/speed.md.)
 set -u
 source benchmarks/device_env.sh
@@ -23,5 +24,7 @@ stamp nb201-channels-last
 B="python3 -m nas_cli.bench --steps 10 --warmup 4"
 timeout 90 $B --workloads nb201_gaea_darts nb201_gdas runtime.channels_last=true --json $OUT/nb201_cl.json >/dev/null 2>&1
 python3 benchmarks/summarize.py $OUT/nb201_cl.json | cut -c1-250
+stamp pool-experiment
+timeout 120 python3 benchmarks/pool_kernels.py 2>&1 | grep -v Warning | tail -8
 stamp end
 rm -rf $OUT/search_full/.hydra; find $OUT -name checkpoint.pt -delete
