@@ -140,9 +140,13 @@ class HardSelection:
     @staticmethod
     def of(weights: Tensor) -> "HardSelection":
         (edges,) = HardEdges.of(weights)
+        return HardSelection(edges, HardSelection.node_sums(edges.rest_vec))
+
+    @staticmethod
+    def node_sums(per_edge: Tensor) -> tuple[Tensor, ...]:
+        """Per node 1..3, the sum of a (6,) per-edge vector over the node's incoming edges."""
         # NB201_EDGES is sorted by target node: node i's i incoming edges are consecutive
-        sizes = list(range(1, NB201_NODES))
-        return HardSelection(edges, tuple(part.sum() for part in edges.rest_vec.split(sizes)))
+        return tuple(part.sum() for part in per_edge.split(list(range(1, NB201_NODES))))
 
 
 class NB201SearchCell(nn.Module):
@@ -292,7 +296,7 @@ class NB201Supernet(_Macro):
         used = torch.nn.functional.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
         picked = w * used
         rest = w.sum(1) - picked.sum(1)
-        rests = [part.sum() for part in rest.split(list(range(1, NB201_NODES)))]
+        rests = HardSelection.node_sums(rest)
         if self.training:
             self.last_used = used
         mixer = self.cells[self._mixer]

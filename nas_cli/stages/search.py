@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +91,22 @@ class SearchRun:
     selected: dict[str, torch.Tensor] | None = None
     #: data-parallel layout (world_size 1 = one process)
     world: dist.DistContext = dist.DistContext()
-    #: how one-hot samples run (runtime.hard_forward resolved: "selected" / "masked"; None for mixtures)
-    hard_forward: str | None = None
-    #: what the auto settings resolved to ({"cuda_graphs": ..., "batchnorm": ..., "depthwise": ...})
-    execution: dict[str, Any] | None = None
+    #: what the auto settings resolved to ({"cuda_graphs", "fused_cells", "batchnorm", "depthwise",
+    #: "pointwise", and "hard_forward" for one-hot methods}): run header, summary.json, checkpoints
+    execution: dict[str, Any] = field(default_factory=dict)
     #: eval-mode forwards of the supernet replayed from CUDA graphs (runs whose step is graph-replayed)
     eval_graph: GraphedForward | None = None
+
+    @property
+    def hard_forward(self) -> str | None:
+        """How one-hot samples run ("selected" / "masked"; None for mixtures)."""
+        return self.execution.get("hard_forward")
+
+    @property
+    def fused_cells(self) -> bool:
+        """Whether the supernet was built with fused cells (runtime.fused, unless a one-hot sample
+        runs its selected ops only: then the per-edge reference cells)."""
+        return bool(self.execution.get("fused_cells"))
 
     def eval_forward(self, x: torch.Tensor, arch_weights: dict[str, torch.Tensor],
                      model: torch.nn.Module) -> torch.Tensor:
@@ -202,7 +212,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     return SearchRun(cfg, out_dir, device, space, relax, model, arch, objective, ctx, train_stream, arch_stream,
                      val_stream, test, dataset.num_classes, build_selector(cfg.method.selector),
                      build_epoch_hooks(cfg, space), ARCH_OPTIMIZERS.get(cfg.optimizer.name).trains, world=dctx,
-                     hard_forward=hard_forward, execution=execution,
+                     execution=execution,
                      eval_graph=GraphedForward(lambda x, aw: ctx.forward(x, aw, model)) if graphs else None)
 
 
@@ -333,7 +343,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
         ("device", str(run.device) + (f" x {world.world_size} processes" if world.enabled else "")),
         ("step", stepper.name), ("kernels", _execution_text(run)), ("supernet params", f"{n_params:,}"),
         ("output", str(out_dir))]))
-    if "triton" in (run.execution or {}).values():
+    if "triton" in run.execution.values():
         console.print("[dim]Triton kernels are compiled on their first use on a machine (about a minute "
                       "before the first steps; cached for later runs)[/dim]")
 
@@ -440,7 +450,7 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
         # the same momentum under the model's state_dict names: resumable with the other runtime.fused
         "w_opt_by_name": optimizer_state_by_name(run.model, run.ctx.w_opt),
         # the parameter layout actually built (a one-hot "selected" supernet keeps per-edge cells)
-        "fused": _fused_layout(run),
+        "fused": run.fused_cells,
         "hard_forward": run.hard_forward,
         "a_opt": run.ctx.a_opt.state_dict(),
         "objective": run.objective.state_dict(),
@@ -453,17 +463,11 @@ def _snapshot(run: SearchRun, state: dict[str, Any], fingerprint: str, flat_cfg:
     }
 
 
-def _fused_layout(run: SearchRun) -> bool:
-    """Whether the supernet was built with fused cells (runtime.fused, unless a one-hot sample
-    runs its selected ops only: then the per-edge reference cells)."""
-    return bool(getattr(run.model, "fused", False))
-
-
 def _restore_weight_optimizer(run: SearchRun, ckpt: dict[str, Any]) -> None:
     """Positional optimizer state when the parameter layout is the checkpoint's; otherwise (the
     run switched ``runtime.fused`` or ``runtime.hard_forward``) the momentum is re-laid out
     through the state_dict names."""
-    fused = _fused_layout(run)
+    fused = run.fused_cells
     # older checkpoints have no "fused" entry but kept runtime.fused in their config; before
     # runtime.hard_forward ("hard_forward" entry) it was the setting, which one-hot supernets ignored
     saved = ckpt.get("fused", ckpt.get("config", {}).get("runtime", {}).get("fused"))
@@ -540,7 +544,7 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
         "config_fingerprint": fingerprint,
         "extra_memory_bytes": run.objective.extra_memory_bytes(),
         # how it executed (the auto settings resolved; the same math either way)
-        "execution": dict(run.execution or {}),
+        "execution": dict(run.execution),
     }
     for hook in run.hooks:
         summary.update(hook.on_finish(run, summary))
@@ -553,10 +557,9 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
 
 def _execution_text(run: SearchRun) -> str:
     """``fused, bn function2, dw triton, ...``: what executes the step (``runtime.*`` resolved)."""
-    ex = run.execution or {}
     names = {"batchnorm": "bn", "depthwise": "dw", "pointwise": "pw", "hard_forward": "one-hot"}
-    parts = ["fused" if ex.get("fused_cells") else "per-edge"]
-    parts += [f"{names[k]} {v}" for k, v in ex.items() if k in names]
+    parts = ["fused" if run.fused_cells else "per-edge"]
+    parts += [f"{names[k]} {v}" for k, v in run.execution.items() if k in names]
     return ", ".join(parts)
 
 
