@@ -26,7 +26,7 @@ def main(paths: list[str]) -> None:
                   f"min {r['step_s_min']:.4f} warm-up {r.get('warmup_s', 0):6.1f} s "
                   f"peak {r.get('peak_mem_gb') or 0:.2f} GB  {r['precision']} cl={r['channels_last']} "
                   f"fused={r['fused']} graphs={r['cuda_graphs']} bn={r.get('batchnorm')} "
-                  f"dw={r.get('depthwise')} pw={r.get('pointwise')} compile={r.get('compile')} {r['stepper']} {' '.join(r.get('overrides', []))}")
+                  f"dw={r.get('depthwise')} pw={r.get('pointwise')} mix={r.get('mixing')} compile={r.get('compile')} {r['stepper']} {' '.join(r.get('overrides', []))}")
 
 
 if __name__ == "__main__":

@@ -290,6 +290,10 @@ class RuntimeConfig:
     #: auto (= triton for fp32 CUDA-graph-replayed steps when Triton is installed, batched matmul
     #: otherwise), native (batched matmul), triton (spaces/pointwise.py)
     pointwise: str = "auto"
+    #: kernels of the fused search cells' weighted sums over stacked op outputs (same function):
+    #: auto (= triton for fp32 CUDA-graph-replayed steps when Triton is installed, batched matmul
+    #: otherwise), native (batched matmul), triton (spaces/mixing.py)
+    mixing: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
     #: reference: only the sampled op of each edge; the choice goes to the host every forward, so
     #: the step runs eagerly), "masked" (every op through the fused cells, the others times exact
@@ -456,6 +460,8 @@ def validate(cfg: DictConfig) -> None:
            f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
     _check(str(rt.pointwise).lower() in ("auto", "native", "triton"),
            f"runtime.pointwise must be auto, native or triton, got '{rt.pointwise}'")
+    _check(str(rt.mixing).lower() in ("auto", "native", "triton"),
+           f"runtime.mixing must be auto, native or triton, got '{rt.mixing}'")
     _check(str(rt.hard_forward).lower() in ("auto", "selected", "masked"),
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),

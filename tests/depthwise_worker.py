@@ -125,6 +125,105 @@ def pointwise(device: str) -> dict[str, Any]:
     return out
 
 
+def mixing(device: str) -> dict[str, Any]:
+    """The weighted-sum kernels (``spaces/mixing.py``) against ``baddbmm`` in float64: one and several
+    destinations, an accumulated term read through a strided view, a strided operand, and which
+    gradients a backward pass computes.  Also the 3x3 average pool through the depthwise kernels."""
+    from nas_cli.spaces import mixing as mx
+    from nas_cli.spaces.depthwise import avg_pool_3x3
+
+    out: dict[str, Any] = {"cases": {}, "pool": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for n, q, p, e, acc_on, strided in ((2, 3, 8, 1500, False, False), (3, 2, 6, 700, True, False),
+                                        (2, 1, 30, 1100, True, True), (4, 1, 1, 33, False, True)):
+        m = torch.randn(q, p, device=device, generator=g, requires_grad=True)
+        base = torch.randn(n, p + 2, e, device=device, generator=g, requires_grad=True)
+        o = base[:, 1 : p + 1] if strided else base[:, :p].contiguous()  # rows of a larger tensor
+        full = torch.randn(n, q + 1, e, device=device, generator=g, requires_grad=True)
+        acc = full[:, 1:] if acc_on else None  # like the pending contributions: a split view
+        gy = torch.randn(n, q, e, device=device, generator=g)
+        leaves = [m, base] + ([full] if acc_on else [])
+        y = mx.mix_rows(m, o, acc, "triton")
+        grads = torch.autograd.grad(y, leaves, gy)
+        md, od = m.detach().double().requires_grad_(), base.detach().double().requires_grad_()
+        fd = full.detach().double().requires_grad_()
+        od_rows = od[:, 1 : p + 1] if strided else od[:, :p]
+        yr = mx.mix_rows_native(md, od_rows, fd[:, 1:] if acc_on else None)
+        refs = torch.autograd.grad(yr, [md, od] + ([fd] if acc_on else []), gy.double())
+        out["cases"][f"n{n} q{q} p{p} e{e}{' acc' if acc_on else ''}{' strided' if strided else ''}"] = (
+            [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
+    calls: list[tuple[bool, bool]] = []
+    orig = mx._mix_backward
+    mx._mix_backward = lambda g_, m_, o_, need_go, need_gm: (calls.append((need_go, need_gm)),  # type: ignore
+                                                             orig(g_, m_, o_, need_go, need_gm))[1]
+    m = torch.randn(2, 3, device=device, generator=g, requires_grad=True)
+    h = torch.randn(2, 3, 40, device=device, generator=g, requires_grad=True) * 1.0
+    for wanted in ("operand", "coefficients", "both"):
+        calls.clear()
+        y = mx.mix_rows(m * 1.0, h, None, "triton")
+        torch.autograd.grad(y.sum(), {"operand": [h], "coefficients": [m], "both": [h, m]}[wanted])
+        out[f"grads_when_asking_{wanted}"] = calls[0]
+    mx._mix_backward = orig
+    out["supported_65_rows"] = mx.supported(torch.randn(1, 65, device=device), torch.randn(2, 65, 3, device=device),
+                                            None)
+    out["native_when_unsupported"] = _rel(mx.mix_rows(m.double(), h.double(), None, "triton"),
+                                          mx.mix_rows_native(m.double(), h.double()))
+    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32)):
+        x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
+        y = avg_pool_3x3(x)
+        gy = torch.randn(y.shape, device=device, generator=g)
+        (gx,) = torch.autograd.grad(y, x, gy)
+        xr = x.detach().double().requires_grad_()
+        yr = F.avg_pool2d(xr, 3, 1, 1, count_include_pad=False)
+        (gxr,) = torch.autograd.grad(yr, xr, gy.double())
+        out["pool"][f"{n}x{c}x{hh}x{ww}"] = [_rel(y, yr), _rel(gx, gxr)]
+    return out
+
+
+def nb201(device: str) -> dict[str, Any]:
+    """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing and
+    pooling kernels against the native ones: same loss and gradients."""
+    if device == "cpu":
+        _fast_interpreter()
+    from nas_cli.spaces.depthwise import use_depthwise_impl
+    from nas_cli.spaces.mixing import use_mixing_impl
+    from nas_cli.spaces.base import RelaxationSpec
+    from nas_cli.spaces.nb201 import NB201Space
+
+    out: dict[str, Any] = {}
+    g = torch.Generator(device=device).manual_seed(1)
+    x = torch.randn(4, 3, 8, 8, device=device, generator=g)
+    y = torch.randint(0, 10, (4,), device=device, generator=g)
+    for hard in ("", "masked"):
+        space = NB201Space({"init_channels": 4, "cells_per_stage": 1})
+        relax = RelaxationSpec(sampling="hard" if hard else "mixture")
+        torch.manual_seed(0)
+        model = space.build_supernet(10, 3, relax, fused=True, **({"hard_forward": hard} if hard else {})).to(device)
+        (spec,) = space.arch_specs(relax)
+        w = torch.rand(spec.shape, generator=g, device=device) + 0.05
+        # a one-hot sample (its entries' gradients are the straight-through estimator's input) or a mixture
+        w = (F.one_hot(w.argmax(-1), w.shape[-1]).float() if hard else w / w.sum(-1, keepdim=True)).requires_grad_(True)
+        results = {}
+        # the pools' inputs (the nodes the mixing produced): contiguous, so the Triton pool takes all
+        pool_inputs: list[bool] = []
+        for m in model.modules():
+            if type(m).__name__ == "_Pool":
+                m.register_forward_pre_hook(lambda _m, args: pool_inputs.append(args[0].is_contiguous()))
+        for impl in ("native", "triton"):
+            pool_inputs.clear()
+            out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
+            out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
+            loss = F.cross_entropy(model(x, {spec.name: w}), y)
+            results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
+            out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
+        out[f"{hard or 'mixture'}_loss"] = _rel(results["triton"][0], results["native"][0])
+        # relative to the largest gradient: the masked sample leaves some gradients at rounding level (1e-9)
+        scale = max(float(b.abs().max()) for b in results["native"][1])
+        out[f"{hard or 'mixture'}_grads"] = max(float((a - b).abs().max()) for a, b in
+                                                zip(results["triton"][1], results["native"][1])) / scale
+    return out
+
+
 def _fast_interpreter() -> None:
     """Turn off the interpreter's integer-overflow checks (3x faster) for the whole-network checks;
     the kernel check keeps them, so index arithmetic that overflows int32 still fails a test."""
@@ -146,6 +245,7 @@ def supernet(device: str) -> dict[str, Any]:
     from nas_cli.spaces.darts_eval import NetworkCIFAR
     from nas_cli.spaces.depthwise import use_depthwise_impl
     from nas_cli.spaces.pointwise import use_pointwise_impl
+    from nas_cli.spaces.mixing import use_mixing_impl
     from nas_cli.spaces.genotypes import get_genotype
 
     out: dict[str, Any] = {}
@@ -164,6 +264,7 @@ def supernet(device: str) -> dict[str, Any]:
     for impl in ("native", "triton"):
         out[f"supernet_{impl}_convs"] = use_depthwise_impl(model, impl)
         out[f"supernet_{impl}_pointwise"] = use_pointwise_impl(model, impl)
+        out[f"supernet_{impl}_mixing"] = use_mixing_impl(model, impl)
         torch.manual_seed(5)  # the partial-channel sample
         loss = F.cross_entropy(model(x, arch), y)
         params = [p for p in model.parameters()]
@@ -204,12 +305,15 @@ def search(device: str, steps: int = 2) -> dict[str, Any]:
     for impl in ("native", "triton"):
         cfg = make_cfg([*TINY, "method=gaea_pcdarts", "objective.warmup_epochs=0", "optimizer.lr=5.0",
                         "search.batch_size=8",
-                        f"runtime.depthwise={impl}", f"runtime.pointwise={impl}", f"runtime.device={device}"])
+                        f"runtime.depthwise={impl}", f"runtime.pointwise={impl}", f"runtime.mixing={impl}",
+                        f"runtime.device={device}"])
         run = build_run(cfg, Path("."))
         out[f"{impl}_impls"] = sorted({m.depthwise_impl for m in run.model.modules()
                                        if getattr(m, "supports_depthwise_impl", False)})
         out[f"{impl}_pointwise_impls"] = sorted({m.pointwise_impl for m in run.model.modules()
                                                  if getattr(m, "supports_pointwise_impl", False)})
+        out[f"{impl}_mixing_impls"] = sorted({m.mixing_impl for m in run.model.modules()
+                                              if getattr(m, "supports_mixing_impl", False)})
         stepper = build_search_stepper(run)
         initial = {k: v.detach().clone() for k, v in run.arch.raw.items()}
         torch.manual_seed(3)
@@ -227,6 +331,7 @@ def opcheck(device: str) -> dict[str, Any]:
     ones -- shapes, dtypes and strides, which torch.compile relies on -- and AOT dispatch.  A
     strided weight gradient once passed every numeric check and failed only under Inductor."""
     import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops)
+    import nas_cli.spaces.mixing  # noqa: F401
     from nas_cli.spaces import pointwise as pw
 
     ops = torch.ops.nas_cli
@@ -247,6 +352,10 @@ def opcheck(device: str) -> dict[str, Any]:
     cases += [("grouped_pointwise", ops.grouped_pointwise, (x, w, 2)),
               ("grouped_pointwise_grad_input", ops.grouped_pointwise_grad_input, (gy, w, 2)),
               ("grouped_pointwise_grad_weight", ops.grouped_pointwise_grad_weight, (gy, x, w, 2))]
+    m, o, acc = r(2, 5), r(3, 5, 70), r(3, 4, 70)[:, 1:3]  # the accumulated term: a strided view
+    cases += [("mix_rows", ops.mix_rows, (m, o, acc)), ("mix_rows no acc", ops.mix_rows, (m, o, None)),
+              ("mix_rows_backward", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, True)),
+              ("mix_rows_backward operand only", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, False))]
     out: dict[str, Any] = {}
     tests = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
     for native_wgrad in (True, False):  # both 1x1 weight-gradient paths
@@ -263,7 +372,7 @@ def opcheck(device: str) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "kernels": kernels, "pointwise": pointwise, "supernet": supernet, "search": search, "opcheck": opcheck,
+    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "supernet": supernet, "search": search, "opcheck": opcheck,
     "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":

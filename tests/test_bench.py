@@ -63,7 +63,7 @@ def test_all_workloads_table_and_json(all_workloads: tuple[int, str, dict]) -> N
     assert doc["options"]["steps"] == 1 and doc["host"]["torch"]
     assert all(r["compile"] == "auto" and r["warmup_s"] >= 0 for r in rows)
     # every CPU row runs with the same settings: printed once under the table, not as a column
-    assert "settings: fp32 NCHW fused graphs=auto bn=auto dw=auto pw=auto compile=auto eager" in out
+    assert "settings: fp32 NCHW fused graphs=auto bn=auto dw=auto pw=auto mix=auto compile=auto eager" in out
 
 
 def test_json_written_atomically(all_workloads: tuple[int, str, dict], tmp_path: Path) -> None:

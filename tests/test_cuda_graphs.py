@@ -94,10 +94,10 @@ def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) ->
     results = {}
     initial = None
     for mode in ("true", "false"):
-        # the same BN and conv kernels in both modes (auto picks native kernels for eager steps)
+        # the same BN, conv and weighted-sum kernels in both modes (auto picks native ones for eager steps)
         run = _run(tmp_path / mode, f"method={method}", "runtime.device=cuda", f"runtime.cuda_graphs={mode}",
                    "runtime.deterministic=true", "runtime.batchnorm=function2", "runtime.depthwise=triton",
-                   "runtime.pointwise=triton")
+                   "runtime.pointwise=triton", "runtime.mixing=triton")
         stepper = build_search_stepper(run)
         assert isinstance(stepper, CudaGraphStepper if mode == "true" else EagerStepper)
         initial = {k: v.detach().cpu().clone() for k, v in run.arch.raw.items()}
@@ -203,3 +203,27 @@ def test_graph_replayed_evaluation_matches_eager(tmp_path: Path, method: str) ->
         for (lg, ag), (le, ae) in zip(results["graph"], results["eager"]):
             assert lg == pytest.approx(le, rel=1e-5, abs=1e-6) and ag == pytest.approx(ae, abs=1e-6)
     assert len(graph.graphs) >= 1 and all(g.captured for g in graph.graphs.values())
+
+
+def test_capture_runs_without_garbage_collection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Python garbage collection inside a capture can free CUDA objects of earlier runs (graphs,
+    events), which invalidates the capture; GraphedStep keeps the collector off while capturing."""
+    import contextlib
+    import gc
+
+    from nas_cli.runtime.graphs import GraphedStep
+
+    seen: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", lambda: type("G", (), {"replay": lambda self: None})())
+    monkeypatch.setattr(torch.cuda, "graph", lambda *a, **k: contextlib.nullcontext())
+    step = GraphedStep(lambda x: (seen.append(gc.isenabled()) or x * 2,), warmup=0)
+    assert gc.isenabled()
+    step(torch.ones(2))
+    assert seen == [False] and gc.isenabled() and step.captured
+    gc.disable()
+    try:  # a collector the caller turned off stays off
+        GraphedStep(lambda x: (x,), warmup=0)(torch.ones(2))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

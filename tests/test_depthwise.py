@@ -66,9 +66,33 @@ def assert_pointwise(r: dict[str, Any]) -> None:
     assert r["supported_33_channels"] is False
 
 
+def assert_mixing(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 4
+    for name, errs in r["cases"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    assert len(r["pool"]) == 4
+    for name, errs in r["pool"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    # (operand gradient, coefficient gradient) computed: only what the pass asks for
+    assert r["grads_when_asking_operand"] == [True, False]
+    assert r["grads_when_asking_coefficients"] == [False, True]
+    assert r["grads_when_asking_both"] == [True, True]
+    assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
+
+
+def assert_nb201(r: dict[str, Any]) -> None:
+    for kind in ("mixture", "masked"):
+        assert r[f"{kind}_triton_cells"] == r[f"{kind}_native_cells"] == 3
+        assert r[f"{kind}_triton_pools"] == r[f"{kind}_native_pools"] > 0
+        assert r[f"{kind}_loss"] < 1e-5 and r[f"{kind}_grads"] < 1e-5, (kind, r)
+        contiguous, pools = r[f"{kind}_triton_contiguous_pool_inputs"]
+        assert contiguous == pools > 0  # the destination-major mixing output: every pool takes the kernels
+
+
 def assert_supernet(r: dict[str, Any]) -> None:
     assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
     assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
+    assert r["supernet_triton_mixing"] == r["supernet_native_mixing"] > 0
     assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
     assert r["eval_state_dict_unchanged"]
     for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
@@ -86,6 +110,28 @@ def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
 
 
 @needs_triton
+def test_mixing_and_pool_kernels_match_reference_interpreted(tmp_path: Path) -> None:
+    assert_mixing(run_worker("mixing", tmp_path))
+
+
+@needs_triton
+def test_nb201_supernet_with_triton_kernels_matches_native_interpreted(tmp_path: Path) -> None:
+    assert_nb201(run_worker("nb201", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_mixing_and_pool_kernels_match_reference_cuda(tmp_path: Path) -> None:
+    assert_mixing(run_worker("mixing", tmp_path, device="cuda"))
+
+
+@needs_triton
+@needs_cuda
+def test_nb201_supernet_with_triton_kernels_matches_native_cuda(tmp_path: Path) -> None:
+    assert_nb201(run_worker("nb201", tmp_path, device="cuda"))
+
+
+@needs_triton
 def test_supernet_and_eval_network_match_native_interpreted(tmp_path: Path) -> None:
     assert_supernet(run_worker("supernet", tmp_path))
 
@@ -95,10 +141,12 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
     r = run_worker("wiring", tmp_path)
     assert r["native_impls"] == ["native"] and r["triton_impls"] == ["triton"]
     assert r["native_pointwise_impls"] == ["native"] and r["triton_pointwise_impls"] == ["triton"]
+    assert r["native_mixing_impls"] == ["native"] and r["triton_mixing_impls"] == ["triton"]
 
 
 def assert_opcheck(r: dict[str, Any]) -> None:
-    assert len(r) == 10, sorted(r)  # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient
+    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases
+    assert len(r) == 14, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)
@@ -174,6 +222,30 @@ def test_cli_rejects_unknown_value(tiny_cfg: Any) -> None:
         validate(tiny_cfg("runtime.depthwise=fast"))
     with pytest.raises(ConfigError, match="runtime.pointwise must be auto, native or triton"):
         validate(tiny_cfg("runtime.pointwise=fast"))
+    with pytest.raises(ConfigError, match="runtime.mixing must be auto, native or triton"):
+        validate(tiny_cfg("runtime.mixing=bmm"))
+
+
+def test_mixing_impl_reaches_both_fused_cells_and_native_is_the_batched_matmul() -> None:
+    """``use_mixing_impl`` sets every fused cell (DARTS and NB201); ``native`` is exactly the batched
+    matmul the cells used before (bit-for-bit), and ``triton`` where the kernels cannot run (CPU
+    without the interpreter) falls back to it."""
+    from nas_cli.spaces import mixing as mx
+    from nas_cli.spaces.base import RelaxationSpec
+    from nas_cli.spaces.darts import DartsSpace
+    from nas_cli.spaces.nb201 import NB201Space
+
+    torch.manual_seed(0)
+    darts = DartsSpace({"init_channels": 4, "layers": 2}).build_supernet(10, 3, RelaxationSpec(), fused=True)
+    nb201 = NB201Space({"init_channels": 4, "cells_per_stage": 1}).build_supernet(10, 3, RelaxationSpec(), fused=True)
+    assert mx.use_mixing_impl(darts, "native") == 2 and mx.use_mixing_impl(nb201, "native") == 3
+    with pytest.raises(ConfigError, match="mixing implementation must be native or triton"):
+        mx.use_mixing_impl(nb201, "bmm")
+    m, o, acc = torch.randn(2, 5), torch.randn(3, 5, 40), torch.randn(3, 2, 40)
+    ref = torch.baddbmm(acc, m.expand(3, -1, -1), o)
+    torch.testing.assert_close(mx.mix_rows(m, o, acc, "native"), ref, rtol=0, atol=0)
+    if not ts.interpreted():
+        torch.testing.assert_close(mx.mix_rows(m, o, acc, "triton"), ref, rtol=0, atol=0)
 
 
 def test_use_depthwise_impl_switches_only_depthwise_convs() -> None:

@@ -237,7 +237,7 @@ def test_tiny_search_masked_equals_selected(method: str, tmp_path: Path, monkeyp
         assert (len(calls) > n0) == masked
         # summary.json records what the settings resolved to
         assert summary["execution"] == {"cuda_graphs": False, "fused_cells": masked, "batchnorm": "native",
-                                        "depthwise": "native", "pointwise": "native",
+                                        "depthwise": "native", "pointwise": "native", "mixing": "native",
                                         "hard_forward": "masked" if masked else "selected"}
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
         results[masked] = (summary["genotype"], ckpt["arch"], ckpt["model"], summary)

@@ -16,6 +16,7 @@ examples:
   nas-bench --workloads gaea_pcdarts_search --steps 50 --json bench.json
   nas-bench runtime.precision=bf16 runtime.channels_last=true
   nas-bench runtime.depthwise=native runtime.pointwise=native   # native conv kernels
+  nas-bench runtime.mixing=native                   # weighted sums as batched matmuls
   nas-bench --compare                               # default vs eager reference, with speed-up
   nas-bench dataset=cifar10 dataset.root=/data/cifar
 """

@@ -78,7 +78,8 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         # a bare `runtime.cuda_graphs=false` override arrives as the bool False, hence lower()
         "cuda_graphs": str(rt.cuda_graphs).lower(), "batchnorm": str(rt.batchnorm).lower(),
         "depthwise": str(rt.depthwise).lower(),
-        "pointwise": str(rt.pointwise).lower(), "compile": str(rt.compile).lower(),
+        "pointwise": str(rt.pointwise).lower(),
+        "mixing": str(rt.mixing).lower(), "compile": str(rt.compile).lower(),
         "stepper": prep.stepper,
         "overrides": [*spec.extra, *spec.overrides], **prep.info, "error": None,
     }

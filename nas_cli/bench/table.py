@@ -27,6 +27,7 @@ def add_speedups(rows: list[dict[str, Any]]) -> None:
 def settings_text(r: dict[str, Any]) -> str:
     return (f"{r['precision']} {'NHWC' if r['channels_last'] else 'NCHW'} {'fused' if r['fused'] else 'unfused'} "
             f"graphs={r['cuda_graphs']} bn={r.get('batchnorm', 'auto')} dw={r.get('depthwise', 'native')} pw={r.get('pointwise', 'native')} "
+            f"mix={r.get('mixing', 'native')} "
             f"compile={r.get('compile', 'false')} "
             f"{r['stepper']}")
 

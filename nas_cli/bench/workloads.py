@@ -24,7 +24,8 @@ from nas_cli.registry import Registry
 TARGET_DEVICE = "H100"
 #: settings that select the eager reference path (``--compare``)
 EAGER_OVERRIDES = ("runtime.fused=false", "runtime.cuda_graphs=false", "runtime.batchnorm=native",
-                   "runtime.depthwise=native", "runtime.pointwise=native", "runtime.hard_forward=selected",
+                   "runtime.depthwise=native", "runtime.pointwise=native", "runtime.mixing=native",
+                   "runtime.hard_forward=selected",
                    "runtime.compile=false")
 
 

@@ -27,6 +27,7 @@ though not bit-identical to it.
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Callable, Sequence
 
 import torch
@@ -80,8 +81,17 @@ class GraphedStep:
         self.static_in = [x.detach().clone() for x in inputs]
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
-            self.static_out = tuple(self.fn(*self.static_in))
+        # no Python garbage collection inside the capture: a collection there can free CUDA objects of
+        # earlier runs in this process (their graphs, events), calls a capture must not contain
+        # (torch.cuda.graph collects once on entry)
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            with torch.cuda.graph(graph, pool=self.pool):
+                self.static_out = tuple(self.fn(*self.static_in))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         self.graph = graph
         # Capture records kernels without running them: the replay in __call__ performs this step.
 

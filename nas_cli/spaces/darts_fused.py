@@ -38,8 +38,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
-from nas_cli.spaces.depthwise import depthwise_conv2d, is_depthwise
+from nas_cli.spaces.depthwise import avg_pool_3x3, depthwise_conv2d, is_depthwise
 from nas_cli.spaces.pointwise import grouped_pointwise_triton
+from nas_cli.spaces.mixing import mix_rows
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
@@ -222,14 +223,28 @@ class _BN(_Stage):
 
 
 class _Pool(_Stage):
-    """Pooling is per channel: the reference module applied once to the stack."""
+    """Pooling is per channel: the reference module applied once to the stack.
+
+    A stride-1 ``avg_pool_3x3`` (``count_include_pad=False``) is a depthwise conv with an all-ones
+    kernel divided by the number of valid taps, so with ``runtime.depthwise=triton`` it runs through
+    the depthwise kernels (:func:`avg_pool_3x3`): PyTorch's average-pool backward was most of the
+    pooling's device time in the NB201 step.
+    """
 
     def __init__(self, pools: Sequence[nn.Module]) -> None:
         super().__init__()
         _same([repr(p) for p in pools], "pooling settings")
         self.pool = pools[0]
+        p = self.pool
+        self.supports_depthwise_impl = (isinstance(p, nn.AvgPool2d) and p.kernel_size in (3, (3, 3))
+                                        and p.stride in (1, (1, 1)) and p.padding in (1, (1, 1))
+                                        and not p.count_include_pad and not p.ceil_mode
+                                        and p.divisor_override is None)
+        self.depthwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.depthwise_impl == "triton" and self.supports_depthwise_impl:
+            return avg_pool_3x3(x)
         return self.pool(x)
 
 
@@ -377,6 +392,9 @@ class FusedSearchCell(nn.Module):
         self.preprocess0, self.preprocess1 = ref.preprocess0, ref.preprocess1
         edges = list(ref.edges)
         self.k = int(getattr(edges[0], "k", 1))
+        #: the weighted sums' kernels (runtime.mixing; set by use_mixing_impl)
+        self.supports_mixing_impl = True
+        self.mixing_impl = "native"
         cols = [o for o, m in enumerate(edges[0].ops) if not isinstance(m, Zero)]  # type: ignore[arg-type]
         if not cols:
             raise ConfigError("runtime.fused needs at least one op other than 'none'")
@@ -459,13 +477,12 @@ class FusedSearchCell(nn.Module):
                 stacked, plain = group(x)
                 out0 = stacked if stacked is not None else plain[0]
                 n, c, h, wd = out0.shape[0], x.shape[1] // e, *out0.shape[2:]
-                # y + Σ_o Σ_e coef[e,o] · op_o(x_e) as batched matmuls (N, 1, rows) @ (N, rows, c*H*W);
-                # the rows of the shared-BN stack are (op, edge) pairs
-                cf = coefs[gi].to(out0.dtype).view(1, 1, -1).expand(n, -1, -1)
+                # y + Σ_o Σ_e coef[e,o] · op_o(x_e): (1, rows) @ (N, rows, c*H*W) per image, as batched
+                # matmuls or spaces/mixing.py; the rows of the shared-BN stack are (op, edge) pairs
+                cf = coefs[gi].view(1, -1)
                 rows = 0
                 for o, m in ([(stacked, len(group.bn_ops))] if stacked is not None else []) + [(o, 1) for o in plain]:
-                    o3, cf_o = o.reshape(n, m * e, -1), cf[:, :, rows : rows + m * e]
-                    y = torch.bmm(cf_o, o3) if y is None else torch.baddbmm(y, cf_o, o3)
+                    y = mix_rows(cf[:, rows : rows + m * e], o.reshape(n, m * e, -1), y, self.mixing_impl)
                     rows += m * e
                 if k > 1:
                     # PC-DARTS: the other channels bypass the ops (2x2 max-pooled on stride-2 edges);
@@ -479,8 +496,7 @@ class FusedSearchCell(nn.Module):
                         b = b3.sum(dim=1, keepdim=True)
                         bypass = b if bypass is None else bypass + b
                     else:
-                        ew = edge_weights[row : row + e].to(b3.dtype).view(1, 1, e).expand(n, -1, -1)
-                        bypass = torch.bmm(ew, b3) if bypass is None else torch.baddbmm(bypass, ew, b3)
+                        bypass = mix_rows(edge_weights[row : row + e].view(1, e), b3, bypass, self.mixing_impl)
             assert y is not None
             y = y.view(n, c, h, wd)
             if bypass is not None:

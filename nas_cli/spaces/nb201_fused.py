@@ -64,6 +64,7 @@ from nas_cli.spaces.darts_fused import (
     adopt_reference_state,
     grouped_pointwise,
 )
+from nas_cli.spaces.mixing import mix_rows
 from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
 
 #: conv op kinds in the order of their output channels (the 3x3 block first, then the 1x1 block)
@@ -252,6 +253,9 @@ class FusedNB201Cell(nn.Module):
         assert all(min(r) >= 0 for r in owners.values())
         self._owners: dict[str, list[int]] = owners
         self._owner_index: dict[tuple[str, torch.device], Tensor] = {}
+        #: the weighted sums' kernels (runtime.mixing; set by use_mixing_impl)
+        self.supports_mixing_impl = True
+        self.mixing_impl = "native"
 
     @property
     def merge_1x1(self) -> bool:
@@ -309,11 +313,8 @@ class FusedNB201Cell(nn.Module):
             if masked and src.bn is not None and src.bn.running_mean is not None:
                 bn_update = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used) > 0  # type: ignore[arg-type]
             o = src(node, bn_update)
-            # (N, dests, C*H*W): Σ_p M[q, p] O[:, p].  An explicit bmm: torch.matmul of a 2-D by a
-            # 3-D tensor folds the batch into one mm over a transposed copy of O
-            out = torch.bmm(m.to(o.dtype).expand(o.shape[0], -1, -1), o)
-            if pending is not None:
-                out = out + pending
+            # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (batched matmuls or spaces/mixing.py)
+            out = mix_rows(m, o, pending, self.mixing_impl)
             if out.shape[1] == 1:
                 return out.view(x.shape) if rests is None else out.view(x.shape) + rests[j]
             # split (not indexing): its backward is one cat, not a zero-fill per slice

@@ -54,6 +54,7 @@ from nas_cli.spaces import SPACES
 from nas_cli.spaces.batchnorm import resolve_impl as resolve_bn_impl
 from nas_cli.spaces.batchnorm import use_batchnorm_impl, use_sync_batchnorm
 from nas_cli.spaces.depthwise import use_depthwise_impl
+from nas_cli.spaces.mixing import use_mixing_impl
 from nas_cli.spaces.pointwise import use_pointwise_impl
 from nas_cli.spaces.triton_support import resolve_kernel_impl
 from nas_cli.spaces.base import RelaxationSpec, SearchSpace, count_parameters
@@ -92,7 +93,7 @@ class SearchRun:
     #: data-parallel layout (world_size 1 = one process)
     world: dist.DistContext = dist.DistContext()
     #: what the auto settings resolved to ({"cuda_graphs", "fused_cells", "batchnorm", "depthwise",
-    #: "pointwise", and "hard_forward" for one-hot methods}): run header, summary.json, checkpoints
+    #: "pointwise", "mixing", and "hard_forward" for one-hot methods}): run header, summary.json, checkpoints
     execution: dict[str, Any] = field(default_factory=dict)
     #: eval-mode forwards of the supernet replayed from CUDA graphs (runs whose step is graph-replayed)
     eval_graph: GraphedForward | None = None
@@ -150,11 +151,14 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
                                          replayed=graphs, precision=prec),
         "pointwise": resolve_kernel_impl(str(cfg.runtime.pointwise), device, "runtime.pointwise",
                                          replayed=graphs, precision=prec),
+        "mixing": resolve_kernel_impl(str(cfg.runtime.mixing), device, "runtime.mixing",
+                                      replayed=graphs, precision=prec),
         **({"hard_forward": hard_forward} if hard_forward else {}),
     }
     use_batchnorm_impl(model, execution["batchnorm"])
     use_depthwise_impl(model, execution["depthwise"])
     use_pointwise_impl(model, execution["pointwise"])
+    use_mixing_impl(model, execution["mixing"])
     if dctx.enabled and cfg.runtime.sync_bn:
         use_sync_batchnorm(model)  # before the objective copies the model (Moreau, F2BA)
     if compile_enabled(cfg.runtime.compile, search_compile_blocker(cfg, device), device, auto=False):
@@ -557,7 +561,7 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
 
 def _execution_text(run: SearchRun) -> str:
     """``fused, bn function2, dw triton, ...``: what executes the step (``runtime.*`` resolved)."""
-    names = {"batchnorm": "bn", "depthwise": "dw", "pointwise": "pw", "hard_forward": "one-hot"}
+    names = {"batchnorm": "bn", "depthwise": "dw", "pointwise": "pw", "mixing": "mix", "hard_forward": "one-hot"}
     parts = ["fused" if run.fused_cells else "per-edge"]
     parts += [f"{names[k]} {v}" for k, v in run.execution.items() if k in names]
     return ", ".join(parts)
