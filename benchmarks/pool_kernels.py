@@ -1,16 +1,15 @@
-"""Experiment (not productised): 3x3 average pooling as the Triton depthwise conv.
+"""Pooling kernels: PyTorch's against the Triton ones, per kernel and as whole search steps.
 
-In the NB201 GAEA DARTS step's profile (H200, 2026-12-02, fourth session) ``avg_pool2d``'s forward and
-backward kernels took 4.9 of 30.4 ms of device time.  ``avg_pool_3x3`` (count_include_pad=False) is
-a depthwise conv with an all-ones 3x3 kernel times the reciprocal of the number of valid taps, so
-the Triton depthwise kernels (spaces/depthwise.py) can compute it; the constant kernel needs no
-weight gradient, which those kernels then skip.
+* 3x3 average pooling (stride 1, padding excluded from the count) through the depthwise kernels
+  (``avg_pool_3x3`` in spaces/depthwise.py): the product uses it with ``runtime.depthwise=triton``
+  since 2026-12-02 (fifth session; measured there, docs/speed.md).
+* max pooling (spaces/maxpool.py: 3x3 stride 1/2 of the ``max_pool_3x3`` edges, 2x2 stride 2 of the
+  PC-DARTS bypass): experimental, off (``maxpool.ENABLED``) until this measures the search step faster.
 
-  python benchmarks/pool_kernels.py                      # CUDA: check, kernel times, NB201 step both ways
+  python benchmarks/pool_kernels.py                      # CUDA: check, kernel times, search steps both ways
   TRITON_INTERPRET=1 python benchmarks/pool_kernels.py --device cpu   # check only
 
-The step comparison patches the fused NB201 cells' pooling stage (``_Pool``) for the second
-measurement; the product keeps ``avg_pool2d`` until this measures faster.
+Kernel lines: device microseconds per call from torch.profiler (forward; forward + backward).
 """
 
 from __future__ import annotations
@@ -25,79 +24,87 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-#: (label, N, C, H): the fused NB201 cell pools each source node once (C=16/32/64 at 32/16/8 px)
-SHAPES = [("nb201 32x32 C=16", 64, 16, 32), ("nb201 16x16 C=32", 64, 32, 16), ("nb201 8x8 C=64", 64, 64, 8)]
+#: (label, N, C, H, kind, k, stride, padding)
+SHAPES = [
+    ("nb201 avg 32x32 C=16", 64, 16, 32, "avg", 3, 1, 1),
+    ("nb201 avg 8x8 C=64", 64, 64, 8, "avg", 3, 1, 1),
+    ("pcdarts max 3x3 s1 32px, 5 edges", 256, 20, 32, "max", 3, 1, 1),
+    ("pcdarts max 3x3 s1 16px, 5 edges", 256, 40, 16, "max", 3, 1, 1),
+    ("pcdarts max 3x3 s2 32px, 2 edges", 256, 8, 32, "max", 3, 2, 1),
+    ("pcdarts bypass 2x2 s2 32px", 256, 24, 32, "max", 2, 2, 0),
+]
 
 
-def avg_pool_3x3(x: torch.Tensor, stride: int = 1) -> torch.Tensor:
-    """``F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)`` via the Triton depthwise conv."""
-    from nas_cli.spaces.depthwise import depthwise_conv2d
+def _native(kind: str, k: int, s: int, p: int):
+    if kind == "avg":
+        return lambda t: F.avg_pool2d(t, k, s, p, count_include_pad=False)
+    return lambda t: F.max_pool2d(t, k, s, p)
 
-    c, h, w = x.shape[1:]
-    ones = torch.ones(c, 1, 3, 3, device=x.device, dtype=x.dtype)
-    plane = torch.ones(1, 1, h, w, device=x.device, dtype=x.dtype)
-    count = F.conv2d(plane, torch.ones(1, 1, 3, 3, device=x.device, dtype=x.dtype), None, stride, 1)
-    return depthwise_conv2d(x, ones, stride, 1, 1) * count.reciprocal()
+
+def _triton(kind: str, k: int, s: int, p: int):
+    from nas_cli.spaces.depthwise import avg_pool_3x3
+    from nas_cli.spaces.maxpool import max_pool2d
+
+    return avg_pool_3x3 if kind == "avg" else (lambda t: max_pool2d(t, k, s, p))
 
 
 def check(device: str) -> None:
     g = torch.Generator(device=device).manual_seed(0)
-    for stride in (1, 2):
-        x = torch.randn(3, 5, 9, 8, device=device, generator=g, requires_grad=True)
-        ref = F.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
-        out = avg_pool_3x3(x, stride)
+    for label, _, c, h, kind, k, s, p in SHAPES:
+        x = torch.randn(2, min(c, 4), h, h, device=device, generator=g, requires_grad=True)
+        ref, out = _native(kind, k, s, p)(x), _triton(kind, k, s, p)(x)
         gy = torch.randn(ref.shape, device=device, generator=g)
         (g_ref,), (g_out,) = torch.autograd.grad(ref, x, gy), torch.autograd.grad(out, x, gy)
         err = max(float((out - ref).detach().abs().max()), float((g_out - g_ref).abs().max()))
-        print(f"stride {stride}: max abs difference (output, input gradient) {err:.2e}")
+        print(f"{label:36s} max abs difference (output, input gradient) {err:.2e}")
         assert err < 1e-5, err
 
 
 def kernel_times() -> None:
-    from benchmarks.conv_kernels import _time
+    from benchmarks.mixing_kernels import device_us
 
-    for label, n, c, h in SHAPES:
+    for label, n, c, h, kind, k, s, p in SHAPES:
         x = torch.randn(n, c, h, h, device="cuda", requires_grad=True)
-        gy = torch.randn(n, c, h, h, device="cuda")
         row = []
-        for name, fn in (("avg_pool2d", lambda t: F.avg_pool2d(t, 3, 1, 1, count_include_pad=False)),
-                         ("triton dw", avg_pool_3x3)):
-            fwd = _time(lambda: fn(x), 20)
-            both = _time(lambda: torch.autograd.grad(fn(x), x, gy), 20)
-            row.append(f"{name} fwd {fwd:7.1f} us, fwd+bwd {both:7.1f} us")
-        print(f"{label:20s} " + " | ".join(row))
+        for name, fn in (("native", _native(kind, k, s, p)), ("triton", _triton(kind, k, s, p))):
+            y = fn(x)
+            gy = torch.randn_like(y)
+            with torch.no_grad():
+                fwd = device_us(lambda: fn(x))
+            both = device_us(lambda: torch.autograd.grad(fn(x), x, gy))
+            row.append(f"{name} {fwd:6.1f}/{both:6.1f} us")
+        print(f"{label:36s} " + " | ".join(row), flush=True)
 
 
 def step_times() -> None:
+    """GAEA PC-DARTS search steps (nas-bench's workload, in this process) with the max-pool kernels off/on."""
     from benchmarks.search_step import compose
     from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
     from nas_cli.bench.workloads import WORKLOADS
-    from nas_cli.spaces import nb201_fused
+    from nas_cli.spaces import maxpool
 
-    w = WORKLOADS.get("nb201_gaea_darts")
+    w = WORKLOADS.get("gaea_pcdarts_search")
     overrides = [*w.overrides, *w.full, *w.data_full, "runtime.device=cuda"]
-    original = nb201_fused._Pool.forward
-    for name in ("avg_pool2d", "triton dw"):
-        if name == "triton dw":
-            nb201_fused._Pool.forward = lambda self, x: (  # type: ignore[method-assign]
-                avg_pool_3x3(x) if isinstance(self.pool, torch.nn.AvgPool2d) else original(self, x))
-        try:
-            prep = prepare_search(compose(overrides), "")
-            timing, peak, _ = time_steps(prep.step, prep.device, 20, 5)
-            print(f"nb201_gaea_darts step, pooling by {name}: median {timing.median:.4f} s, peak {peak:.2f} GB")
-        finally:
-            nb201_fused._Pool.forward = original  # type: ignore[method-assign]
+    for enabled in (False, True, False):
+        maxpool.ENABLED = enabled
+        prep = prepare_search(compose(overrides), "")
+        timing, peak, _ = time_steps(prep.step, prep.device, 20, 5)
+        print(f"gaea_pcdarts_search step, Triton max pools {'on ' if enabled else 'off'}: median {timing.median:.4f} s, "
+              f"peak {peak:.2f} GB", flush=True)
+    maxpool.ENABLED = False
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-steps", action="store_true", help="skip the whole-step timing")
     args = ap.parse_args()
     check(args.device)
     if args.device == "cuda":
         kernel_times()
-        step_times()
+        if not args.no_steps:
+            step_times()
 
 
 if __name__ == "__main__":

@@ -180,6 +180,34 @@ def mixing(device: str) -> dict[str, Any]:
     return out
 
 
+def maxpool(device: str) -> dict[str, Any]:
+    """The max-pool kernels (``spaces/maxpool.py``) against ``F.max_pool2d``: the fused cells'
+    geometries (3x3 stride 1 and 2 with padding 1, the bypass's 2x2 stride 2), odd and one-pixel
+    sizes, ties, -inf and NaN (which input receives the gradient must match)."""
+    from nas_cli.spaces import maxpool as mp
+
+    out: dict[str, Any] = {"cases": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for n, c, h, w, k, s, p in ((2, 3, 8, 8, 3, 1, 1), (2, 3, 9, 7, 3, 2, 1), (2, 5, 8, 8, 2, 2, 0),
+                                (1, 2, 1, 5, 3, 1, 1), (2, 3, 32, 32, 3, 2, 1), (3, 4, 7, 7, 2, 2, 0)):
+        x = torch.randn(n, c, h, w, device=device, generator=g)
+        x = torch.round(x * 2) / 2  # many ties
+        x[0, 0, 0, :] = float("-inf")
+        if h > 2:
+            x[-1, -1, 1, 1] = float("nan")
+        x.requires_grad_(True)
+        assert mp.supported(x, k, s, p)
+        y, yr = mp.max_pool2d(x, k, s, p), F.max_pool2d(x, k, s, p)
+        gy = torch.randn(yr.shape, device=device, generator=g)
+        (gx,), (gxr,) = torch.autograd.grad(y, x, gy), torch.autograd.grad(yr, x, gy)
+        out["cases"][f"{n}x{c}x{h}x{w} k{k} s{s} p{p}"] = [
+            bool(torch.equal(torch.nan_to_num(y), torch.nan_to_num(yr))),
+            _rel(torch.nan_to_num(gx), torch.nan_to_num(gxr)),
+            bool(torch.equal(gx != 0, gxr != 0))]  # the same inputs receive gradient
+    out["supported_dilated"] = mp.supported(x, 3, 1, 2)
+    return out
+
+
 def nb201(device: str) -> dict[str, Any]:
     """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing and
     pooling kernels against the native ones: same loss and gradients."""
@@ -240,8 +268,14 @@ def supernet(device: str) -> dict[str, Any]:
     loss and gradients."""
     if device == "cpu":
         _fast_interpreter()
+    from nas_cli.spaces import maxpool as mp
     from nas_cli.spaces.base import RelaxationSpec
     from nas_cli.spaces.darts import DartsSpace
+
+    mp.ENABLED = True  # the experimental max-pool kernels take part in the Triton run
+    pools: list[int] = []
+    original_pool = mp.max_pool2d
+    mp.max_pool2d = lambda *a: (pools.append(1), original_pool(*a))[1]  # type: ignore[assignment]
     from nas_cli.spaces.darts_eval import NetworkCIFAR
     from nas_cli.spaces.depthwise import use_depthwise_impl
     from nas_cli.spaces.pointwise import use_pointwise_impl
@@ -270,6 +304,7 @@ def supernet(device: str) -> dict[str, Any]:
         params = [p for p in model.parameters()]
         grads = torch.autograd.grad(loss, [*params, *arch.values()])
         results[impl] = (loss, grads)
+    out["supernet_triton_max_pools"] = len(pools)  # called in the Triton run only
     out["supernet_loss"] = _rel(results["triton"][0], results["native"][0])
     out["supernet_grads"] = max(_rel(a, b) for a, b in zip(results["triton"][1], results["native"][1]))
 
@@ -331,6 +366,7 @@ def opcheck(device: str) -> dict[str, Any]:
     ones -- shapes, dtypes and strides, which torch.compile relies on -- and AOT dispatch.  A
     strided weight gradient once passed every numeric check and failed only under Inductor."""
     import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops)
+    import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
     from nas_cli.spaces import pointwise as pw
 
@@ -356,6 +392,10 @@ def opcheck(device: str) -> dict[str, Any]:
     cases += [("mix_rows", ops.mix_rows, (m, o, acc)), ("mix_rows no acc", ops.mix_rows, (m, o, None)),
               ("mix_rows_backward", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, True)),
               ("mix_rows_backward operand only", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, False))]
+    xp = r(2, 3, 9, 8)
+    _, idx = ops.max_pool(xp, 3, 2, 1)
+    cases += [("max_pool", ops.max_pool, (xp, 3, 2, 1)),
+              ("max_pool_backward", ops.max_pool_backward, (r(*idx.shape), idx, 9, 8, 3, 2, 1))]
     out: dict[str, Any] = {}
     tests = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
     for native_wgrad in (True, False):  # both 1x1 weight-gradient paths
@@ -372,7 +412,7 @@ def opcheck(device: str) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "supernet": supernet, "search": search, "opcheck": opcheck,
+    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "supernet": supernet, "search": search, "opcheck": opcheck,
     "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":

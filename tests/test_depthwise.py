@@ -80,6 +80,13 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
 
 
+def assert_maxpool(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 6
+    for name, (same_output, grad_err, same_receivers) in r["cases"].items():
+        assert same_output and grad_err < 2e-6 and same_receivers, (name, r["cases"][name])
+    assert r["supported_dilated"] is False
+
+
 def assert_nb201(r: dict[str, Any]) -> None:
     for kind in ("mixture", "masked"):
         assert r[f"{kind}_triton_cells"] == r[f"{kind}_native_cells"] == 3
@@ -93,6 +100,7 @@ def assert_supernet(r: dict[str, Any]) -> None:
     assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
     assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
     assert r["supernet_triton_mixing"] == r["supernet_native_mixing"] > 0
+    assert r["supernet_triton_max_pools"] > 0  # max_pool_3x3 edges and the bypass's 2x2 pools
     assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
     assert r["eval_state_dict_unchanged"]
     for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
@@ -112,6 +120,17 @@ def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
 @needs_triton
 def test_mixing_and_pool_kernels_match_reference_interpreted(tmp_path: Path) -> None:
     assert_mixing(run_worker("mixing", tmp_path))
+
+
+@needs_triton
+def test_maxpool_kernels_match_max_pool2d_interpreted(tmp_path: Path) -> None:
+    assert_maxpool(run_worker("maxpool", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_maxpool_kernels_match_max_pool2d_cuda(tmp_path: Path) -> None:
+    assert_maxpool(run_worker("maxpool", tmp_path, device="cuda"))
 
 
 @needs_triton
@@ -145,8 +164,8 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 
 def assert_opcheck(r: dict[str, Any]) -> None:
-    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases
-    assert len(r) == 14, sorted(r)
+    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool ops
+    assert len(r) == 16, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
 from nas_cli.spaces.depthwise import avg_pool_3x3, depthwise_conv2d, is_depthwise
 from nas_cli.spaces.pointwise import grouped_pointwise_triton
+from nas_cli.spaces import maxpool
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import (
@@ -236,15 +237,23 @@ class _Pool(_Stage):
         _same([repr(p) for p in pools], "pooling settings")
         self.pool = pools[0]
         p = self.pool
-        self.supports_depthwise_impl = (isinstance(p, nn.AvgPool2d) and p.kernel_size in (3, (3, 3))
-                                        and p.stride in (1, (1, 1)) and p.padding in (1, (1, 1))
-                                        and not p.count_include_pad and not p.ceil_mode
-                                        and p.divisor_override is None)
+        self._avg3 = (isinstance(p, nn.AvgPool2d) and p.kernel_size in (3, (3, 3)) and p.stride in (1, (1, 1))
+                      and p.padding in (1, (1, 1)) and not p.count_include_pad and not p.ceil_mode
+                      and p.divisor_override is None)
+        #: (k, stride, padding) of a max pool the kernels of spaces/maxpool.py take (experimental)
+        self._max: tuple[int, int, int] | None = None
+        if (isinstance(p, nn.MaxPool2d) and all(isinstance(v, int) for v in (p.kernel_size, p.stride, p.padding))
+                and p.dilation == 1 and not p.ceil_mode and not p.return_indices):
+            self._max = (int(p.kernel_size), int(p.stride), int(p.padding))  # type: ignore[arg-type]
+        self.supports_depthwise_impl = self._avg3 or self._max is not None
         self.depthwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.depthwise_impl == "triton" and self.supports_depthwise_impl:
-            return avg_pool_3x3(x)
+        if self.depthwise_impl == "triton":
+            if self._avg3:
+                return avg_pool_3x3(x)
+            if self._max is not None and maxpool.ENABLED:
+                return maxpool.max_pool2d(x, *self._max)
         return self.pool(x)
 
 
@@ -395,6 +404,9 @@ class FusedSearchCell(nn.Module):
         #: the weighted sums' kernels (runtime.mixing; set by use_mixing_impl)
         self.supports_mixing_impl = True
         self.mixing_impl = "native"
+        #: the stencil kernels of the bypassed channels' 2x2 max pool (runtime.depthwise; spaces/maxpool.py)
+        self.supports_depthwise_impl = self.k > 1 and self.reduction
+        self.depthwise_impl = "native"
         cols = [o for o, m in enumerate(edges[0].ops) if not isinstance(m, Zero)]  # type: ignore[arg-type]
         if not cols:
             raise ConfigError("runtime.fused needs at least one op other than 'none'")
@@ -490,7 +502,8 @@ class FusedSearchCell(nn.Module):
                     # = shuffle(cat(Σ_e β_e y_e, Σ_e β_e b_e)): one shuffle per node
                     x2 = _cat([p[1] for p in parts[j0 : j0 + e]])
                     if stride == 2:
-                        x2 = F.max_pool2d(x2, 2, 2)
+                        x2 = (maxpool.max_pool2d(x2, 2, 2) if self.depthwise_impl == "triton" and maxpool.ENABLED
+                              else F.max_pool2d(x2, 2, 2))
                     b3 = x2.reshape(n, e, -1)
                     if edge_weights is None:
                         b = b3.sum(dim=1, keepdim=True)
