@@ -322,7 +322,9 @@ def use_depthwise_impl(model: nn.Module, impl: str) -> int:
     """Run every depthwise conv of ``model`` with ``impl`` (``native`` or ``triton``); returns how many.
 
     Plain depthwise ``nn.Conv2d`` modules are switched in place to :class:`DepthwiseConv2d`; fused
-    stages that stack depthwise convs (``supports_depthwise_impl``) get the setting as an attribute.
+    stages that stack depthwise convs (``supports_depthwise_impl``) get the setting as an attribute,
+    and so do the fused pooling stages (a stride-1 3x3 average pool is an all-ones depthwise conv:
+    :func:`avg_pool_3x3`; max pools: the experimental ``spaces/maxpool.py``).
     """
     check_impl(impl, "depthwise")
     count = 0
