@@ -280,7 +280,7 @@ class RuntimeConfig:
     cuda_graphs: str = "auto"
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
     #: auto (= function2 for CUDA-graph-replayed steps, native for eager ones and on CPU), native, cudnn, function,
-    #: function2 (spaces/batchnorm.py)
+    #: function2 (spaces/batchnorm.py), triton (spaces/bn_kernels.py; not yet measured, so not auto)
     batchnorm: str = "auto"
     #: kernels of the depthwise convs (SepConv/DilConv; same function): auto (= triton for fp32
     #: CUDA-graph-replayed steps when Triton is installed, native otherwise; a compiled evaluation
@@ -454,8 +454,8 @@ def validate(cfg: DictConfig) -> None:
 
     rt = cfg.runtime
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
-    _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2"),
-           f"runtime.batchnorm must be auto, native, cudnn, function or function2, got '{rt.batchnorm}'")
+    _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2", "triton"),
+           f"runtime.batchnorm must be auto, native, cudnn, function, function2 or triton, got '{rt.batchnorm}'")
     _check(str(rt.depthwise).lower() in ("auto", "native", "triton"),
            f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
     _check(str(rt.pointwise).lower() in ("auto", "native", "triton"),

@@ -208,6 +208,36 @@ def maxpool(device: str) -> dict[str, Any]:
     return out
 
 
+def batchnorm(device: str) -> dict[str, Any]:
+    """``runtime.batchnorm=triton`` (spaces/bn_kernels.py) against ``F.batch_norm`` in float64: output,
+    input gradient and running statistics over several steps; rows longer than a block (Chan's
+    combination) and more samples than a block (the per-channel loops); non-contiguous inputs fall back."""
+    from nas_cli.spaces import bn_kernels
+    from nas_cli.spaces.batchnorm import BN_IMPLS
+
+    out: dict[str, Any] = {"cases": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for n, c, h, w in ((6, 5, 7, 7), (3, 2, 33, 33), (1030, 1, 1, 2), (7, 3, 1, 1)):
+        rm, rv = torch.zeros(c, device=device), torch.ones(c, device=device)
+        rmr, rvr = rm.double(), rv.double()
+        errs = []
+        for step in range(2):
+            x = (torch.randn(n, c, h, w, device=device, generator=g) * (step + 2) + 3).requires_grad_(True)
+            assert bn_kernels.supported(x)
+            y = BN_IMPLS["triton"](x, rm, rv, 0.1, 1e-5)
+            gy = torch.randn(y.shape, device=device, generator=g)
+            (gx,) = torch.autograd.grad(y, x, gy)
+            xr = x.detach().double().requires_grad_(True)
+            yr = F.batch_norm(xr, rmr, rvr, None, None, True, 0.1, 1e-5)
+            (gxr,) = torch.autograd.grad(yr, xr, gy.double())
+            errs += [_rel(y, yr), _rel(gx, gxr)]
+        out["cases"][f"{n}x{c}x{h}x{w}"] = errs + [_rel(rm, rmr), _rel(rv, rvr)]
+    x = torch.randn(4, 6, 5, 5, device=device, generator=g)
+    out["supported_strided"] = bn_kernels.supported(x[:, ::2])
+    out["supported_float64"] = bn_kernels.supported(x.double())
+    return out
+
+
 def nb201(device: str) -> dict[str, Any]:
     """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing and
     pooling kernels against the native ones: same loss and gradients."""
@@ -279,6 +309,7 @@ def supernet(device: str) -> dict[str, Any]:
     from nas_cli.spaces.darts_eval import NetworkCIFAR
     from nas_cli.spaces.depthwise import use_depthwise_impl
     from nas_cli.spaces.pointwise import use_pointwise_impl
+    from nas_cli.spaces.batchnorm import use_batchnorm_impl
     from nas_cli.spaces.mixing import use_mixing_impl
     from nas_cli.spaces.genotypes import get_genotype
 
@@ -299,6 +330,7 @@ def supernet(device: str) -> dict[str, Any]:
         out[f"supernet_{impl}_convs"] = use_depthwise_impl(model, impl)
         out[f"supernet_{impl}_pointwise"] = use_pointwise_impl(model, impl)
         out[f"supernet_{impl}_mixing"] = use_mixing_impl(model, impl)
+        out[f"supernet_{impl}_bns"] = use_batchnorm_impl(model, impl)
         torch.manual_seed(5)  # the partial-channel sample
         loss = F.cross_entropy(model(x, arch), y)
         params = [p for p in model.parameters()]
@@ -366,6 +398,7 @@ def opcheck(device: str) -> dict[str, Any]:
     ones -- shapes, dtypes and strides, which torch.compile relies on -- and AOT dispatch.  A
     strided weight gradient once passed every numeric check and failed only under Inductor."""
     import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops)
+    import nas_cli.spaces.bn_kernels  # noqa: F401
     import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
     from nas_cli.spaces import pointwise as pw
@@ -394,6 +427,10 @@ def opcheck(device: str) -> dict[str, Any]:
               ("mix_rows_backward operand only", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, False))]
     xp = r(2, 3, 9, 8)
     _, idx = ops.max_pool(xp, 3, 2, 1)
+    xb = r(3, 4, 5, 6)
+    yb, invstd, _, _ = ops.batch_norm_train(xb, 1e-5)
+    cases += [("batch_norm_train", ops.batch_norm_train, (xb, 1e-5)),
+              ("batch_norm_train_backward", ops.batch_norm_train_backward, (r(3, 4, 5, 6), yb, invstd))]
     cases += [("max_pool", ops.max_pool, (xp, 3, 2, 1)),
               ("max_pool_backward", ops.max_pool_backward, (r(*idx.shape), idx, 9, 8, 3, 2, 1))]
     out: dict[str, Any] = {}
@@ -412,7 +449,7 @@ def opcheck(device: str) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "supernet": supernet, "search": search, "opcheck": opcheck,
+    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "batchnorm": batchnorm, "supernet": supernet, "search": search, "opcheck": opcheck,
     "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":

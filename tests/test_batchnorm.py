@@ -54,6 +54,13 @@ def test_resolve_impl() -> None:
     assert resolve_impl("auto", torch.device("cuda"), replayed=False) == "native"  # eager: host-bound
     with pytest.raises(ConfigError, match="runtime.batchnorm must be"):
         resolve_impl("welford", torch.device("cpu"))
+    from nas_cli.spaces import triton_support
+
+    if not triton_support.interpreted():  # the Triton kernels need CUDA (or the interpreter)
+        with pytest.raises(ConfigError, match="runtime.batchnorm=triton needs Triton and a CUDA device"):
+            resolve_impl("triton", torch.device("cpu"))
+    if triton_support.triton is not None:
+        assert resolve_impl("triton", torch.device("cuda")) == "triton"
 
 
 @pytest.mark.parametrize("fused", [False, True])

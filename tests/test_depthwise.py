@@ -87,6 +87,13 @@ def assert_maxpool(r: dict[str, Any]) -> None:
     assert r["supported_dilated"] is False
 
 
+def assert_batchnorm(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 4
+    for name, errs in r["cases"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    assert r["supported_strided"] is False and r["supported_float64"] is False
+
+
 def assert_nb201(r: dict[str, Any]) -> None:
     for kind in ("mixture", "masked"):
         assert r[f"{kind}_triton_cells"] == r[f"{kind}_native_cells"] == 3
@@ -101,6 +108,7 @@ def assert_supernet(r: dict[str, Any]) -> None:
     assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
     assert r["supernet_triton_mixing"] == r["supernet_native_mixing"] > 0
     assert r["supernet_triton_max_pools"] > 0  # max_pool_3x3 edges and the bypass's 2x2 pools
+    assert r["supernet_triton_bns"] == r["supernet_native_bns"] > 0  # runtime.batchnorm=triton in the Triton run
     assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
     assert r["eval_state_dict_unchanged"]
     for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
@@ -134,6 +142,17 @@ def test_maxpool_kernels_match_max_pool2d_cuda(tmp_path: Path) -> None:
 
 
 @needs_triton
+def test_batchnorm_kernels_match_batch_norm_interpreted(tmp_path: Path) -> None:
+    assert_batchnorm(run_worker("batchnorm", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_batchnorm_kernels_match_batch_norm_cuda(tmp_path: Path) -> None:
+    assert_batchnorm(run_worker("batchnorm", tmp_path, device="cuda"))
+
+
+@needs_triton
 def test_nb201_supernet_with_triton_kernels_matches_native_interpreted(tmp_path: Path) -> None:
     assert_nb201(run_worker("nb201", tmp_path))
 
@@ -164,8 +183,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 
 def assert_opcheck(r: dict[str, Any]) -> None:
-    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool ops
-    assert len(r) == 16, sorted(r)
+    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool
+    # ops, 2 batch-norm ops
+    assert len(r) == 18, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -13,7 +13,10 @@ running statistics updated with ``momentum``), with kernels that parallelise ove
 * ``function`` -- a custom autograd function: one ``var_mean`` reduction forward, and the textbook
   backward ``dx = invstd * (g - mean(g) - xhat * mean(g * xhat))`` with two reductions;
 * ``function2`` -- the same with every reduction split into a contiguous per-row stage and a tiny
-  across-samples stage (law of total variance: exact).
+  across-samples stage (law of total variance: exact);
+* ``triton``   -- the ``function2`` math as Triton kernels, two full passes per direction
+  (``spaces/bn_kernels.py``; fp32 NCHW-contiguous inputs, ``function2`` for others; not yet measured
+  on a GPU, so ``auto`` does not pick it).
 
 ``runtime.batchnorm`` picks one (``auto``: ``function2`` for CUDA-graph-replayed steps -- measured
 fastest in the H200 search step, 0.210 s vs 0.226 s for ``function`` and 0.402 s for ``cudnn`` --,
@@ -126,7 +129,14 @@ def _function2(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float,
     return _BatchNormFn.apply(x, rm, rv, momentum, eps, True)
 
 
-BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _function, "function2": _function2}
+def _triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float) -> Tensor:
+    from nas_cli.spaces.bn_kernels import batch_norm_triton  # lazy: Triton is optional
+
+    return batch_norm_triton(x, rm, rv, momentum, eps, _function2)
+
+
+BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _function, "function2": _function2,
+                             "triton": _triton}
 
 
 # ------------------------------------------------------------------ data-parallel (torchrun)
@@ -213,6 +223,12 @@ def resolve_impl(name: str, device: torch.device, replayed: bool = True) -> str:
         return "function2" if device.type == "cuda" and replayed else "native"
     if name not in BN_IMPLS:
         raise ConfigError(f"runtime.batchnorm must be auto or one of {', '.join(BN_IMPLS)}, got '{name}'")
+    if name == "triton":
+        from nas_cli.spaces.bn_kernels import available
+
+        if not available(device):
+            raise ConfigError(f"runtime.batchnorm=triton needs Triton and a CUDA device (here: {device.type}); "
+                              "use runtime.batchnorm=auto")
     return name
 
 
