@@ -128,12 +128,16 @@ if triton is not None:
         tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=live)
 
 
+#: the largest block a program reduces at once; longer rows and larger batches loop over blocks
+_MAX_BLOCK = 1024
+
+
 def _row_block(length: int) -> int:
-    return max(16, min(1024, pow2(length)))
+    return max(16, min(_MAX_BLOCK, pow2(length)))
 
 
 def _combine_block(n: int) -> int:
-    return max(16, min(1024, pow2(n)))
+    return max(16, min(_MAX_BLOCK, pow2(n)))
 
 
 @torch.library.custom_op("nas_cli::batch_norm_train", mutates_args=())
