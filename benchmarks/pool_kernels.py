@@ -42,10 +42,11 @@ def _native(kind: str, k: int, s: int, p: int):
 
 
 def _triton(kind: str, k: int, s: int, p: int):
+    from nas_cli.spaces import maxpool
     from nas_cli.spaces.depthwise import avg_pool_3x3
-    from nas_cli.spaces.maxpool import max_pool2d
 
-    return avg_pool_3x3 if kind == "avg" else (lambda t: max_pool2d(t, k, s, p))
+    maxpool.ENABLED = True  # per-kernel checks and times (step_times switches it itself)
+    return avg_pool_3x3 if kind == "avg" else (lambda t: maxpool.max_pool2d(t, k, s, p))
 
 
 def check(device: str) -> None:

@@ -456,12 +456,9 @@ def validate(cfg: DictConfig) -> None:
     _check(rt.precision in ("fp32", "bf16"), f"runtime.precision must be fp32 or bf16, got '{rt.precision}'")
     _check(str(rt.batchnorm).lower() in ("auto", "native", "cudnn", "function", "function2", "triton"),
            f"runtime.batchnorm must be auto, native, cudnn, function, function2 or triton, got '{rt.batchnorm}'")
-    _check(str(rt.depthwise).lower() in ("auto", "native", "triton"),
-           f"runtime.depthwise must be auto, native or triton, got '{rt.depthwise}'")
-    _check(str(rt.pointwise).lower() in ("auto", "native", "triton"),
-           f"runtime.pointwise must be auto, native or triton, got '{rt.pointwise}'")
-    _check(str(rt.mixing).lower() in ("auto", "native", "triton"),
-           f"runtime.mixing must be auto, native or triton, got '{rt.mixing}'")
+    for key in ("depthwise", "pointwise", "mixing"):  # the Triton kernel settings (spaces/triton_support.py)
+        _check(str(rt[key]).lower() in ("auto", "native", "triton"),
+               f"runtime.{key} must be auto, native or triton, got '{rt[key]}'")
     _check(str(rt.hard_forward).lower() in ("auto", "selected", "masked"),
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),

@@ -188,6 +188,10 @@ def maxpool(device: str) -> dict[str, Any]:
 
     out: dict[str, Any] = {"cases": {}}
     g = torch.Generator(device=device).manual_seed(0)
+    mp.ENABLED = True  # experimental: off in the product until measured
+    kernel_calls: list[int] = []
+    original_pool = mp._pool
+    mp._pool = lambda *a: (kernel_calls.append(1), original_pool(*a))[1]  # type: ignore[assignment]
     for n, c, h, w, k, s, p in ((2, 3, 8, 8, 3, 1, 1), (2, 3, 9, 7, 3, 2, 1), (2, 5, 8, 8, 2, 2, 0),
                                 (1, 2, 1, 5, 3, 1, 1), (2, 3, 32, 32, 3, 2, 1), (3, 4, 7, 7, 2, 2, 0)):
         x = torch.randn(n, c, h, w, device=device, generator=g)
@@ -205,6 +209,11 @@ def maxpool(device: str) -> dict[str, Any]:
             _rel(torch.nan_to_num(gx), torch.nan_to_num(gxr)),
             bool(torch.equal(gx != 0, gxr != 0))]  # the same inputs receive gradient
     out["supported_dilated"] = mp.supported(x, 3, 1, 2)
+    out["kernel_calls"] = len(kernel_calls)
+    mp.ENABLED = False
+    xd = torch.nan_to_num(x.detach())
+    out["native_when_disabled"] = bool(torch.equal(mp.max_pool2d(xd, 3, 1, 1), F.max_pool2d(xd, 3, 1, 1)))
+    out["kernel_calls_when_disabled"] = len(kernel_calls) - out["kernel_calls"]
     return out
 
 
@@ -305,8 +314,8 @@ def supernet(device: str) -> dict[str, Any]:
 
     mp.ENABLED = True  # the experimental max-pool kernels take part in the Triton run
     pools: list[int] = []
-    original_pool = mp.max_pool2d
-    mp.max_pool2d = lambda *a: (pools.append(1), original_pool(*a))[1]  # type: ignore[assignment]
+    original_pool = mp._pool
+    mp._pool = lambda *a: (pools.append(1), original_pool(*a))[1]  # type: ignore[assignment]  # kernel calls
     from nas_cli.spaces.darts_eval import NetworkCIFAR
     from nas_cli.spaces.depthwise import use_depthwise_impl
     from nas_cli.spaces.pointwise import use_pointwise_impl

@@ -85,6 +85,8 @@ def assert_maxpool(r: dict[str, Any]) -> None:
     for name, (same_output, grad_err, same_receivers) in r["cases"].items():
         assert same_output and grad_err < 2e-6 and same_receivers, (name, r["cases"][name])
     assert r["supported_dilated"] is False
+    assert r["kernel_calls"] == 6  # every case ran the kernels, not F.max_pool2d
+    assert r["native_when_disabled"] and r["kernel_calls_when_disabled"] == 0  # maxpool.ENABLED off
 
 
 def assert_batchnorm(r: dict[str, Any]) -> None:

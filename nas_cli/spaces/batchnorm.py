@@ -224,7 +224,7 @@ def resolve_impl(name: str, device: torch.device, replayed: bool = True) -> str:
     if name not in BN_IMPLS:
         raise ConfigError(f"runtime.batchnorm must be auto or one of {', '.join(BN_IMPLS)}, got '{name}'")
     if name == "triton":
-        from nas_cli.spaces.bn_kernels import available
+        from nas_cli.spaces.triton_support import available
 
         if not available(device):
             raise ConfigError(f"runtime.batchnorm=triton needs Triton and a CUDA device (here: {device.type}); "

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import interpreted, pow2, tl, triton
+from nas_cli.spaces.triton_support import available, pow2, tl, triton
 
 if triton is not None:
 
@@ -132,12 +132,9 @@ if triton is not None:
 _MAX_BLOCK = 1024
 
 
-def _row_block(length: int) -> int:
+def _block(length: int) -> int:
+    """Block size of a loop over ``length`` values (a row, or the samples of a channel)."""
     return max(16, min(_MAX_BLOCK, pow2(length)))
-
-
-def _combine_block(n: int) -> int:
-    return max(16, min(_MAX_BLOCK, pow2(n)))
 
 
 @torch.library.custom_op("nas_cli::batch_norm_train", mutates_args=())
@@ -147,13 +144,13 @@ def _bn(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     length = x.numel() // (n * c)
     mean_i = torch.empty((n, c), device=x.device, dtype=torch.float32)
     m2_i = torch.empty_like(mean_i)
-    _row_stats_kernel[(n * c,)](x, mean_i, m2_i, length, BLOCK=_row_block(length))
+    _row_stats_kernel[(n * c,)](x, mean_i, m2_i, length, BLOCK=_block(length))
     mean = torch.empty(c, device=x.device, dtype=torch.float32)
     var = torch.empty_like(mean)
     invstd = torch.empty_like(mean)
-    _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, BLOCK=_combine_block(n))
+    _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, BLOCK=_block(n))
     y = torch.empty_like(x)
-    block = _row_block(length)
+    block = _block(length)
     _normalize_kernel[(n * c, (length + block - 1) // block)](x, mean, invstd, y, c, length, BLOCK=block)
     return y, invstd, mean, var
 
@@ -171,11 +168,11 @@ def _bn_backward(g: Tensor, xhat: Tensor, invstd: Tensor) -> Tensor:
     length = xhat.numel() // (n * c)
     sg = torch.empty((n, c), device=g.device, dtype=torch.float32)
     sgx = torch.empty_like(sg)
-    block = _row_block(length)
+    block = _block(length)
     _grad_sums_kernel[(n * c,)](g, xhat, sg, sgx, length, BLOCK=block)
     mg = torch.empty(c, device=g.device, dtype=torch.float32)
     mgx = torch.empty_like(mg)
-    _grad_means_kernel[(c,)](sg, sgx, mg, mgx, n, c, float(n * length), BLOCK=_combine_block(n))
+    _grad_means_kernel[(c,)](sg, sgx, mg, mgx, n, c, float(n * length), BLOCK=_block(n))
     dx = torch.empty_like(xhat)
     _input_grad_kernel[(n * c, (length + block - 1) // block)](g, xhat, invstd, mg, mgx, dx, c, length, BLOCK=block)
     return dx
@@ -202,13 +199,8 @@ _bn.register_autograd(_backward, setup_context=_setup)
 
 def supported(x: Tensor) -> bool:
     """Whether the kernels take ``x`` (fp32, NCHW-contiguous, on CUDA or under the interpreter)."""
-    return (triton is not None and x.dim() == 4 and x.is_contiguous() and x.dtype == torch.float32
-            and x.shape[0] > 0 and x.numel() > 0 and x.numel() < 2**31
-            and (x.is_cuda or (x.device.type == "cpu" and interpreted())))
-
-
-def available(device: torch.device) -> bool:
-    return triton is not None and (device.type == "cuda" or (device.type == "cpu" and interpreted()))
+    return (x.dim() == 4 and x.is_contiguous() and x.dtype == torch.float32
+            and x.numel() > 0 and x.numel() < 2**31 and available(x.device))
 
 
 def batch_norm_triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float,

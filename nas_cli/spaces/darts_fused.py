@@ -249,11 +249,10 @@ class _Pool(_Stage):
         self.depthwise_impl = "native"
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.depthwise_impl == "triton":
-            if self._avg3:
-                return avg_pool_3x3(x)
-            if self._max is not None and maxpool.ENABLED:
-                return maxpool.max_pool2d(x, *self._max)
+        if self.depthwise_impl == "triton" and self._avg3:
+            return avg_pool_3x3(x)
+        if self._max is not None:
+            return maxpool.max_pool2d(x, *self._max, self.depthwise_impl)
         return self.pool(x)
 
 
@@ -502,8 +501,7 @@ class FusedSearchCell(nn.Module):
                     # = shuffle(cat(Σ_e β_e y_e, Σ_e β_e b_e)): one shuffle per node
                     x2 = _cat([p[1] for p in parts[j0 : j0 + e]])
                     if stride == 2:
-                        x2 = (maxpool.max_pool2d(x2, 2, 2) if self.depthwise_impl == "triton" and maxpool.ENABLED
-                              else F.max_pool2d(x2, 2, 2))
+                        x2 = maxpool.max_pool2d(x2, 2, 2, 0, self.depthwise_impl)
                     b3 = x2.reshape(n, e, -1)
                     if edge_weights is None:
                         b = b3.sum(dim=1, keepdim=True)

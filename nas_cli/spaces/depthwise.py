@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, check_impl, interpreted, pass_needs, pow2,
-                                           splits, tl, triton)
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, out_size,
+                                           pass_needs, plane_tile, pow2, splits, tl, triton)
 
 if triton is not None:
 
@@ -136,19 +136,6 @@ if triton is not None:
         tl.store(part_ptr + (split * C + c) * TAPS + taps, tl.sum(tl.sum(acc, axis=2), axis=1))
 
 
-def _out_size(size: int, k: int, s: int, p: int, d: int) -> int:
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _plane_tile(h: int, w: int) -> tuple[int, int, int, int]:
-    """(planes, rows, padded width, warps) of a forward/input-gradient tile of about ``_TILE``
-    pixels: rows of one plane, or whole small planes stacked."""
-    wp = pow2(w)
-    rows = max(1, min(_TILE // wp, pow2(h)))
-    planes = max(1, _TILE // (rows * wp))
-    return planes, rows, wp, max(1, min(4, planes * rows * wp // 128))
-
-
 _TILE = 512        # output pixels per program of the forward and input-gradient kernels
 _WTILE = 128       # output pixels per tile of the weight-gradient kernel (rows x padded width)
 
@@ -162,8 +149,8 @@ NATIVE_STRIDED_FORWARD = True
 def triton_forward(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
     """The forward kernel alone (any stride; :func:`_conv` routes strided convs to ``F.conv2d``)."""
     n, c, h, wd = x.shape
-    y = torch.empty((n, c, _out_size(h, k, s, p, d), _out_size(wd, k, s, p, d)), device=x.device, dtype=x.dtype)
-    planes, rows, wp, warps = _plane_tile(y.shape[2], y.shape[3])
+    y = torch.empty((n, c, out_size(h, k, s, p, d), out_size(wd, k, s, p, d)), device=x.device, dtype=x.dtype)
+    planes, rows, wp, warps = plane_tile(y.shape[2], y.shape[3], _TILE)
     grid = ((n * c + planes - 1) // planes, (y.shape[2] + rows - 1) // rows)
     _fwd_kernel[grid](x, w, y, n * c, c, h, wd, y.shape[2], y.shape[3], k, s, p, d, PL=planes, R=rows, WP=wp,
                       num_warps=warps)
@@ -182,7 +169,7 @@ def _conv(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
 @_conv.register_fake
 def _conv_fake(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
     n, c, h, wd = x.shape
-    return x.new_empty((n, c, _out_size(h, k, s, p, d), _out_size(wd, k, s, p, d)))
+    return x.new_empty((n, c, out_size(h, k, s, p, d), out_size(wd, k, s, p, d)))
 
 
 @torch.library.custom_op("nas_cli::depthwise_conv_grad_input", mutates_args=())
@@ -190,7 +177,7 @@ def _grad_input(gy: Tensor, x: Tensor, w: Tensor, k: int, s: int, p: int, d: int
     n, c, h, wd = x.shape
     gy = gy.contiguous()
     gx = torch.empty_like(x, memory_format=torch.contiguous_format)
-    planes, rows, wp, warps = _plane_tile(h, wd)
+    planes, rows, wp, warps = plane_tile(h, wd, _TILE)
     grid = ((n * c + planes - 1) // planes, (h + rows - 1) // rows)
     _bwd_input_kernel[grid](gy, w, gx, n * c, c, h, wd, gy.shape[2], gy.shape[3], k, s, p, d, PL=planes, R=rows,
                             WP=wp, num_warps=warps)
@@ -254,7 +241,7 @@ def supported(x: Tensor, weight: Tensor, stride: Any, padding: Any, dilation: An
             and weight.shape[1] == 1 and weight.shape[2] == weight.shape[3]
             and None not in (_uniform(stride), _uniform(padding), _uniform(dilation))
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and (x.is_cuda or (x.device.type == "cpu" and interpreted()))
+            and available(x.device)
             and x.numel() < 2**31)
 
 

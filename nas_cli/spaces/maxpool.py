@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import interpreted, pow2, tl, triton
+from nas_cli.spaces.triton_support import available, out_size, plane_tile, tl, triton
 
 #: whether the fused cells' max pools use these kernels (``runtime.depthwise=triton`` steps); off
 #: until a whole-step measurement shows them faster (benchmarks/pool_kernels.py measures both)
@@ -95,25 +95,13 @@ if triton is not None:
 _TILE = 512  # pixels per program
 
 
-def _tile(h: int, w: int) -> tuple[int, int, int, int]:
-    """(planes, rows, padded width, warps) of a tile of about ``_TILE`` pixels."""
-    wp = pow2(w)
-    rows = max(1, min(_TILE // wp, pow2(h)))
-    planes = max(1, _TILE // (rows * wp))
-    return planes, rows, wp, max(1, min(4, planes * rows * wp // 128))
-
-
-def _out(size: int, k: int, s: int, p: int) -> int:
-    return (size + 2 * p - k) // s + 1
-
-
 @torch.library.custom_op("nas_cli::max_pool", mutates_args=())
 def _pool(x: Tensor, k: int, s: int, p: int) -> tuple[Tensor, Tensor]:
     n, c, h, w = x.shape
-    ho, wo = _out(h, k, s, p), _out(w, k, s, p)
+    ho, wo = out_size(h, k, s, p), out_size(w, k, s, p)
     y = torch.empty((n, c, ho, wo), device=x.device, dtype=x.dtype)
     idx = torch.empty((n, c, ho, wo), device=x.device, dtype=torch.int8)
-    planes, rows, wp, warps = _tile(ho, wo)
+    planes, rows, wp, warps = plane_tile(ho, wo, _TILE)
     grid = ((n * c + planes - 1) // planes, (ho + rows - 1) // rows)
     _fwd_kernel[grid](x, y, idx, n * c, h, w, ho, wo, k, s, p, PL=planes, R=rows, WP=wp, num_warps=warps)
     return y, idx
@@ -122,7 +110,7 @@ def _pool(x: Tensor, k: int, s: int, p: int) -> tuple[Tensor, Tensor]:
 @_pool.register_fake
 def _pool_fake(x: Tensor, k: int, s: int, p: int) -> tuple[Tensor, Tensor]:
     n, c, h, w = x.shape
-    shape = (n, c, _out(h, k, s, p), _out(w, k, s, p))
+    shape = (n, c, out_size(h, k, s, p), out_size(w, k, s, p))
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int8)
 
 
@@ -131,7 +119,7 @@ def _pool_backward(gy: Tensor, idx: Tensor, h: int, w: int, k: int, s: int, p: i
     n, c, ho, wo = gy.shape
     gy = gy.contiguous()
     gx = torch.empty((n, c, h, w), device=gy.device, dtype=gy.dtype)
-    planes, rows, wp, warps = _tile(h, w)
+    planes, rows, wp, warps = plane_tile(h, w, _TILE)
     grid = ((n * c + planes - 1) // planes, (h + rows - 1) // rows)
     _bwd_kernel[grid](gy, idx, gx, n * c, h, w, ho, wo, k, s, p, PL=planes, R=rows, WP=wp, num_warps=warps)
     return gx
@@ -159,15 +147,15 @@ _pool.register_autograd(_backward, setup_context=_setup)
 
 def supported(x: Tensor, k: int, s: int, p: int) -> bool:
     """Whether the kernels compute this pool (else ``F.max_pool2d``)."""
-    return (triton is not None and x.dim() == 4 and x.is_contiguous() and 1 <= k <= 11 and s >= 1
-            and 0 <= p <= k // 2 and _out(x.shape[2], k, s, p) > 0 and _out(x.shape[3], k, s, p) > 0
+    return (x.dim() == 4 and x.is_contiguous() and 1 <= k <= 11 and s >= 1
+            and 0 <= p <= k // 2 and out_size(x.shape[2], k, s, p) > 0 and out_size(x.shape[3], k, s, p) > 0
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and (x.is_cuda or (x.device.type == "cpu" and interpreted()))
-            and x.numel() < 2**31)
+            and available(x.device) and x.numel() < 2**31)
 
 
-def max_pool2d(x: Tensor, k: int, s: int, p: int = 0) -> Tensor:
-    """``F.max_pool2d(x, k, s, p)`` through the Triton kernels where :func:`supported`."""
-    if not supported(x, k, s, p):
+def max_pool2d(x: Tensor, k: int, s: int, p: int = 0, impl: str = "triton") -> Tensor:
+    """``F.max_pool2d(x, k, s, p)``; through the Triton kernels when ``impl`` (the caller's
+    ``runtime.depthwise`` choice) is ``triton``, they are ``ENABLED`` and :func:`supported`."""
+    if impl != "triton" or not ENABLED or not supported(x, k, s, p):
         return F.max_pool2d(x, k, s, p)
     return _pool(x, k, s, p)[0]

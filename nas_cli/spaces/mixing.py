@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nas_cli.spaces.triton_support import as_graph_input, check_impl, interpreted, pass_needs, pow2, tl, triton
+from nas_cli.spaces.triton_support import as_graph_input, available, pass_needs, pow2, set_kernel_impl, tl, triton
 
 #: rows the kernels unroll (the DARTS space's largest group: 7 ops x 5 edges)
 MAX_ROWS = 64
@@ -95,18 +95,18 @@ def _blocks(e: int) -> int:
     return (e + _BLOCK - 1) // _BLOCK
 
 
-def _rows_ok(o: Tensor) -> bool:
-    return o.stride(2) == 1
+def _rows_contiguous(t: Tensor) -> Tensor:
+    """``t`` (N, rows, E) with unit stride along E, as the kernels address it (a copy only if not)."""
+    return t if t.stride(2) == 1 else t.contiguous()
 
 
 @torch.library.custom_op("nas_cli::mix_rows", mutates_args=())
 def _mix(m: Tensor, o: Tensor, acc: Optional[Tensor]) -> Tensor:
     n, p, e = o.shape
     q = m.shape[0]
-    if not _rows_ok(o):
-        o = o.contiguous()
-    if acc is not None and acc.stride(2) != 1:
-        acc = acc.contiguous()
+    o = _rows_contiguous(o)
+    if acc is not None:
+        acc = _rows_contiguous(acc)
     y = _output(o, q)
     a = acc if acc is not None else y
     _wsum_fwd_kernel[(n, _blocks(e))](o, m.contiguous(), a, y, n, e, o.stride(0), o.stride(1), a.stride(0), a.stride(1),
@@ -131,10 +131,7 @@ def _mix_fake(m: Tensor, o: Tensor, acc: Optional[Tensor]) -> Tensor:
 def _mix_backward(g: Tensor, m: Tensor, o: Tensor, need_go: bool, need_gm: bool) -> tuple[Tensor, Tensor]:
     n, p, e = o.shape
     q = m.shape[0]
-    if g.stride(2) != 1:
-        g = g.contiguous()
-    if not _rows_ok(o):
-        o = o.contiguous()
+    g, o = _rows_contiguous(g), _rows_contiguous(o)
     blocks = _blocks(e)
     go = torch.empty((n, p, e) if need_go else (0,), device=o.device, dtype=o.dtype)
     part = torch.empty((n * blocks, pow2(q), p) if need_gm else (0,), device=o.device, dtype=torch.float32)
@@ -175,12 +172,11 @@ def mix_rows_native(m: Tensor, o: Tensor, acc: Tensor | None = None) -> Tensor:
 
 def supported(m: Tensor, o: Tensor, acc: Tensor | None) -> bool:
     """Whether the Triton kernels compute this weighted sum."""
-    return (triton is not None and o.dim() == 3 and m.dim() == 2 and m.shape[1] == o.shape[1]
+    return (o.dim() == 3 and m.dim() == 2 and m.shape[1] == o.shape[1]
             and 1 <= o.shape[1] <= MAX_ROWS and 1 <= m.shape[0] <= MAX_DESTS
             and o.dtype in (torch.float32, torch.bfloat16, torch.float16)
             and (acc is None or (acc.shape == (o.shape[0], m.shape[0], o.shape[2]) and acc.dtype == o.dtype))
-            and (o.is_cuda or (o.device.type == "cpu" and interpreted()))
-            and o.numel() < 2**31)
+            and available(o.device) and o.numel() < 2**31)
 
 
 def mix_rows(m: Tensor, o: Tensor, acc: Tensor | None = None, impl: str = "native") -> Tensor:
@@ -195,8 +191,4 @@ def mix_rows(m: Tensor, o: Tensor, acc: Tensor | None = None, impl: str = "nativ
 
 def use_mixing_impl(model: nn.Module, impl: str) -> int:
     """Run the fused cells' weighted sums (``supports_mixing_impl``) with ``impl``; returns how many cells were set."""
-    check_impl(impl, "mixing")
-    cells = [m for m in model.modules() if getattr(m, "supports_mixing_impl", False)]
-    for c in cells:
-        c.mixing_impl = impl
-    return len(cells)
+    return set_kernel_impl(model, "mixing", impl)

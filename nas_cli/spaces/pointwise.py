@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, check_impl, interpreted, pass_needs, pow2,
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, pass_needs, pow2, set_kernel_impl,
                                            splits, tl, triton)
 
 #: channels per group the kernels take (the accumulator holds a CO x CI tile per lane block)
@@ -184,7 +184,7 @@ def supported(x: Tensor, weight: Tensor, groups: int) -> bool:
             and x.shape[1] == weight.shape[1] * groups
             and max(weight.shape[0] // groups, weight.shape[1]) <= MAX_GROUP_CHANNELS
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and (x.is_cuda or (x.device.type == "cpu" and interpreted()))
+            and available(x.device)
             and x.numel() < 2**31)
 
 
@@ -199,8 +199,4 @@ def grouped_pointwise_triton(x: Tensor, weight: Tensor, groups: int) -> Tensor:
 def use_pointwise_impl(model: nn.Module, impl: str) -> int:
     """Run the fused cells' grouped 1x1 convs (``supports_pointwise_impl``) with ``impl``
     (``native``: batched matmul, or ``triton``); returns how many stages were set."""
-    check_impl(impl, "pointwise")
-    stages = [m for m in model.modules() if getattr(m, "supports_pointwise_impl", False)]
-    for m in stages:
-        m.pointwise_impl = impl
-    return len(stages)
+    return set_kernel_impl(model, "pointwise", impl)

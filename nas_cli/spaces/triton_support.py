@@ -67,6 +67,20 @@ def pow2(v: int) -> int:
     return 1 << max(0, int(v) - 1).bit_length()
 
 
+def out_size(size: int, k: int, s: int, p: int, d: int = 1) -> int:
+    """Output length of a (dilated) sliding window along one dim, as ``F.conv2d``/``F.max_pool2d`` floor it."""
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def plane_tile(h: int, w: int, tile: int) -> tuple[int, int, int, int]:
+    """(planes, rows, padded width, warps) of a stencil kernel's tile of about ``tile`` pixels of an
+    h x w plane: rows of one plane, or whole small planes stacked (the depthwise and pooling kernels)."""
+    wp = pow2(w)
+    rows = max(1, min(tile // wp, pow2(h)))
+    planes = max(1, tile // (rows * wp))
+    return planes, rows, wp, max(1, min(4, planes * rows * wp // 128))
+
+
 @functools.lru_cache(maxsize=None)
 def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
@@ -109,6 +123,16 @@ def autocast_input(x: Tensor) -> Tensor:
     if x.is_cuda and torch.is_autocast_enabled("cuda"):
         return x.to(torch.get_autocast_dtype("cuda"))
     return x
+
+
+def set_kernel_impl(model: Any, what: str, impl: str) -> int:
+    """Give every module of ``model`` that declares ``supports_<what>_impl`` the implementation ``impl``
+    (attribute ``<what>_impl``); returns how many modules were set."""
+    check_impl(impl, what)
+    modules = [m for m in model.modules() if getattr(m, f"supports_{what}_impl", False)]
+    for m in modules:
+        setattr(m, f"{what}_impl", impl)
+    return len(modules)
 
 
 def check_impl(impl: str, what: str) -> None:
