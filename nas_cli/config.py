@@ -279,8 +279,8 @@ class RuntimeConfig:
     #: method/objective supports it), "true" (error if unsupported), "false" (eager reference path)
     cuda_graphs: str = "auto"
     #: training-mode kernels of the supernets' non-affine BatchNorms (same function):
-    #: auto (= function2 for CUDA-graph-replayed steps, native for eager ones and on CPU), native, cudnn, function,
-    #: function2 (spaces/batchnorm.py), triton (spaces/bn_kernels.py; not yet measured, so not auto)
+    #: auto (= triton for CUDA-graph-replayed steps, function2 there without Triton, native for eager ones and on
+    #: CPU), native, cudnn, function, function2 (spaces/batchnorm.py), triton (spaces/bn_kernels.py)
     batchnorm: str = "auto"
     #: kernels of the depthwise convs (SepConv/DilConv; same function): auto (= triton for fp32
     #: CUDA-graph-replayed steps when Triton is installed, native otherwise; a compiled evaluation

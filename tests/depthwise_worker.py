@@ -249,10 +249,13 @@ def batchnorm(device: str) -> dict[str, Any]:
 
 
 def nb201(device: str) -> dict[str, Any]:
-    """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing and
-    pooling kernels against the native ones: same loss and gradients."""
+    """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing,
+    pooling and BatchNorm kernels against the native ones: same loss, gradients and running
+    statistics (the masked sample updates only the selected ops' statistics, through the copies
+    the fused cell hands its BN)."""
     if device == "cpu":
         _fast_interpreter()
+    from nas_cli.spaces.batchnorm import use_batchnorm_impl
     from nas_cli.spaces.depthwise import use_depthwise_impl
     from nas_cli.spaces.mixing import use_mixing_impl
     from nas_cli.spaces.base import RelaxationSpec
@@ -277,13 +280,25 @@ def nb201(device: str) -> dict[str, Any]:
         for m in model.modules():
             if type(m).__name__ == "_Pool":
                 m.register_forward_pre_hook(lambda _m, args: pool_inputs.append(args[0].is_contiguous()))
+        initial = {k: v.clone() for k, v in model.state_dict().items()}
+        buffers = {}
         for impl in ("native", "triton"):
             pool_inputs.clear()
+            model.load_state_dict(initial)
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
+            out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
             loss = F.cross_entropy(model(x, {spec.name: w}), y)
             results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
             out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
+            buffers[impl] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+        out[f"{hard or 'mixture'}_running_stats"] = max(_rel(buffers["triton"][k], buffers["native"][k])
+                                                       for k in buffers["native"])
+        # the step moved them (and the masked sample left the unselected ops' statistics alone in both)
+        out[f"{hard or 'mixture'}_running_stats_moved"] = sum(
+            not torch.equal(v, initial[k]) for k, v in buffers["triton"].items())
+        out[f"{hard or 'mixture'}_running_stats_kept"] = [
+            sum(torch.equal(v, initial[k]) for k, v in buffers[i].items()) for i in ("native", "triton")]
         out[f"{hard or 'mixture'}_loss"] = _rel(results["triton"][0], results["native"][0])
         # relative to the largest gradient: the masked sample leaves some gradients at rounding level (1e-9)
         scale = max(float(b.abs().max()) for b in results["native"][1])

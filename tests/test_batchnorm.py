@@ -48,13 +48,19 @@ def test_affine_batchnorms_are_left_alone() -> None:
     assert type(net[0]) is nn.BatchNorm2d
 
 
-def test_resolve_impl() -> None:
+def test_resolve_impl(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas_cli.spaces import triton_support
+
     assert resolve_impl("auto", torch.device("cpu")) == "native"
-    assert resolve_impl("auto", torch.device("cuda")) == "function2"
+    # replayed CUDA steps: the Triton kernels where Triton is installed, function2 without it
+    expected = "triton" if triton_support.triton is not None else "function2"
+    assert resolve_impl("auto", torch.device("cuda")) == expected
     assert resolve_impl("auto", torch.device("cuda"), replayed=False) == "native"  # eager: host-bound
     with pytest.raises(ConfigError, match="runtime.batchnorm must be"):
         resolve_impl("welford", torch.device("cpu"))
-    from nas_cli.spaces import triton_support
+    with monkeypatch.context() as m:
+        m.setattr(triton_support, "triton", None)
+        assert resolve_impl("auto", torch.device("cuda")) == "function2"
 
     if not triton_support.interpreted():  # the Triton kernels need CUDA (or the interpreter)
         with pytest.raises(ConfigError, match="runtime.batchnorm=triton needs Triton and a CUDA device"):

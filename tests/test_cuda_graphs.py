@@ -96,7 +96,7 @@ def test_graph_replay_matches_eager_search_steps(tmp_path: Path, method: str) ->
     for mode in ("true", "false"):
         # the same BN, conv and weighted-sum kernels in both modes (auto picks native ones for eager steps)
         run = _run(tmp_path / mode, f"method={method}", "runtime.device=cuda", f"runtime.cuda_graphs={mode}",
-                   "runtime.deterministic=true", "runtime.batchnorm=function2", "runtime.depthwise=triton",
+                   "runtime.deterministic=true", "runtime.batchnorm=triton", "runtime.depthwise=triton",
                    "runtime.pointwise=triton", "runtime.mixing=triton")
         stepper = build_search_stepper(run)
         assert isinstance(stepper, CudaGraphStepper if mode == "true" else EagerStepper)

@@ -103,6 +103,11 @@ def assert_nb201(r: dict[str, Any]) -> None:
         assert r[f"{kind}_loss"] < 1e-5 and r[f"{kind}_grads"] < 1e-5, (kind, r)
         contiguous, pools = r[f"{kind}_triton_contiguous_pool_inputs"]
         assert contiguous == pools > 0  # the destination-major mixing output: every pool takes the kernels
+        assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
+        assert r[f"{kind}_running_stats"] < 1e-5 and r[f"{kind}_running_stats_moved"] > 0, (kind, r)
+        kept_native, kept_triton = r[f"{kind}_running_stats_kept"]
+        assert kept_native == kept_triton, (kind, r)  # the same statistics left alone by both
+    assert r["masked_running_stats_kept"][0] > 0  # the unselected ops' BNs saw no batch
 
 
 def assert_supernet(r: dict[str, Any]) -> None:

@@ -15,12 +15,13 @@ running statistics updated with ``momentum``), with kernels that parallelise ove
 * ``function2`` -- the same with every reduction split into a contiguous per-row stage and a tiny
   across-samples stage (law of total variance: exact);
 * ``triton``   -- the ``function2`` math as Triton kernels, two full passes per direction
-  (``spaces/bn_kernels.py``; fp32 NCHW-contiguous inputs, ``function2`` for others; not yet measured
-  on a GPU, so ``auto`` does not pick it).
+  (``spaces/bn_kernels.py``; fp32 NCHW-contiguous inputs, ``function2`` for others).
 
-``runtime.batchnorm`` picks one (``auto``: ``function2`` for CUDA-graph-replayed steps -- measured
-fastest in the H200 search step, 0.210 s vs 0.226 s for ``function`` and 0.402 s for ``cudnn`` --,
-``native`` for eager steps, where every extra op costs host dispatch time, and on CPU).
+``runtime.batchnorm`` picks one (``auto``: ``triton`` for CUDA-graph-replayed steps where Triton is
+installed -- the H200 GAEA PC-DARTS search step took 0.0950 s against 0.1127 s with ``function2``,
+which had itself beaten ``function`` (0.210 s vs 0.226 s) and ``cudnn`` (0.402 s) --, ``function2``
+there without Triton, ``native`` for eager steps, where every extra op costs host dispatch time, and
+on CPU).
 """
 
 from __future__ import annotations
@@ -215,12 +216,16 @@ def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor 
 
 
 def resolve_impl(name: str, device: torch.device, replayed: bool = True) -> str:
-    """``auto``: ``function2`` for graph-replayed CUDA steps (GPU-bound: fewer, faster kernels);
-    ``native`` for eager steps (host-bound: one dispatch per BN instead of about six -- the
+    """``auto``: ``triton`` (``function2`` without Triton) for graph-replayed CUDA steps (GPU-bound:
+    fewer, faster kernels); ``native`` for eager steps (host-bound: one dispatch per BN instead of about six -- the
     discrete NB201 GDAS forward+backward dispatches 3317 ops with function2, 1577 with native)."""
     name = str(name).lower()
     if name == "auto":
-        return "function2" if device.type == "cuda" and replayed else "native"
+        if device.type != "cuda" or not replayed:
+            return "native"
+        from nas_cli.spaces.triton_support import available
+
+        return "triton" if available(device) else "function2"
     if name not in BN_IMPLS:
         raise ConfigError(f"runtime.batchnorm must be auto or one of {', '.join(BN_IMPLS)}, got '{name}'")
     if name == "triton":

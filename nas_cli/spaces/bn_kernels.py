@@ -1,4 +1,4 @@
-"""Training-mode non-affine BatchNorm as Triton kernels (``runtime.batchnorm=triton``; not yet measured).
+"""Training-mode non-affine BatchNorm as Triton kernels (``runtime.batchnorm=triton``; ``auto`` on CUDA).
 
 Why: with the conv and weighted-sum kernels in place, the largest items of the GAEA PC-DARTS search
 step's H200 profile (2026-12-02, fifth session) were elementwise and reduction kernels, most of them
