@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 2026-12-02, sixth session, third device call: kernel profiles of the evaluation step at paper size
 # (compiled, the default, and uncompiled), to see where its 55 ms go; and the running statistics of
-# the masked NB201 one-hot forward with native vs Triton BN (benchmarks/debug_masked_bn.py: the CUDA
+# the masked NB201 one-hot forward with native vs Triton BN (a one-off script, benchmarks/debug_masked_bn.py, removed afterwards: the CUDA
 # check of the second call found them different while loss and gradients agreed).
 set -u
 source benchmarks/device_env.sh

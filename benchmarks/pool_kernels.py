@@ -4,7 +4,7 @@
   (``avg_pool_3x3`` in spaces/depthwise.py): the product uses it with ``runtime.depthwise=triton``
   since 2026-12-02 (fifth session; measured there, docs/speed.md).
 * max pooling (spaces/maxpool.py: 3x3 stride 1/2 of the ``max_pool_3x3`` edges, 2x2 stride 2 of the
-  PC-DARTS bypass): experimental, off (``maxpool.ENABLED``) until this measures the search step faster.
+  PC-DARTS bypass): on (``maxpool.ENABLED``) since this measured the search step faster (sixth session).
 
   python benchmarks/pool_kernels.py                      # CUDA: check, kernel times, search steps both ways
   TRITON_INTERPRET=1 python benchmarks/pool_kernels.py --device cpu   # check only

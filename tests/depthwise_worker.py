@@ -188,7 +188,7 @@ def maxpool(device: str) -> dict[str, Any]:
 
     out: dict[str, Any] = {"cases": {}}
     g = torch.Generator(device=device).manual_seed(0)
-    mp.ENABLED = True  # experimental: off in the product until measured
+    mp.ENABLED = True  # the product default; the check below turns it off
     kernel_calls: list[int] = []
     original_pool = mp._pool
     mp._pool = lambda *a: (kernel_calls.append(1), original_pool(*a))[1]  # type: ignore[assignment]
@@ -210,7 +210,7 @@ def maxpool(device: str) -> dict[str, Any]:
             bool(torch.equal(gx != 0, gxr != 0))]  # the same inputs receive gradient
     out["supported_dilated"] = mp.supported(x, 3, 1, 2)
     out["kernel_calls"] = len(kernel_calls)
-    mp.ENABLED = False
+    mp.ENABLED = False  # the switch still selects F.max_pool2d
     xd = torch.nan_to_num(x.detach())
     out["native_when_disabled"] = bool(torch.equal(mp.max_pool2d(xd, 3, 1, 1), F.max_pool2d(xd, 3, 1, 1)))
     out["kernel_calls_when_disabled"] = len(kernel_calls) - out["kernel_calls"]
@@ -292,8 +292,11 @@ def nb201(device: str) -> dict[str, Any]:
             results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
             out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
             buffers[impl] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
-        out[f"{hard or 'mixture'}_running_stats"] = max(_rel(buffers["triton"][k], buffers["native"][k])
-                                                       for k in buffers["native"])
+        # relative to the buffer's scale, at least 1: a running mean can be ~1e-8 (the mean of a BN
+        # output) where rounding upstream differs by as much again (seen on CUDA)
+        out[f"{hard or 'mixture'}_running_stats"] = max(
+            float((buffers["triton"][k] - v).abs().max()) / max(1.0, float(v.abs().max()))
+            for k, v in buffers["native"].items())
         # the step moved them (and the masked sample left the unselected ops' statistics alone in both)
         out[f"{hard or 'mixture'}_running_stats_moved"] = sum(
             not torch.equal(v, initial[k]) for k, v in buffers["triton"].items())

@@ -188,3 +188,29 @@ def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
     assert first["true"] == pytest.approx(first["false"], rel=1e-4)
     assert losses["true"] == pytest.approx(losses["false"], rel=3e-2)
     assert tests["true"][0] == pytest.approx(tests["false"][0], rel=5e-2)
+
+
+def test_every_cell_shape_gets_compiled() -> None:
+    """All cells share one forward (one code object) and Dynamo keeps only ``recompile_limit``
+    graphs per code object (8 by default), running the rest eagerly without an error. An 11-cell
+    network has 9 distinct cell shapes (like the paper's 20-cell one): every one must be compiled."""
+    from omegaconf import OmegaConf
+
+    from nas_cli.runtime.compile import compile_module
+    from nas_cli.spaces.darts_eval import NetworkCIFAR
+
+    torch._dynamo.reset()
+    default_limit = torch._dynamo.config.recompile_limit
+    try:
+        torch._dynamo.config.recompile_limit = 8  # Dynamo's default, whatever an earlier test set
+        torch.manual_seed(0)
+        net = NetworkCIFAR(4, 10, 11, False, get_genotype("darts_v2"))
+        shapes = {(c.reduction, *[p.shape for p in c.parameters()]) for c in net.cells}
+        assert len(shapes) == 9 > 8
+        compile_module(net, OmegaConf.create({"compile_backend": "eager", "compile": "true"}))
+        net.drop_path_prob = 0.0
+        net(torch.randn(2, 3, 8, 8))
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 9
+    finally:
+        torch._dynamo.config.recompile_limit = default_limit
+        torch._dynamo.reset()

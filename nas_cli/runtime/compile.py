@@ -95,6 +95,13 @@ def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
         torch._dynamo.config.suppress_errors = True
     scope = str(runtime.get("compile_scope") or "cells")
     targets = list(module.cells) if scope == "cells" and hasattr(module, "cells") else [module]
+    # Dynamo keeps at most ``recompile_limit`` (8) graphs per code object and runs the frames past
+    # it eagerly, silently.  All cells share one forward, and a 20-cell evaluation network has 9
+    # distinct cell shapes: with the default limit its last five (widest) cells ran uncompiled.
+    # Each target adds at most one shape; the margin covers other guards (a module's mode, say).
+    limit = len(targets) + 8
+    if torch._dynamo.config.recompile_limit < limit:
+        torch._dynamo.config.recompile_limit = limit
     for m in targets:
         m.compile(**kwargs)
     return targets

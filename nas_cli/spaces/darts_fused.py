@@ -240,7 +240,7 @@ class _Pool(_Stage):
         self._avg3 = (isinstance(p, nn.AvgPool2d) and p.kernel_size in (3, (3, 3)) and p.stride in (1, (1, 1))
                       and p.padding in (1, (1, 1)) and not p.count_include_pad and not p.ceil_mode
                       and p.divisor_override is None)
-        #: (k, stride, padding) of a max pool the kernels of spaces/maxpool.py take (experimental)
+        #: (k, stride, padding) of a max pool the kernels of spaces/maxpool.py take
         self._max: tuple[int, int, int] | None = None
         if (isinstance(p, nn.MaxPool2d) and all(isinstance(v, int) for v in (p.kernel_size, p.stride, p.padding))
                 and p.dilation == 1 and not p.ceil_mode and not p.return_indices):

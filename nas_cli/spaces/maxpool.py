@@ -1,4 +1,4 @@
-"""Max pooling as Triton kernels (experimental: ``ENABLED``; not yet measured on a GPU).
+"""Max pooling as Triton kernels (``ENABLED``; with ``runtime.depthwise=triton``, i.e. ``auto`` on CUDA).
 
 Why: in the GAEA PC-DARTS search step's H200 profile (2026-12-02, fifth session) PyTorch's max-pool
 kernels were about 6 % of the device time (backward 43 us, forward 28 us per call at 256 x 4..20 x
@@ -28,9 +28,10 @@ from torch import Tensor
 
 from nas_cli.spaces.triton_support import available, out_size, plane_tile, tl, triton
 
-#: whether the fused cells' max pools use these kernels (``runtime.depthwise=triton`` steps); off
-#: until a whole-step measurement shows them faster (benchmarks/pool_kernels.py measures both)
-ENABLED = False
+#: whether the fused cells' max pools use these kernels (``runtime.depthwise=triton`` steps).  On
+#: since the H200 GAEA PC-DARTS search step measured 0.0933 s with them against 0.0948 / 0.0962 s
+#: without (peak 6.96 GB against 7.71 GB; benchmarks/pool_kernels.py, sixth session)
+ENABLED = True
 
 if triton is not None:
 
