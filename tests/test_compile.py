@@ -200,6 +200,7 @@ def test_every_cell_shape_gets_compiled() -> None:
     from nas_cli.spaces.darts_eval import NetworkCIFAR
 
     torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()  # reset() keeps the counters of earlier tests' graphs
     default_limit = torch._dynamo.config.recompile_limit
     try:
         torch._dynamo.config.recompile_limit = 8  # Dynamo's default, whatever an earlier test set
