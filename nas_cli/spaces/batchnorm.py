@@ -219,18 +219,16 @@ def resolve_impl(name: str, device: torch.device, replayed: bool = True) -> str:
     """``auto``: ``triton`` (``function2`` without Triton) for graph-replayed CUDA steps (GPU-bound:
     fewer, faster kernels); ``native`` for eager steps (host-bound: one dispatch per BN instead of about six -- the
     discrete NB201 GDAS forward+backward dispatches 3317 ops with function2, 1577 with native)."""
+    from nas_cli.spaces.triton_support import available
+
     name = str(name).lower()
     if name == "auto":
         if device.type != "cuda" or not replayed:
             return "native"
-        from nas_cli.spaces.triton_support import available
-
         return "triton" if available(device) else "function2"
     if name not in BN_IMPLS:
         raise ConfigError(f"runtime.batchnorm must be auto or one of {', '.join(BN_IMPLS)}, got '{name}'")
     if name == "triton":
-        from nas_cli.spaces.triton_support import available
-
         if not available(device):
             raise ConfigError(f"runtime.batchnorm=triton needs Triton and a CUDA device (here: {device.type}); "
                               "use runtime.batchnorm=auto")
