@@ -33,9 +33,15 @@ SHAPES = [
     ("search reduce 32->16 E=2 sep5", 256, 16, 32, 5, 2, 1),
     ("search 16x16 E=5 sep3", 256, 40, 16, 3, 1, 1),
     ("search 8x8 E=5 sep5", 256, 80, 8, 5, 1, 1),
+    # the evaluation network of the default genotype (GAEA PC-DARTS): sep_conv_3x3 and dil_conv_3x3
+    # in the normal cells of each stage, sep_conv_5x5 (stride 2, then 1) in the two reduction cells
     ("eval 32x32 C=36 sep3", 128, 36, 32, 3, 1, 1),
-    ("eval 16x16 C=72 sep5", 128, 72, 16, 5, 1, 1),
+    ("eval 32x32 C=36 dil3", 128, 36, 32, 3, 1, 2),
+    ("eval 16x16 C=72 sep3", 128, 72, 16, 3, 1, 1),
     ("eval 8x8 C=144 sep3", 128, 144, 8, 3, 1, 1),
+    ("eval reduce 32->16 C=72 sep5", 128, 72, 32, 5, 2, 1),
+    ("eval 16x16 C=72 sep5", 128, 72, 16, 5, 1, 1),
+    ("eval reduce 16->8 C=144 sep5", 128, 144, 16, 5, 2, 1),
 ]
 #: (label, N, groups, channels per group, H): the fused cell's block-diagonal 1x1 convs
 PW_SHAPES = [

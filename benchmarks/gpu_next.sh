@@ -16,7 +16,7 @@ source benchmarks/device_env.sh
 part=${1:-all}
 if [ "$part" = a ] || [ "$part" = all ]; then
 stamp eval-bench
-timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step --json $OUT/eval.json >/dev/null 2>&1
+timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step --json $OUT/eval.json >$OUT/eval_bench.log 2>&1; echo "bench rc $?"; tail -3 $OUT/eval_bench.log | cut -c1-200
 python3 benchmarks/summarize.py $OUT/eval.json | cut -c1-210
 stamp eval-profile
 ROWS=50 timeout 200 python3 benchmarks/profile_step.py --eval >$OUT/prof_eval.txt 2>&1
@@ -25,15 +25,17 @@ fi
 if [ "$part" = b ] || [ "$part" = all ]; then
 stamp search-bench
 timeout 200 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads gaea_pcdarts_search pcdarts_search \
-  nb201_gaea_darts nb201_gdas --json $OUT/search.json >/dev/null 2>&1
+  nb201_gaea_darts nb201_gdas --json $OUT/search.json >$OUT/search_bench.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/search.json | cut -c1-210
+stamp graph-tests-maxpool
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_cuda_graphs.py 2>&1 | grep -E "passed|failed|^E " | head -8
 stamp conv-kernels
-timeout 150 python3 benchmarks/conv_kernels.py 2>&1 | grep -E "eval|shape" | head -20
+timeout 150 python3 benchmarks/conv_kernels.py 2>&1 | grep -E "eval|shape|sum over" | head -24
 fi
 if [ "$part" = c ] || [ "$part" = all ]; then
 stamp eval-channels-last
 timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.channels_last=true \
-  --json $OUT/eval_cl.json >/dev/null 2>&1
+  --json $OUT/eval_cl.json >$OUT/eval_cl_bench.log 2>&1; echo "bench rc $?"; tail -3 $OUT/eval_cl_bench.log | cut -c1-200
 python3 benchmarks/summarize.py $OUT/eval_cl.json | cut -c1-210
 fi
 stamp end
