@@ -1,0 +1,93 @@
+"""Every convolution of the paper-size evaluation network, timed per direction and layout.
+
+Why: the compiled evaluation step spends most of its device time in convolution kernels (docs/speed.md
+"Where the evaluation step's time goes"), but a graph-replayed kernel profile names kernels, not
+layers.  This records each distinct convolution the network runs (input shape, channels, kernel,
+stride, padding, dilation, groups; one forward with hooks), then times its forward, input gradient
+and weight gradient with the native kernels in NCHW and in channels_last -- 10 calls captured in a
+CUDA graph, the replay timed -- and prints them weighted by how often the network runs each one.
+
+  python benchmarks/eval_convs.py                      # CUDA, the bench's eval_step sizes
+  python benchmarks/eval_convs.py --genotype DARTS_V2
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.conv_kernels import _time  # noqa: E402  (the CUDA-graph timer)
+
+
+def conv_census(genotype: str, channels: int, layers: int, batch: int) -> Counter:
+    """(input shape, out channels, kernel, stride, padding, dilation, groups) -> calls per forward."""
+    from nas_cli.spaces.darts_eval import NetworkCIFAR
+    from nas_cli.spaces.genotypes import get_genotype
+
+    net = NetworkCIFAR(channels, 10, layers, True, get_genotype(genotype))
+    census: Counter = Counter()
+
+    def hook(mod: nn.Conv2d, inputs: tuple) -> None:
+        census[(tuple(inputs[0].shape), mod.out_channels, mod.kernel_size[0], mod.stride[0], mod.padding[0],
+                mod.dilation[0], mod.groups)] += 1
+
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.register_forward_pre_hook(hook)
+    net.train()
+    with torch.no_grad():
+        net(torch.zeros(batch, 3, 32, 32))
+    return census
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--genotype", default="GAEA_PCDARTS_cifar10")
+    ap.add_argument("--channels", type=int, default=36)
+    ap.add_argument("--layers", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=20)
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
+    census = conv_census(args.genotype, args.channels, args.layers, args.batch)
+    dev = torch.device("cuda")
+    rows = []
+    for (shape, cout, k, s, p, d, g), count in census.items():
+        per_layout = []
+        for fmt in (torch.contiguous_format, torch.channels_last):
+            x = torch.randn(shape, device=dev).to(memory_format=fmt)
+            w = torch.randn(cout, shape[1] // g, k, k, device=dev).to(memory_format=fmt)
+            y = torch.nn.functional.conv2d(x, w, None, s, p, d, g)
+            gy = torch.randn_like(y)
+
+            def bwd(mask: list[bool]) -> object:
+                return torch.ops.aten.convolution_backward(gy, x, w, None, [s, s], [p, p], [d, d], False, [0, 0], g,
+                                                           mask)
+
+            with torch.no_grad():
+                per_layout.append([_time(lambda: torch.nn.functional.conv2d(x, w, None, s, p, d, g), args.repeats),
+                                   _time(lambda: bwd([True, False, False]), args.repeats),
+                                   _time(lambda: bwd([False, True, False]), args.repeats)])
+        rows.append((count, shape, cout, k, s, d, g, per_layout))
+    rows.sort(key=lambda r: -r[0] * min(sum(r[7][0]), sum(r[7][1])))
+    print(f"{'calls':>5s} {'input':>18s} {'out':>4s} k s d {'groups':>6s} | {'NCHW fwd/dgrad/wgrad us':>24s} | "
+          f"{'NHWC fwd/dgrad/wgrad us':>24s}")
+    totals = [0.0, 0.0]
+    for count, shape, cout, k, s, d, g, t in rows:
+        totals[0] += count * sum(t[0])
+        totals[1] += count * sum(t[1])
+        print(f"{count:5d} {str(shape):>18s} {cout:4d} {k} {s} {d} {g:6d} | "
+              + " ".join(f"{v:7.1f}" for v in t[0]) + " | " + " ".join(f"{v:7.1f}" for v in t[1]))
+    print(f"per step, every conv once per direction: NCHW {totals[0] / 1e3:.2f} ms, NHWC {totals[1] / 1e3:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
