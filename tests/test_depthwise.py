@@ -110,12 +110,13 @@ def assert_nb201(r: dict[str, Any]) -> None:
     assert r["masked_running_stats_kept"][0] > 0  # the unselected ops' BNs saw no batch
 
 
-def assert_supernet(r: dict[str, Any]) -> None:
+def assert_supernet(r: dict[str, Any], bn_triton: bool = True) -> None:
     assert r["supernet_triton_convs"] == r["supernet_native_convs"] > 0
     assert r["supernet_triton_pointwise"] == r["supernet_native_pointwise"] > 0
     assert r["supernet_triton_mixing"] == r["supernet_native_mixing"] > 0
     assert r["supernet_triton_max_pools"] > 0  # max_pool_3x3 edges and the bypass's 2x2 pools
-    assert r["supernet_triton_bns"] == r["supernet_native_bns"] > 0  # runtime.batchnorm=triton in the Triton run
+    if bn_triton:  # runtime.batchnorm=triton in the Triton run
+        assert r["supernet_triton_bns"] == r["supernet_native_bns"] > 0
     assert r["eval_triton_convs"] == r["eval_native_convs"] > 0
     assert r["eval_state_dict_unchanged"]
     for key in ("supernet_loss", "supernet_grads", "eval_loss", "eval_grads"):
@@ -178,7 +179,7 @@ def test_nb201_supernet_with_triton_kernels_matches_native_cuda(tmp_path: Path) 
 
 @needs_triton
 def test_supernet_and_eval_network_match_native_interpreted(tmp_path: Path) -> None:
-    assert_supernet(run_worker("supernet", tmp_path))
+    assert_supernet(run_worker("supernet", tmp_path), bn_triton=False)  # Triton BN: the nb201 check
 
 
 @needs_triton
