@@ -83,6 +83,23 @@ def kernels(device: str) -> dict[str, Any]:
     out["supported"]["nonsquare_stride"] = dw.supported(x, wt, (1, 2), 1, 1)
     xl = x.detach().to(memory_format=torch.channels_last)
     out["fallback_error"] = _rel(dw.depthwise_conv2d(xl, wt, 1, 2, 1), F.conv2d(xl, wt, None, 1, 2, 1, 2))
+    # a channels_last input of the module: dilated and small-plane convs run through the kernels in
+    # NCHW (counted), the others natively; same values, gradients and output layout either way
+    out["channels_last"] = {}
+    for name, (c, h, k, d) in {"dilated 16x16": (3, 16, 3, 2), "plain 8x8": (3, 8, 5, 1),
+                               "plain 16x16": (3, 16, 3, 1)}.items():
+        conv = torch.nn.Conv2d(c, c, k, 1, d * (k - 1) // 2, d, groups=c, bias=False).to(device)
+        xs = torch.randn(2, c, h, h, device=device, generator=g).to(memory_format=torch.channels_last)
+        xs.requires_grad_(True)
+        yr = conv(xs)
+        ref = torch.autograd.grad(yr, (xs, conv.weight), torch.ones_like(yr))
+        dw.use_depthwise_impl(conv, "triton")
+        calls.clear()
+        y = conv(xs)
+        got = torch.autograd.grad(y, (xs, conv.weight), torch.ones_like(y))
+        out["channels_last"][name] = {
+            "kernel_calls": sorted(calls), "out_channels_last": y.is_contiguous(memory_format=torch.channels_last),
+            "error": max(_rel(y, yr), _rel(got[0], ref[0]), _rel(got[1], ref[1]))}
     return out
 
 

@@ -54,6 +54,12 @@ def assert_kernels(r: dict[str, Any]) -> None:
     assert r["grads_computed_by_backward"] == ["_grad_input", "_grad_weight"]
     assert r["supported"] == {"channels_last": False, "float64": False, "nonsquare_stride": False}
     assert r["fallback_error"] == 0.0
+    routed = r["channels_last"]
+    assert routed["dilated 16x16"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
+    assert routed["plain 8x8"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
+    assert routed["plain 16x16"]["kernel_calls"] == []  # cuDNN's NHWC kernels
+    for name, case in routed.items():
+        assert case["out_channels_last"] and case["error"] < 2e-6, (name, case)
 
 
 def assert_pointwise(r: dict[str, Any]) -> None:

@@ -294,13 +294,37 @@ def is_depthwise(conv: nn.Conv2d) -> bool:
             and conv.kernel_size[0] == conv.kernel_size[1])
 
 
+#: channels_last inputs whose convs the ``triton`` setting runs in NCHW through the kernels here
+#: (converting at the boundary) instead of cuDNN's NHWC kernels: dilated convs, and output planes of
+#: at most this many pixels.  Measured on the H200 (2026-12-02, benchmarks/eval_convs.py, evaluation
+#: network at batch 128, fwd/dgrad/wgrad in us): NHWC dilated 3x3 at 36x32x32 138/63/593 (NCHW
+#: Triton 14/15/55), NHWC 3x3 at 144x8x8 5/6/75 (Triton 8/8/33), NHWC 5x5 at 144x8x8 12/12/143;
+#: undilated 3x3/5x5 at 16x16 and 32x32 NHWC kernels were the fastest there (e.g. 15/17/23 at 36x32x32).
+NCHW_FOR_CHANNELS_LAST_MAX_PLANE = 64
+
+
+def routes_to_nchw(x: Tensor, dilation: int, out_pixels: int) -> bool:
+    """Whether a channels_last input of a ``triton`` depthwise conv runs in NCHW through the kernels."""
+    return (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+            and (dilation > 1 or out_pixels <= NCHW_FOR_CHANNELS_LAST_MAX_PLANE))
+
+
 class DepthwiseConv2d(nn.Conv2d):
-    """A depthwise ``nn.Conv2d`` whose kernels ``impl`` chooses (same parameters and state_dict)."""
+    """A depthwise ``nn.Conv2d`` whose kernels ``impl`` chooses (same parameters and state_dict).
+
+    ``triton`` on a channels_last input keeps cuDNN's NHWC kernels except where they were measured
+    slow (:data:`NCHW_FOR_CHANNELS_LAST_MAX_PLANE`): those convs convert to NCHW, run the Triton
+    kernels and convert back, which costs a copy each way and still wins by a wide margin there.
+    """
 
     impl: str = "native"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.impl == "triton":
+            k, s, p, d = self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0]  # type: ignore[index]
+            if routes_to_nchw(x, d, out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d)):
+                y = depthwise_conv2d(x.contiguous(), self.weight, self.stride, self.padding, self.dilation)
+                return y.contiguous(memory_format=torch.channels_last)
             return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)
         return super().forward(x)
 
