@@ -86,9 +86,10 @@ def kernels(device: str) -> dict[str, Any]:
     # a channels_last input of the module: dilated and small-plane convs run through the kernels in
     # NCHW (counted), the others natively; same values, gradients and output layout either way
     out["channels_last"] = {}
-    for name, (c, h, k, d) in {"dilated 16x16": (3, 16, 3, 2), "plain 8x8": (3, 8, 5, 1),
-                               "plain 16x16": (3, 16, 3, 1)}.items():
-        conv = torch.nn.Conv2d(c, c, k, 1, d * (k - 1) // 2, d, groups=c, bias=False).to(device)
+    for name, (c, h, k, s, d) in {"dilated 16x16": (3, 16, 3, 1, 2), "plain 8x8": (3, 8, 5, 1, 1),
+                                  "strided 16->8": (3, 16, 5, 2, 1), "plain 16x16": (3, 16, 3, 1, 1)}.items():
+        conv = torch.nn.Conv2d(c, c, k, s, d * (k - 1) // 2, d, groups=c, bias=False).to(device)
+        conv = conv.to(memory_format=torch.channels_last)  # as the trainer converts the model
         xs = torch.randn(2, c, h, h, device=device, generator=g).to(memory_format=torch.channels_last)
         xs.requires_grad_(True)
         yr = conv(xs)
@@ -100,6 +101,9 @@ def kernels(device: str) -> dict[str, Any]:
         out["channels_last"][name] = {
             "kernel_calls": sorted(calls), "out_channels_last": y.is_contiguous(memory_format=torch.channels_last),
             "error": max(_rel(y, yr), _rel(got[0], ref[0]), _rel(got[1], ref[1]))}
+        # the operator's own output is NCHW-contiguous, as its fake says (torch.compile checks it)
+        out["channels_last"][name]["op_output_contiguous"] = dw._conv(
+            xs.detach().contiguous(), conv.weight, k, s, d * (k - 1) // 2, d).is_contiguous()
     return out
 
 

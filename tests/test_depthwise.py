@@ -57,9 +57,10 @@ def assert_kernels(r: dict[str, Any]) -> None:
     routed = r["channels_last"]
     assert routed["dilated 16x16"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
     assert routed["plain 8x8"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
+    assert routed["strided 16->8"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
     assert routed["plain 16x16"]["kernel_calls"] == []  # cuDNN's NHWC kernels
     for name, case in routed.items():
-        assert case["out_channels_last"] and case["error"] < 2e-6, (name, case)
+        assert case["out_channels_last"] and case["op_output_contiguous"] and case["error"] < 2e-6, (name, case)
 
 
 def assert_pointwise(r: dict[str, Any]) -> None:

@@ -162,7 +162,9 @@ def triton_forward(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tens
 @torch.library.custom_op("nas_cli::depthwise_conv", mutates_args=())
 def _conv(x: Tensor, w: Tensor, k: int, s: int, p: int, d: int) -> Tensor:
     if s > 1 and NATIVE_STRIDED_FORWARD:
-        return F.conv2d(x, w.to(x.dtype), None, s, p, d, x.shape[1])
+        # contiguous, as the fake says: a channels_last model's (C, 1, k, k) weight has strides that
+        # are both layouts at once, and cuDNN then returns a channels_last output
+        return F.conv2d(x, w.to(x.dtype), None, s, p, d, x.shape[1]).contiguous()
     return triton_forward(x, w, k, s, p, d)
 
 
