@@ -8,6 +8,7 @@ writes its measurements (max relative errors, ...) as JSON; the test asserts on 
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from pathlib import Path
@@ -92,8 +93,10 @@ def kernels(device: str) -> dict[str, Any]:
         conv = conv.to(memory_format=torch.channels_last)  # as the trainer converts the model
         xs = torch.randn(2, c, h, h, device=device, generator=g).to(memory_format=torch.channels_last)
         xs.requires_grad_(True)
-        yr = conv(xs)
-        ref = torch.autograd.grad(yr, (xs, conv.weight), torch.ones_like(yr))
+        ref_conv = copy.deepcopy(conv).double()  # float64 reference: no TF32 on CUDA
+        xd = xs.detach().double().requires_grad_(True)
+        yr = ref_conv(xd)
+        ref = torch.autograd.grad(yr, (xd, ref_conv.weight), torch.ones_like(yr))
         dw.use_depthwise_impl(conv, "triton")
         calls.clear()
         y = conv(xs)
