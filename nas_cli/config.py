@@ -257,7 +257,9 @@ class RuntimeConfig:
     device: str = "auto"
     #: "fp32" or "bf16" (autocast on the weight path; architecture update always fp32)
     precision: str = "fp32"
-    channels_last: bool = False
+    #: NHWC activations and weights: "auto" (for the compiled evaluation network on CUDA, where it was
+    #: measured faster; search supernets stay NCHW, measured slower), "true", "false" (runtime/layout.py)
+    channels_last: str = "auto"
     #: true: cuDNN deterministic algorithms without autotuning; false (default, as in the reference
     #: DARTS/PC-DARTS/GAEA code): cudnn.benchmark autotuning, measured 11 % faster on the H200 search
     #: step. CPU runs are deterministic either way; on CUDA some kernels (max-pool backward) use
@@ -459,6 +461,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("depthwise", "pointwise", "mixing"):  # the Triton kernel settings (spaces/triton_support.py)
         _check(str(rt[key]).lower() in ("auto", "native", "triton"),
                f"runtime.{key} must be auto, native or triton, got '{rt[key]}'")
+    _check(str(rt.channels_last).lower() in ("auto", "true", "false"),
+           f"runtime.channels_last must be auto, true or false, got '{rt.channels_last}'")
     _check(str(rt.hard_forward).lower() in ("auto", "selected", "masked"),
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),

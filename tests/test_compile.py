@@ -83,7 +83,7 @@ def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     # runtime.fused too: the momentum is re-laid out on resume (runtime/optstate.py)
     for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",
               "runtime.batchnorm=function", "runtime.fused=false", "runtime.deterministic=true",
-              "runtime.sync_bn=false"):
+              "runtime.sync_bn=false", "runtime.channels_last=true"):
         assert config_fingerprint(make_cfg(["experiment=demo", o]))[0] == base, o
     assert config_fingerprint(make_cfg(["experiment=demo", "search.lr=0.05"]))[0] != base
 
@@ -98,6 +98,7 @@ def test_checkpoint_config_from_before_a_key_became_execution_only_still_matches
     current = config_fingerprint(make_cfg(["experiment=demo"]))[1]
     old = copy.deepcopy(current)
     old["runtime"]["deterministic"] = True
+    old["runtime"]["channels_last"] = False  # a bool before runtime.channels_last=auto existed
     assert same_run_config(old, current)
     del old["runtime"]["deterministic"]
     old["runtime"].pop("sync_bn", None)  # a checkpoint from before runtime.sync_bn existed
@@ -153,6 +154,9 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
         cfg = make_cfg([*EVAL, f"runtime.compile={mode}", "runtime.compile_backend=aot_eager"])
         tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / mode)
         assert tr.compiled == (mode == "true") and all(compiled(c) for c in tr.model.cells) == (mode == "true")
+        # runtime.channels_last=auto: NHWC for the compiled network only (so this also compares layouts)
+        assert tr.channels_last == (mode == "true")
+        assert tr.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) == (mode == "true")
         tr.begin_epoch(3)
         # the drop-path probability is a tensor when compiled: a new float each epoch would recompile
         assert isinstance(tr.model.drop_path_prob, torch.Tensor) == (mode == "true")
@@ -165,18 +169,22 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Inductor kernels)")
-def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["false", "auto"])
+def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path, layout: str) -> None:
     """Inductor computes the same function with other kernels (fused reductions, another summation
     order): the first step agrees to float precision; over a 2-epoch training run the trajectories
     drift apart by rounding (measured on the H200: 0.5 % in the epoch-2 mean loss), so that is
-    compared loosely.  Evaluation passes must not compile (eval mode, other batch sizes)."""
+    compared loosely.  Evaluation passes must not compile (eval mode, other batch sizes).
+    ``layout=auto``: the compiled network runs channels_last with the routed Triton depthwise
+    kernels (the default), the eager one NCHW."""
     base = ["experiment=demo", "runtime.device=cuda", "runtime.deterministic=true", "dataset.num_train=256", "dataset.image_size=16",
-            "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0"]
+            "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0",
+            f"runtime.channels_last={layout}"]
     first, losses, tests = {}, {}, {}
     for mode in ("true", "false"):
         tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}"]),
                          EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / mode)
-        assert tr.compiled == (mode == "true")
+        assert tr.compiled == (mode == "true") and tr.channels_last == (layout == "auto" and mode == "true")
         tr.begin_epoch(0)
         x, y = next(tr.stream.forever())
         first[mode] = float(tr.train_step(x, y)[0])
@@ -215,3 +223,26 @@ def test_every_cell_shape_gets_compiled() -> None:
     finally:
         torch._dynamo.config.recompile_limit = default_limit
         torch._dynamo.reset()
+
+
+def test_channels_last_setting(tmp_path: Path) -> None:
+    """runtime.channels_last: auto = NHWC for a compiled evaluation network only; true/false force it
+    anywhere; the evaluation job fingerprint of auto and false is the one older versions wrote (False)."""
+    from nas_cli.stages.train_eval import job_fingerprint
+
+    job = EvalJob("g", get_genotype("darts_v2"), 0)
+    for mode, compile_mode, expect in (("auto", "false", False), ("false", "true", False), ("true", "false", True)):
+        tr = EvalTrainer(make_cfg([*EVAL, f"runtime.channels_last={mode}", f"runtime.compile={compile_mode}",
+                                   "runtime.compile_backend=aot_eager"]), job, tmp_path / mode)
+        assert tr.channels_last is expect, mode
+        assert tr.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) is expect, mode
+    prints = {m: job_fingerprint(make_cfg([*EVAL, f"runtime.channels_last={m}"]), job) for m in ("auto", "false", "true")}
+    assert prints["auto"] == prints["false"] and prints["false"][1]["channels_last"] is False
+    assert prints["true"][0] != prints["false"][0]
+    for mode, expect in (("auto", False), ("true", True)):  # search supernets: auto stays NCHW (measured slower)
+        run = build_run(make_cfg([*NB, f"runtime.channels_last={mode}"]), tmp_path / f"s-{mode}")
+        assert run.execution["channels_last"] is expect
+        assert next(p for p in run.model.parameters() if p.dim() == 4).is_contiguous(
+            memory_format=torch.channels_last) is expect
+    with pytest.raises(ConfigError, match="runtime.channels_last must be auto, true or false"):
+        validate(make_cfg([*EVAL, "runtime.channels_last=sometimes"]))

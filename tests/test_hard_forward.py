@@ -236,7 +236,8 @@ def test_tiny_search_masked_equals_selected(method: str, tmp_path: Path, monkeyp
         summary = run_search(cfg, out)
         assert (len(calls) > n0) == masked
         # summary.json records what the settings resolved to
-        assert summary["execution"] == {"cuda_graphs": False, "fused_cells": masked, "batchnorm": "native",
+        assert summary["execution"] == {"cuda_graphs": False, "fused_cells": masked, "channels_last": False,
+                                        "batchnorm": "native",
                                         "depthwise": "native", "pointwise": "native", "mixing": "native",
                                         "hard_forward": "masked" if masked else "selected"}
         ckpt = torch.load(out / "checkpoint.pt", weights_only=True)

@@ -79,6 +79,7 @@ def prepare_search(cfg: DictConfig, genotype: str) -> Prepared:
                     {"space": str(sp.name), "method": str(cfg.method.name), "objective": str(cfg.objective.name),
                      "batch": bs, "arch_batch": abs_, "image_size": px,
                      "extra_memory_bytes": run.objective.extra_memory_bytes(),
+                     "channels_last": bool(run.execution["channels_last"]),
                      **({"hard_forward": run.hard_forward} if run.hard_forward else {})}, keep=tmp)
 
 
@@ -101,7 +102,7 @@ def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
              f"dp{p:.2g}/{float(t.drop_path):g} cutout{t.cutout}")
     return Prepared(step, trainer.device, bs, sizes, "cuda_graph" if trainer.graphs else "eager",
                     {"genotype": genotype, "params": trainer.params, "batch": bs, "image_size": px,
-                     "drop_path_now": p}, keep=tmp)
+                     "drop_path_now": p, "channels_last": trainer.channels_last}, keep=tmp)
 
 
 def _no_check(cfg: DictConfig) -> None:

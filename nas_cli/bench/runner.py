@@ -74,7 +74,8 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         "images_per_step": prep.images_per_step, "images_per_s": prep.images_per_step / timing.median,
         "peak_mem_gb": peak_gb, "peak_mem_kind": mem_kind,
         "target_device": TARGET_DEVICE, "target_step_s": w.target_step_s, "target_mem_gb": w.target_mem_gb,
-        "precision": str(rt.precision), "channels_last": bool(rt.channels_last), "fused": bool(rt.fused),
+        "precision": str(rt.precision), "fused": bool(rt.fused),
+        "channels_last": None,  # what auto resolved to, from prep.info below
         # a bare `runtime.cuda_graphs=false` override arrives as the bool False, hence lower()
         "cuda_graphs": str(rt.cuda_graphs).lower(), "batchnorm": str(rt.batchnorm).lower(),
         "depthwise": str(rt.depthwise).lower(),

@@ -20,7 +20,7 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   "search.log_every", "tag", "experiment", "stage",
                   # how the same arithmetic is executed (layout, kernels, graph replay, compilation;
                   # a fused run's momentum is re-laid out on resume: runtime/optstate.py)
-                  "runtime.fused", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm",
+                  "runtime.fused", "runtime.channels_last", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm",
                   "runtime.depthwise", "runtime.pointwise", "runtime.mixing", "runtime.hard_forward", "runtime.compile",
                   "runtime.compile_backend", "runtime.compile_mode", "runtime.compile_scope",
                   # data-parallel execution: like the number of processes, which a resumed run may change

@@ -48,6 +48,7 @@ from nas_cli.runtime.device import resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedForward, load_optimizer_state, make_capturable, weight_sgd
 from nas_cli.runtime.optstate import load_optimizer_state_by_name, optimizer_state_by_name
+from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces import SPACES
@@ -92,7 +93,7 @@ class SearchRun:
     selected: dict[str, torch.Tensor] | None = None
     #: data-parallel layout (world_size 1 = one process)
     world: dist.DistContext = dist.DistContext()
-    #: what the auto settings resolved to ({"cuda_graphs", "fused_cells", "batchnorm", "depthwise",
+    #: what the auto settings resolved to ({"cuda_graphs", "fused_cells", "channels_last", "batchnorm", "depthwise",
     #: "pointwise", "mixing", and "hard_forward" for one-hot methods}): run header, summary.json, checkpoints
     execution: dict[str, Any] = field(default_factory=dict)
     #: eval-mode forwards of the supernet replayed from CUDA graphs (runs whose step is graph-replayed)
@@ -140,12 +141,14 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     hard_forward = resolve_hard_forward(cfg, graphs)
     model = space.build_supernet(dataset.num_classes, int(c), relax, fused=bool(cfg.runtime.fused),
                                  hard_forward=hard_forward or "selected").to(device)
-    if cfg.runtime.channels_last:
+    # auto: NCHW (the supernets' steps were measured slower in channels_last; runtime/layout.py)
+    channels_last = channels_last_enabled(cfg.runtime.channels_last, auto=False)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     prec = str(cfg.runtime.precision)
     # what the auto settings resolved to: shown in the run header and kept in summary.json
     execution: dict[str, Any] = {
-        "cuda_graphs": graphs, "fused_cells": bool(getattr(model, "fused", False)),
+        "cuda_graphs": graphs, "fused_cells": bool(getattr(model, "fused", False)), "channels_last": channels_last,
         "batchnorm": resolve_bn_impl(str(cfg.runtime.batchnorm), device, replayed=graphs),
         "depthwise": resolve_kernel_impl(str(cfg.runtime.depthwise), device, "runtime.depthwise",
                                          replayed=graphs, precision=prec),
@@ -176,7 +179,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
         make_capturable(a_opt)
     ctx = StepContext(model, arch, w_opt, a_opt, device, grad_clip=s.grad_clip,
                       arch_grad_clip=cfg.optimizer.grad_clip, entropy_reg=float(cfg.optimizer.entropy_reg),
-                      precision=cfg.runtime.precision, channels_last=bool(cfg.runtime.channels_last),
+                      precision=cfg.runtime.precision, channels_last=channels_last,
                       per_example_clip=cfg.optimizer.get("per_example_clip"), dist_ctx=dctx)
     objective = OBJECTIVES.get(cfg.objective.name)(cfg.objective, ctx)
 
@@ -563,6 +566,7 @@ def _execution_text(run: SearchRun) -> str:
     """``fused, bn function2, dw triton, ...``: what executes the step (``runtime.*`` resolved)."""
     names = {"batchnorm": "bn", "depthwise": "dw", "pointwise": "pw", "mixing": "mix", "hard_forward": "one-hot"}
     parts = ["fused" if run.fused_cells else "per-edge"]
+    parts += ["channels_last"] if run.execution.get("channels_last") else []
     parts += [f"{names[k]} {v}" for k, v in run.execution.items() if k in names]
     return ", ".join(parts)
 

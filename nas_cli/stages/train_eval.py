@@ -40,6 +40,7 @@ from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
 from nas_cli.spaces.batchnorm import use_sync_batchnorm
@@ -100,7 +101,9 @@ def job_fingerprint(cfg: DictConfig, job: EvalJob) -> tuple[str, dict[str, Any]]
     data = {"job": {k: v for k, v in job.to_json().items() if k != "name"},
             "train": train,
             "dataset": OmegaConf.to_container(cfg.dataset, resolve=True),
-            "precision": cfg.runtime.precision, "channels_last": cfg.runtime.channels_last}
+            # layout is execution only, but older versions hashed the bool: keep their fingerprints
+            # (false and the new default auto hash as False; an explicit true as True)
+            "precision": cfg.runtime.precision, "channels_last": str(cfg.runtime.channels_last).lower() == "true"}
     blob = json.dumps(data, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16], data
 
@@ -144,8 +147,6 @@ class EvalTrainer:
         self.model = NetworkCIFAR(int(t.init_channels), ds.num_classes, int(t.layers),
                                   auxiliary=float(t.auxiliary_weight) > 0, genotype=job.genotype,
                                   in_channels=c).to(self.device)
-        if cfg.runtime.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
         sync_bn = self.ctx.enabled and bool(cfg.runtime.sync_bn)
         if sync_bn:
             use_sync_batchnorm(self.model)
@@ -155,10 +156,16 @@ class EvalTrainer:
         self.compiled = compile_enabled(cfg.runtime.compile,
                                         "BatchNorm synchronised across data-parallel ranks (runtime.sync_bn)"
                                         if sync_bn else toolchain_blocker(self.device), self.device)
-        # auto: Triton depthwise kernels only for uncompiled graph-replayed steps (the compiled
-        # network was measured with the native kernels; runtime.depthwise=triton combines the two)
+        # auto: channels_last for the compiled network (runtime/layout.py)
+        self.channels_last = channels_last_enabled(cfg.runtime.channels_last, auto=self.compiled)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # auto: Triton depthwise kernels for graph-replayed steps except compiled NCHW ones.  H200,
+        # fp32, 2026-12-02: compiled NCHW 0.0553 s native vs 0.0583 s Triton; compiled channels_last
+        # 0.0507 s native vs 0.0451 s Triton (there the kernels take only the convs cuDNN's NHWC
+        # kernels are slow at: spaces/depthwise.py NCHW_FOR_CHANNELS_LAST_MAX_PLANE)
         use_depthwise_impl(self.model, resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
-                                                           replayed=self.graphs and not self.compiled,
+                                                           replayed=self.graphs and (self.channels_last or not self.compiled),
                                                            precision=str(cfg.runtime.precision)))
         if self.compiled:
             compile_module(self.model, cfg.runtime)
@@ -229,7 +236,7 @@ class EvalTrainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.cfg.train
-        if self.cfg.runtime.channels_last:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.cfg.runtime.precision):
             logits, logits_aux = self.ddp_model(x)
