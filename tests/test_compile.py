@@ -230,12 +230,19 @@ def test_channels_last_setting(tmp_path: Path) -> None:
     anywhere; the evaluation job fingerprint of auto and false is the one older versions wrote (False)."""
     from nas_cli.stages.train_eval import job_fingerprint
 
-    job = EvalJob("g", get_genotype("darts_v2"), 0)
+    job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)  # with a test set to evaluate
     for mode, compile_mode, expect in (("auto", "false", False), ("false", "true", False), ("true", "false", True)):
         tr = EvalTrainer(make_cfg([*EVAL, f"runtime.channels_last={mode}", f"runtime.compile={compile_mode}",
                                    "runtime.compile_backend=aot_eager"]), job, tmp_path / mode)
         assert tr.channels_last is expect, mode
         assert tr.model.stem[0].weight.is_contiguous(memory_format=torch.channels_last) is expect, mode
+        seen = []
+        hook = tr.model.stem.register_forward_pre_hook(lambda m, a: seen.append(a[0].is_contiguous()))
+        tr.begin_epoch(0)
+        tr.train_step(*next(tr.stream.forever()))
+        tr.evaluate(tr.test)
+        hook.remove()
+        assert seen and set(seen) == {not expect}, mode  # training and evaluation batches in that layout
     prints = {m: job_fingerprint(make_cfg([*EVAL, f"runtime.channels_last={m}"]), job) for m in ("auto", "false", "true")}
     assert prints["auto"] == prints["false"] and prints["false"][1]["channels_last"] is False
     assert prints["true"][0] != prints["false"][0]

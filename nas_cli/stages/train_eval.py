@@ -236,8 +236,7 @@ class EvalTrainer:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         t = self.cfg.train
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = self._layout(x)
         with autocast(self.device, self.cfg.runtime.precision):
             logits, logits_aux = self.ddp_model(x)
         loss = eval_loss(logits, logits_aux, y, float(t.auxiliary_weight))
@@ -253,10 +252,14 @@ class EvalTrainer:
         for i in range(0, len(data), bs):
             yield normalize(data.x[i:i + bs], data.mean, data.std), data.y[i:i + bs]
 
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in the network's memory layout (a mismatch makes every conv convert)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
     def evaluate(self, data: DeviceData) -> tuple[float, float]:
         self.model.eval()
         try:
-            return evaluate(lambda x: self.model(x)[0], self._batches(data), self.device)
+            return evaluate(lambda x: self.model(self._layout(x))[0], self._batches(data), self.device)
         finally:
             self.model.train()
 
