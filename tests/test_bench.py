@@ -40,7 +40,7 @@ def all_workloads(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, str, d
 
 def test_all_workloads_table_and_json(all_workloads: tuple[int, str, dict]) -> None:
     rc, out, doc = all_workloads
-    assert rc == 0
+    assert rc == 0 and doc["complete"] is True
     assert "nas-bench on cpu" in out and "median s" in out
     rows = doc["rows"]
     assert [r["workload"] for r in rows] == ORDER == list(TARGETS)
@@ -133,3 +133,53 @@ def test_time_steps_excludes_warmup() -> None:
     timing, peak, kind = time_steps(lambda: calls.append(1), torch.device("cpu"), steps=3, warmup=2)
     assert len(calls) == 5 and len(timing.times) == 3
     assert timing.median >= 0 and kind == "cpu_peak_rss_delta" and (peak is None or peak >= 0)
+
+
+def test_killed_run_keeps_the_finished_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The JSON is rewritten after every workload: a run stopped later (a time limit, Ctrl-C) keeps
+    what it measured, marked incomplete."""
+    import nas_cli.bench.runner as runner
+
+    done: list[str] = []
+
+    def fake_run(spec: runner.RunSpec) -> dict:
+        if done:
+            raise KeyboardInterrupt  # killed while measuring the second workload
+        done.append(spec.workload)
+        return runner.error_row(spec, "stand-in row")
+
+    monkeypatch.setattr(runner, "run_in_process", fake_run)
+    path = tmp_path / "partial.json"
+    with pytest.raises(KeyboardInterrupt):
+        main(["--same-process", "--device", "cpu", "--json", str(path), "--workloads", "nb201_gdas",
+              "nb201_gaea_darts", *TINY])
+    doc = json.loads(path.read_text())
+    assert doc["complete"] is False and [r["workload"] for r in doc["rows"]] == ["nb201_gdas"]
+
+
+def test_a_crashing_workload_reports_its_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A crash in the child (not a user error) ends with one informative line, the first lines of
+    a multi-line message rather than its generic last line; the parent keeps the traceback in the row."""
+    import subprocess
+
+    import nas_cli.bench.runner as runner
+    from nas_cli.bench import worker
+
+    def crash(spec: runner.RunSpec) -> dict:
+        raise RuntimeError("stride mismatch in the output of op X\n\nSee https://example/opcheck")
+
+    spec = runner.RunSpec("nb201_gdas", "cpu", 1, 0, False, [], [], "default", "GAEA_PCDARTS_cifar10")
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(__import__("dataclasses").asdict(spec)))
+    monkeypatch.setattr(runner, "run_in_process", crash)
+    assert worker.main([str(spec_path), str(tmp_path / "row.json")]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" in err
+    last = err.strip().splitlines()[-1]
+    assert last == "error: RuntimeError: stride mismatch in the output of op X See https://example/opcheck"
+    # the parent: that line becomes the table's error, the log is kept in the JSON row
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 1, None, err))
+    row = runner.run_in_subprocess(spec)
+    assert row["error"] == "RuntimeError: stride mismatch in the output of op X See https://example/opcheck"
+    assert any("Traceback" in line for line in row["error_log"])

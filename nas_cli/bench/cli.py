@@ -111,11 +111,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = str(dev) if dev.type == "cuda" else "cpu"
         specs = build_specs(args, device)
         run = run_in_process if args.same_process else run_in_subprocess
+        options = dict(vars(args))
         rows = []
         for spec in specs:
             console.print(f"[dim]measuring {spec.workload} ({spec.variant}, {spec.warmup} warm-up + "
                           f"{spec.steps} timed steps)...[/]")
             rows.append(run(spec))
+            if args.json:  # after every workload: a run killed later (a time limit) keeps these rows
+                write_json(args.json, rows, options, complete=False)
         add_speedups(rows)
         name = next((r["device"] for r in rows if r.get("device")), device)
         mode = "full sizes" if (args.full or dev.type == "cuda") else "small CPU sizes (--full: paper sizes)"
@@ -123,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # piped output (files, CI logs) would otherwise wrap the table at 80 columns
         (console if console.is_terminal else Console(width=160, highlight=False)).print(table)
         if args.json:
-            path = write_json(args.json, rows, {k: v for k, v in vars(args).items()})
+            path = write_json(args.json, rows, options)
             console.print(f"wrote {path}")
     except UserError as exc:
         error_line(str(exc))

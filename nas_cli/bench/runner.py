@@ -113,4 +113,6 @@ def run_in_subprocess(spec: RunSpec) -> dict[str, Any]:
             return json.loads(out_path.read_text())
         lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit code {proc.returncode}"
-        return error_row(spec, why.removeprefix("error: "))
+        row = error_row(spec, why.removeprefix("error: "))
+        row["error_log"] = proc.stderr.splitlines()[-60:]  # the child's traceback, for the JSON only
+        return row

@@ -67,11 +67,14 @@ def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
     return table
 
 
-def write_json(path: str | Path, rows: Sequence[dict[str, Any]], options: dict[str, Any]) -> Path:
+def write_json(path: str | Path, rows: Sequence[dict[str, Any]], options: dict[str, Any],
+               complete: bool = True) -> Path:
+    """The results document, written atomically; ``complete`` is false while workloads remain."""
     import torch
 
     doc = {
         "format": 1,
+        "complete": complete,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": ["nas-bench", *sys.argv[1:]],
         "options": options,

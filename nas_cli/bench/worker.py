@@ -1,16 +1,26 @@
 """Child-process entry of ``nas-bench``: ``python -m nas_cli.bench.worker SPEC.json OUT.json``.
 
 Measures one workload variant (nas_cli.bench.runner.RunSpec) and writes its row atomically;
-user errors end with one line on stderr, which the parent shows in the table.
+user errors and crashes end with one line on stderr, which the parent shows in the table (a crash's
+traceback comes before it and is kept in the row's ``error_log``).
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import traceback
 from pathlib import Path
 
 from nas_cli.errors import UserError
+
+
+def failure_line(exc: BaseException, limit: int = 300) -> str:
+    """``Type: message`` on one line: multi-line errors (Inductor's, torch.library's) end with a
+    generic pointer, so their first lines are the informative ones."""
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    line = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         error_line(str(exc))
         return exc.exit_code
+    except Exception as exc:  # a crash: the traceback for the log, then one line for the table
+        traceback.print_exc()
+        error_line(failure_line(exc))
+        return 1
     atomic_write_json(out_path, row)
     return 0
 
