@@ -9,6 +9,7 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
 
   python benchmarks/eval_convs.py                      # CUDA, the bench's eval_step sizes
   python benchmarks/eval_convs.py --genotype DARTS_V2
+  python benchmarks/eval_convs.py --nhwc               # + the experimental NHWC Triton depthwise kernels
 """
 
 from __future__ import annotations
@@ -48,6 +49,33 @@ def conv_census(genotype: str, channels: int, layers: int, batch: int) -> Counte
     return census
 
 
+def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repeats: int) -> list[float]:
+    """fwd / dgrad / wgrad us of the NHWC Triton kernels, checked against cuDNN first; [] where they
+    do not apply (not depthwise, or strided)."""
+    from nas_cli.spaces import depthwise_nhwc as nh
+
+    if groups != shape[1] or s != 1:
+        return []
+    dev = torch.device("cuda")
+    x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last)
+    w = torch.randn(shape[1], 1, k, k, device=dev)
+    y = torch.nn.functional.conv2d(x, w, None, 1, p, d, groups)
+    gy = torch.randn_like(y)
+    ours = (nh._conv(x, w, k, p, d), nh._grad_input(gy, x, w, k, p, d), nh._grad_weight(gy, x, w, k, p, d))
+    xd, wd, gyd = x.double(), w.double(), gy.double()  # float64 reference
+    ref = torch.ops.aten.convolution_backward(gyd, xd, wd, None, [1, 1], [p, p], [d, d], False, [0, 0], groups,
+                                              [True, True, False])
+    yd = torch.nn.functional.conv2d(xd, wd, None, 1, p, d, groups)
+    for name, a, b in zip(("forward", "input grad", "weight grad"), ours, (yd, ref[0], ref[1])):
+        err = float((a - b).abs().max() / b.abs().max())
+        if err > 1e-4:
+            raise SystemExit(f"NHWC kernel mismatch: {name} of {shape} k{k} d{d}: {err:.1e}")
+    with torch.no_grad():
+        return [_time(lambda: nh._conv(x, w, k, p, d), repeats),
+                _time(lambda: nh._grad_input(gy, x, w, k, p, d), repeats),
+                _time(lambda: nh._grad_weight(gy, x, w, k, p, d), repeats)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--genotype", default="GAEA_PCDARTS_cifar10")
@@ -55,6 +83,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--nhwc", action="store_true",
+                    help="also time spaces/depthwise_nhwc.py's kernels (stride-1 depthwise convs, channels_last)")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
     census = conv_census(args.genotype, args.channels, args.layers, args.batch)
@@ -76,16 +106,18 @@ def main() -> None:
                 per_layout.append([_time(lambda: torch.nn.functional.conv2d(x, w, None, s, p, d, g), args.repeats),
                                    _time(lambda: bwd([True, False, False]), args.repeats),
                                    _time(lambda: bwd([False, True, False]), args.repeats)])
+        if args.nhwc:
+            per_layout.append(_nhwc_times(shape, k, s, p, d, g, args.repeats))
         rows.append((count, shape, cout, k, s, d, g, per_layout))
     rows.sort(key=lambda r: -r[0] * min(sum(r[7][0]), sum(r[7][1])))
     print(f"{'calls':>5s} {'input':>18s} {'out':>4s} k s d {'groups':>6s} | {'NCHW fwd/dgrad/wgrad us':>24s} | "
-          f"{'NHWC fwd/dgrad/wgrad us':>24s}")
+          f"{'NHWC fwd/dgrad/wgrad us':>24s}" + (f" | {'NHWC Triton fwd/dgrad/wgrad':>24s}" if args.nhwc else ""))
     totals = [0.0, 0.0]
     for count, shape, cout, k, s, d, g, t in rows:
         totals[0] += count * sum(t[0])
         totals[1] += count * sum(t[1])
         print(f"{count:5d} {str(shape):>18s} {cout:4d} {k} {s} {d} {g:6d} | "
-              + " ".join(f"{v:7.1f}" for v in t[0]) + " | " + " ".join(f"{v:7.1f}" for v in t[1]))
+              + " | ".join(" ".join(f"{v:7.1f}" for v in part) if part else f"{'-':>23s}" for part in t))
     print(f"per step, every conv once per direction: NCHW {totals[0] / 1e3:.2f} ms, NHWC {totals[1] / 1e3:.2f} ms")
 
 

@@ -25,6 +25,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
 from nas_cli.errors import ConfigError
+from nas_cli.runtime.layout import CHOICES as LAYOUT_CHOICES
 
 # --------------------------------------------------------------------------- spaces
 
@@ -461,8 +462,9 @@ def validate(cfg: DictConfig) -> None:
     for key in ("depthwise", "pointwise", "mixing"):  # the Triton kernel settings (spaces/triton_support.py)
         _check(str(rt[key]).lower() in ("auto", "native", "triton"),
                f"runtime.{key} must be auto, native or triton, got '{rt[key]}'")
-    _check(str(rt.channels_last).lower() in ("auto", "true", "false"),
-           f"runtime.channels_last must be auto, true or false, got '{rt.channels_last}'")
+    _check(str(rt.channels_last).lower() in LAYOUT_CHOICES,
+           f"runtime.channels_last must be {', '.join(LAYOUT_CHOICES[:-1])} or {LAYOUT_CHOICES[-1]}, "
+           f"got '{rt.channels_last}'")
     _check(str(rt.hard_forward).lower() in ("auto", "selected", "masked"),
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),

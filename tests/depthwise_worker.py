@@ -334,6 +334,58 @@ def nb201(device: str) -> dict[str, Any]:
     return out
 
 
+def nhwc(device: str) -> dict[str, Any]:
+    """The channels_last kernels (spaces/depthwise_nhwc.py) against ``F.conv2d`` in float64: k 3/5,
+    dilation 1/2, same and no padding, several position blocks, row tiles and weight-gradient slices;
+    then the module path with the kernels switched on."""
+    from nas_cli.spaces import depthwise as dw
+    from nas_cli.spaces import depthwise_nhwc as nh
+
+    out: dict[str, Any] = {"cases": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    for k in (3, 5):
+        for d in (1, 2):
+            for same in (True, False):
+                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9), (2, 36, 6, 10)):  # 36 x 10 = 3 blocks of 128
+                    p = d * (k - 1) // 2 if same else 0
+                    if h + 2 * p < d * (k - 1) + 1 or w + 2 * p < d * (k - 1) + 1:
+                        continue
+                    x = torch.randn(n, c, h, w, device=device, generator=g).to(memory_format=torch.channels_last)
+                    x.requires_grad_(True)
+                    wt = torch.randn(c, 1, k, k, device=device, generator=g, requires_grad=True)
+                    assert nh.supported(x, wt, 1, p, d)
+                    y = nh.depthwise_conv2d_nhwc(x, wt, p, d)
+                    gy = torch.randn(y.shape, device=device, generator=g)
+                    gx, gw = torch.autograd.grad(y, (x, wt), gy)
+                    xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+                    yr = F.conv2d(xr, wr, None, 1, p, d, c)
+                    gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
+                    out["cases"][f"k{k} d{d} p{p} {n}x{c}x{h}x{w}"] = [
+                        _rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
+                        float(y.is_contiguous(memory_format=torch.channels_last)
+                              and gx.is_contiguous(memory_format=torch.channels_last))]
+    x = torch.randn(2, 4, 6, 6, device=device, generator=g)
+    wt = torch.randn(4, 1, 3, 3, device=device, generator=g)
+    out["supported"] = {"nchw": nh.supported(x, wt, 1, 1, 1), "stride2": nh.supported(
+        x.to(memory_format=torch.channels_last), wt, 2, 1, 1)}
+    # the module: with the kernels on, a stride-1 channels_last conv takes them (no NCHW routing)
+    calls: list[str] = []
+    orig = nh._gather
+    nh._gather = lambda *a: (calls.append("nhwc"), orig(*a))[1]  # type: ignore[assignment]
+    conv = torch.nn.Conv2d(4, 4, 3, 1, 2, 2, groups=4, bias=False).to(device).to(memory_format=torch.channels_last)
+    xs = x.to(memory_format=torch.channels_last)
+    ref = conv(xs)
+    dw.use_depthwise_impl(conv, "triton")
+    for enabled in (False, True):
+        nh.ENABLED = enabled
+        calls.clear()
+        y = conv(xs)
+        out[f"module_enabled_{enabled}"] = {"nhwc_calls": len(calls), "error": _rel(y, ref),
+                                            "channels_last": y.is_contiguous(memory_format=torch.channels_last)}
+    nh.ENABLED = False
+    return out
+
+
 def _fast_interpreter() -> None:
     """Turn off the interpreter's integer-overflow checks (3x faster) for the whole-network checks;
     the kernel check keeps them, so index arithmetic that overflows int32 still fails a test."""
@@ -453,7 +505,7 @@ def opcheck(device: str) -> dict[str, Any]:
     """``torch.library.opcheck`` of every custom op: schema, fake (meta) kernels against the real
     ones -- shapes, dtypes and strides, which torch.compile relies on -- and AOT dispatch.  A
     strided weight gradient once passed every numeric check and failed only under Inductor."""
-    import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops)
+    import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops; also those of depthwise_nhwc)
     import nas_cli.spaces.bn_kernels  # noqa: F401
     import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
@@ -473,6 +525,11 @@ def opcheck(device: str) -> dict[str, Any]:
         cases += [(f"depthwise_conv k{k}s{s}", ops.depthwise_conv, (x, w, k, s, p, d)),
                   (f"depthwise_conv_grad_input k{k}s{s}", ops.depthwise_conv_grad_input, (gy, x, w, k, s, p, d)),
                   (f"depthwise_conv_grad_weight k{k}s{s}", ops.depthwise_conv_grad_weight, (gy, x, w, k, s, p, d))]
+    x, w = r(2, 5, 7, 6).to(memory_format=torch.channels_last), r(5, 1, 3, 3)  # the NHWC kernels, dilation 2
+    gy = r(2, 5, 7, 6).to(memory_format=torch.channels_last)
+    cases += [("depthwise_conv_nhwc", ops.depthwise_conv_nhwc, (x, w, 3, 2, 2)),
+              ("depthwise_conv_nhwc_grad_input", ops.depthwise_conv_nhwc_grad_input, (gy, x, w, 3, 2, 2)),
+              ("depthwise_conv_nhwc_grad_weight", ops.depthwise_conv_nhwc_grad_weight, (gy, x, w, 3, 2, 2))]
     x, w, gy = r(2, 6, 5, 5), r(4, 3, 1, 1), r(2, 4, 5, 5)  # 2 groups of 3 -> 2 channels
     cases += [("grouped_pointwise", ops.grouped_pointwise, (x, w, 2)),
               ("grouped_pointwise_grad_input", ops.grouped_pointwise_grad_input, (gy, w, 2)),
@@ -505,7 +562,7 @@ def opcheck(device: str) -> dict[str, Any]:
 
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
-    "kernels": kernels, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "batchnorm": batchnorm, "supernet": supernet, "search": search, "opcheck": opcheck,
+    "kernels": kernels, "nhwc": nhwc, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "batchnorm": batchnorm, "supernet": supernet, "search": search, "opcheck": opcheck,
     "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":

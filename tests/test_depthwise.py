@@ -135,6 +135,28 @@ def test_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
     assert_kernels(run_worker("kernels", tmp_path))
 
 
+def assert_nhwc(r: dict[str, Any]) -> None:
+    assert len(r["cases"]) == 21  # 24 geometries; 3 are too small for the unpadded dilated 5x5 (span 9)
+    for name, (y, gx, gw, layout_ok) in r["cases"].items():
+        assert max(y, gx, gw) < 2e-6 and layout_ok == 1.0, (name, y, gx, gw, layout_ok)
+    assert r["supported"] == {"nchw": False, "stride2": False}
+    assert r["module_enabled_False"]["nhwc_calls"] == 0  # off: the NCHW routing (dilated)
+    assert r["module_enabled_True"]["nhwc_calls"] == 1
+    for key in ("module_enabled_False", "module_enabled_True"):
+        assert r[key]["error"] < 2e-6 and r[key]["channels_last"], (key, r[key])
+
+
+@needs_triton
+def test_nhwc_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
+    assert_nhwc(run_worker("nhwc", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_nhwc_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
+    assert_nhwc(run_worker("nhwc", tmp_path, device="cuda"))
+
+
 @needs_triton
 def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
     assert_pointwise(run_worker("pointwise", tmp_path))
@@ -198,9 +220,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 
 def assert_opcheck(r: dict[str, Any]) -> None:
-    # 6 depthwise cases, 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool
-    # ops, 2 batch-norm ops
-    assert len(r) == 18, sorted(r)
+    # 6 depthwise cases, 3 NHWC depthwise ops, 3 pointwise ops, the Triton 1x1 weight gradient,
+    # 4 weighted-sum cases, 2 max-pool ops, 2 batch-norm ops
+    assert len(r) == 21, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nas_cli.spaces import depthwise_nhwc as nhwc
 from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, out_size,
                                            pass_needs, plane_tile, pow2, splits, tl, triton)
 
@@ -317,13 +318,19 @@ class DepthwiseConv2d(nn.Conv2d):
     ``triton`` on a channels_last input keeps cuDNN's NHWC kernels except where they were measured
     slow (:data:`NCHW_FOR_CHANNELS_LAST_MAX_PLANE`): those convs convert to NCHW, run the Triton
     kernels and convert back, which costs a copy each way and still wins by a wide margin there.
+    With the experimental NHWC kernels on (``depthwise_nhwc.ENABLED``), stride-1 channels_last convs
+    run through them instead, without conversions.
     """
 
     impl: str = "native"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.impl == "triton":
-            k, s, p, d = self.kernel_size[0], self.stride[0], self.padding[0], self.dilation[0]  # type: ignore[index]
+            k, s, p, d = self.kernel_size[0], _uniform(self.stride), _uniform(self.padding), _uniform(self.dilation)
+            if None in (s, p, d):
+                return super().forward(x)
+            if nhwc.ENABLED and nhwc.supported(x, self.weight, s, p, d):  # type: ignore[arg-type]
+                return nhwc.depthwise_conv2d_nhwc(x, self.weight, p, d)  # type: ignore[arg-type]
             if routes_to_nchw(x, d, out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d)):
                 y = depthwise_conv2d(x.contiguous(), self.weight, self.stride, self.padding, self.dilation)
                 return y.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,203 @@
+"""Stride-1 depthwise convolutions on channels_last tensors as Triton kernels (``ENABLED``; experimental).
+
+Why: the compiled evaluation network runs channels_last (``runtime.channels_last=auto``), and there
+cuDNN's NHWC depthwise kernels are fast for most shapes but slow for some (H200, batch 128,
+``benchmarks/eval_convs.py``): the weight gradient of a 3x3 conv at 144x8x8 took 75 us and of a 5x5
+143 us, a dilated 3x3 at 36x32x32 138/63/593 us forward/input/weight gradient.  Those convs are now
+routed to the NCHW kernels of :mod:`nas_cli.spaces.depthwise` behind two layout conversions each way.
+These kernels compute them in place, in NHWC.
+
+Layout: one image row (n, h) of an NHWC tensor is W*C contiguous values, and a horizontal tap shift
+of ``dw`` pixels is a shift of ``dw*C`` values in that row.  So a program owns a block of the
+flattened (w, c) row positions -- every load is contiguous whatever C is; the evaluation network has
+W*C = 1152 at all three resolutions -- and each position's channel is ``position % C``.
+
+* forward and input gradient (the same gather with the taps mirrored): a tile of R rows x BLOCK
+  positions, the K*K taps unrolled, the weights gathered once per tile and tap;
+* weight gradient: per program a block of positions and a slice of rows, all K*K tap sums of every
+  position in registers (``TAPS`` = K*K padded to a power of two), the output gradient read once;
+  the per-position sums are then added over slices and over the positions of each channel, in a fixed
+  order (deterministic, no atomics).
+
+Only stride 1 (the strided convs of the reduction cells keep cuDNN's NHWC kernels, measured fast),
+square kernels, symmetric padding, no bias, channels_last-contiguous fp32/bf16/fp16 inputs.
+Accumulation is fp32.  Checked under the Triton interpreter against ``F.conv2d`` in float64
+(``tests/test_depthwise.py``); **not yet run on a GPU, hence ``ENABLED = False``**:
+``benchmarks/eval_convs.py --nhwc`` measures them per conv and ``benchmarks/gpu_next.sh c`` the whole
+evaluation step with them on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, out_size, pass_needs, pow2,
+                                           tl, triton)
+
+#: whether ``DepthwiseConv2d`` (impl ``triton``) runs stride-1 channels_last convs through these kernels
+ENABLED = False
+
+if triton is not None:
+
+    @triton.jit
+    def _gather_kernel(x_ptr, w_ptr, y_ptr, ROWS, H, W, C, HO, WO, K: tl.constexpr, P: tl.constexpr,
+                       D: tl.constexpr, FLIP: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
+        """y[n, oh, ow, c] = sum_ab x[n, oh + s*(a*D - P), ow + s*(b*D - P), c] * w[c, a, b] with s = +1,
+        or s = -1 when FLIP (the input gradient: x is then the output gradient, y the input's)."""
+        f = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        f_ok = f < WO * C
+        ow = f // C
+        c = f % C
+        rows = tl.program_id(1) * R + tl.arange(0, R)
+        row_ok = rows < ROWS
+        n = rows // HO
+        oh = rows % HO
+        acc = tl.zeros([R, BLOCK], dtype=tl.float32)
+        for a in tl.static_range(K):
+            if FLIP:
+                ih = oh + (P - a * D)
+            else:
+                ih = oh + (a * D - P)
+            r_ok = row_ok & (ih >= 0) & (ih < H)
+            r_base = (n * H + ih) * (W * C)
+            for b in tl.static_range(K):
+                if FLIP:
+                    iw = ow + (P - b * D)
+                else:
+                    iw = ow + (b * D - P)
+                c_ok = f_ok & (iw >= 0) & (iw < W)
+                wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=f_ok, other=0.0).to(tl.float32)
+                xv = tl.load(x_ptr + r_base[:, None] + (iw * C + c)[None, :], mask=r_ok[:, None] & c_ok[None, :],
+                             other=0.0)
+                acc += xv.to(tl.float32) * wv[None, :]
+        out = (rows * (WO * C))[:, None] + f[None, :]
+        tl.store(y_ptr + out, acc.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & f_ok[None, :])
+
+    @triton.jit
+    def _weight_kernel(x_ptr, gy_ptr, part_ptr, ROWS, span, H, W, C, HO, WO, K: tl.constexpr, P: tl.constexpr,
+                       D: tl.constexpr, TAPS: tl.constexpr, BLOCK: tl.constexpr):
+        """part[slice, tap, f] = sum over the slice's output rows of gy[row, f] * x[tap-shifted row, f]."""
+        f = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        f_ok = f < WO * C
+        ow = f // C
+        c = f % C
+        taps = tl.arange(0, TAPS)
+        live = taps < K * K
+        iw = ow[None, :] + ((taps % K) * D - P)[:, None]                          # (TAPS, BLOCK)
+        col_ok = live[:, None] & f_ok[None, :] & (iw >= 0) & (iw < W)
+        x_col = iw * C + c[None, :]
+        start = tl.program_id(1) * span
+        stop = tl.minimum(start + span, ROWS)
+        acc = tl.zeros([TAPS, BLOCK], dtype=tl.float32)
+        for r in range(start, stop):
+            n = r // HO
+            ih = (r % HO) + (taps // K) * D - P                                   # (TAPS,)
+            r_ok = (ih >= 0) & (ih < H)
+            g = tl.load(gy_ptr + r * (WO * C) + f, mask=f_ok, other=0.0).to(tl.float32)
+            xv = tl.load(x_ptr + ((n * H + ih) * (W * C))[:, None] + x_col, mask=r_ok[:, None] & col_ok, other=0.0)
+            acc += xv.to(tl.float32) * g[None, :]
+        tl.store(part_ptr + (tl.program_id(1) * TAPS + taps)[:, None] * (WO * C) + f[None, :], acc,
+                 mask=f_ok[None, :])
+
+
+_BLOCK = 128      # flattened (w, c) row positions per program
+_ROWS = 4         # output rows per forward / input-gradient program
+_PROGRAMS_PER_SM = 2  # weight gradient: few slices keep the partial sums (slices x taps x W*C) small
+
+
+def _nhwc(t: Tensor) -> Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _gather(x: Tensor, w: Tensor, k: int, p: int, d: int, out_hw: tuple[int, int], flip: bool) -> Tensor:
+    n, c, h, wd = x.shape
+    ho, wo = out_hw
+    y = torch.empty((n, c, ho, wo), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+    grid = (triton.cdiv(wo * c, _BLOCK), triton.cdiv(n * ho, _ROWS))
+    _gather_kernel[grid](x, w, y, n * ho, h, wd, c, ho, wo, k, p, d, flip, R=_ROWS, BLOCK=_BLOCK, num_warps=4)
+    return y
+
+
+# custom operators (opaque to torch.compile, recorded by CUDA-graph capture), as in spaces/depthwise.py
+@torch.library.custom_op("nas_cli::depthwise_conv_nhwc", mutates_args=())
+def _conv(x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    return _gather(x, w, k, p, d, (out_size(x.shape[2], k, 1, p, d), out_size(x.shape[3], k, 1, p, d)), False)
+
+
+@_conv.register_fake
+def _conv_fake(x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    n, c, h, wd = x.shape
+    return torch.empty((n, c, out_size(h, k, 1, p, d), out_size(wd, k, 1, p, d)), device=x.device, dtype=x.dtype,
+                       memory_format=torch.channels_last)
+
+
+@torch.library.custom_op("nas_cli::depthwise_conv_nhwc_grad_input", mutates_args=())
+def _grad_input(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    # stride 1: the input gradient is the output gradient convolved with the mirrored taps
+    return _gather(_nhwc(gy), w, k, p, d, (x.shape[2], x.shape[3]), True)
+
+
+@_grad_input.register_fake
+def _grad_input_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    return torch.empty(x.shape, device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
+
+
+@torch.library.custom_op("nas_cli::depthwise_conv_nhwc_grad_weight", mutates_args=())
+def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    gy = _nhwc(gy)
+    n, c, h, wd = x.shape
+    ho, wo = gy.shape[2], gy.shape[3]
+    taps = pow2(k * k)
+    blocks = triton.cdiv(wo * c, _BLOCK)
+    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4
+    slices = max(1, min(n * ho, (_PROGRAMS_PER_SM * sms + blocks - 1) // blocks))
+    span = triton.cdiv(n * ho, slices)
+    slices = triton.cdiv(n * ho, span)
+    part = torch.empty((slices, taps, wo * c), device=x.device, dtype=torch.float32)
+    _weight_kernel[(blocks, slices)](x, gy, part, n * ho, span, h, wd, c, ho, wo, k, p, d, TAPS=taps, BLOCK=_BLOCK,
+                                     num_warps=4)
+    # sum over slices, then over the positions of each channel: (taps, W, C) -> (taps, C) -> (C, 1, k, k)
+    per_tap = part.sum(0).view(taps, wo, c).sum(1)[: k * k]
+    return per_tap.t().reshape(c, 1, k, k).to(w.dtype).contiguous()
+
+
+@_grad_weight.register_fake
+def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+    return torch.empty((w.shape[0], 1, k, k), device=w.device, dtype=w.dtype)
+
+
+def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+    x, w, *geom = inputs
+    ctx.save_for_backward(x, w)
+    ctx.geom = geom
+    ctx.nodes = (x.grad_fn, w.grad_fn)
+
+
+def _backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
+    x, w = ctx.saved_tensors
+    gx = _grad_input(gy, x, w, *ctx.geom) if pass_needs(ctx, 0, ctx.nodes[0]) else None
+    gw = _grad_weight(gy, x, w, *ctx.geom) if pass_needs(ctx, 1, ctx.nodes[1]) else None
+    return gx, gw, None, None, None
+
+
+_conv.register_autograd(_backward, setup_context=_setup)
+
+
+def supported(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int) -> bool:
+    """Whether these kernels compute this conv: stride 1, a channels_last (not also NCHW-contiguous)
+    4-d input with one square filter per channel."""
+    return (triton is not None and x.dim() == 4 and stride == 1 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and weight.shape[0] == x.shape[1] and weight.shape[1] == 1 and weight.shape[2] == weight.shape[3]
+            and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and available(x.device)
+            and x.numel() < 2**31)
+
+
+def depthwise_conv2d_nhwc(x: Tensor, weight: Tensor, padding: int, dilation: int) -> Tensor:
+    """Stride-1 depthwise ``F.conv2d`` (no bias) of a channels_last input; the output is channels_last.
+    The caller checks :func:`supported`."""
+    w = as_graph_input(weight.contiguous(memory_format=torch.contiguous_format))
+    return _conv(autocast_input(x), w, int(weight.shape[2]), int(padding), int(dilation))
