@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, out_size, pass_needs, pow2,
-                                           tl, triton)
+                                           sm_count, tl, triton)
 
 #: whether ``DepthwiseConv2d`` (impl ``triton``) runs stride-1 channels_last convs through these kernels
 ENABLED = False
@@ -152,8 +152,7 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Te
     ho, wo = gy.shape[2], gy.shape[3]
     taps = pow2(k * k)
     blocks = triton.cdiv(wo * c, _BLOCK)
-    sms = torch.cuda.get_device_properties(x.device).multi_processor_count if x.is_cuda else 4
-    slices = max(1, min(n * ho, (_PROGRAMS_PER_SM * sms + blocks - 1) // blocks))
+    slices = max(1, min(n * ho, (_PROGRAMS_PER_SM * sm_count(x) + blocks - 1) // blocks))
     span = triton.cdiv(n * ho, slices)
     slices = triton.cdiv(n * ho, span)
     part = torch.empty((slices, taps, wo * c), device=x.device, dtype=torch.float32)

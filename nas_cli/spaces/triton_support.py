@@ -86,10 +86,15 @@ def _sm_count(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def sm_count(x: Tensor) -> int:
+    """Multiprocessors of ``x``'s GPU (4 under the CPU interpreter): how finely to split reductions."""
+    return _sm_count(x.device.index or 0) if x.is_cuda else 4
+
+
 def splits(x: Tensor, channels: int, total: int, block: int) -> tuple[int, int]:
     """(slices of the ``total`` work items per channel, items per slice, a multiple of ``block``):
     about 8 programs per SM."""
-    sms = _sm_count(x.device.index or 0) if x.is_cuda else 4
+    sms = sm_count(x)
     want = max(1, (8 * sms + channels - 1) // channels)
     blocks = (total + block - 1) // block
     per = max(1, (blocks + want - 1) // want) * block
