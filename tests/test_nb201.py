@@ -249,6 +249,7 @@ def test_cli_demo_preset_on_nb201(method: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "nas_cli", "experiment=demo", "search_space=nb201", f"method={method}",
          f"hydra.run.dir={tmp_path}", "search.epochs=1", "runtime.device=cpu", "runtime.num_threads=1",
+         "dataset.num_train=256", "dataset.num_test=128",  # a quarter of the demo data (make demo: all)
          *(["method.selector.candidates=10"] if method == "rsws" else [])],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
