@@ -49,9 +49,13 @@ def conv_census(genotype: str, channels: int, layers: int, batch: int) -> Counte
     return census
 
 
+#: weight-gradient programs per SM tried by --nhwc (spaces/depthwise_nhwc.py _PROGRAMS_PER_SM)
+WGRAD_PROGRAMS_PER_SM = (1, 2, 4, 8)
+
+
 def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repeats: int) -> list[float]:
-    """fwd / dgrad / wgrad us of the NHWC Triton kernels, checked against cuDNN first; [] where they
-    do not apply (not depthwise, or strided)."""
+    """fwd / dgrad / wgrad (one per WGRAD_PROGRAMS_PER_SM) us of the NHWC Triton kernels, checked
+    against a float64 reference first; [] where they do not apply (not depthwise, or strided)."""
     from nas_cli.spaces import depthwise_nhwc as nh
 
     if groups != shape[1] or s != 1:
@@ -71,9 +75,13 @@ def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repea
         if err > 1e-4:
             raise SystemExit(f"NHWC kernel mismatch: {name} of {shape} k{k} d{d}: {err:.1e}")
     with torch.no_grad():
-        return [_time(lambda: nh._conv(x, w, k, p, d), repeats),
-                _time(lambda: nh._grad_input(gy, x, w, k, p, d), repeats),
-                _time(lambda: nh._grad_weight(gy, x, w, k, p, d), repeats)]
+        times = [_time(lambda: nh._conv(x, w, k, p, d), repeats), _time(lambda: nh._grad_input(gy, x, w, k, p, d), repeats)]
+        default = nh._PROGRAMS_PER_SM
+        for per_sm in WGRAD_PROGRAMS_PER_SM:  # the weight gradient's work split (untuned: a sweep)
+            nh._PROGRAMS_PER_SM = per_sm
+            times.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d), repeats))
+        nh._PROGRAMS_PER_SM = default
+        return times
 
 
 def main() -> None:
@@ -111,7 +119,9 @@ def main() -> None:
         rows.append((count, shape, cout, k, s, d, g, per_layout))
     rows.sort(key=lambda r: -r[0] * min(sum(r[7][0]), sum(r[7][1])))
     print(f"{'calls':>5s} {'input':>18s} {'out':>4s} k s d {'groups':>6s} | {'NCHW fwd/dgrad/wgrad us':>24s} | "
-          f"{'NHWC fwd/dgrad/wgrad us':>24s}" + (f" | {'NHWC Triton fwd/dgrad/wgrad':>24s}" if args.nhwc else ""))
+          f"{'NHWC fwd/dgrad/wgrad us':>24s}" + (
+              f" | NHWC Triton fwd/dgrad/wgrad at {'/'.join(map(str, WGRAD_PROGRAMS_PER_SM))} programs per SM"
+              if args.nhwc else ""))
     totals = [0.0, 0.0]
     for count, shape, cout, k, s, d, g, t in rows:
         totals[0] += count * sum(t[0])

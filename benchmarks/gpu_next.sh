@@ -36,7 +36,7 @@ stamp nhwc-check
 timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "nhwc and cuda" 2>&1 \
   | grep -E "passed|failed|^E " | head -5
 stamp eval-convs-nhwc
-timeout 150 python3 benchmarks/eval_convs.py --nhwc 2>&1 | tail -32 | cut -c1-180
+timeout 200 python3 benchmarks/eval_convs.py --nhwc 2>&1 | tail -32 | cut -c1-220
 stamp eval-step-nhwc
 timeout 280 python3 benchmarks/eval_step_nhwc.py --steps 10 --warmup 4 --json $OUT/eval_nhwc.json \
   >$OUT/eval_nhwc.log 2>&1; echo "bench rc $?"
