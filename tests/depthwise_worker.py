@@ -28,7 +28,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def kernels(device: str) -> dict[str, Any]:
     """Forward, input and weight gradient against ``F.conv2d`` in float64 for every geometry of the
-    DARTS space (k 3/5, stride 1/2, dilation 1/2), square and non-square, odd and even sizes."""
+    DARTS space (k 3/5, stride 1/2, dilation 1/2), odd and even sizes, several row tiles and slices."""
     from nas_cli.spaces import depthwise as dw
 
     out: dict[str, Any] = {"cases": {}, "supported": {}}
@@ -36,7 +36,7 @@ def kernels(device: str) -> dict[str, Any]:
     for k in (3, 5):
         for s in (1, 2):
             for d in (1, 2):
-                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9), (1, 2, 33, 20)):
+                for n, c, h, w in ((3, 3, 7, 9), (1, 2, 33, 20)):
                     p = d * (k - 1) // 2
                     x = torch.randn(n, c, h, w, device=device, generator=g, requires_grad=True)
                     wt = torch.randn(c, 1, k, k, device=device, generator=g, requires_grad=True)
@@ -58,7 +58,9 @@ def kernels(device: str) -> dict[str, Any]:
     gw = torch.autograd.grad(y, wt, torch.ones_like(y))[0]
     gwr = torch.autograd.grad(F.conv2d(x.double(), wt.double(), None, 1, 4, 2, 2), wt, torch.ones_like(y).double())[0]
     out["sliced_weight_grad"] = _rel(gw, gwr)
-    # only the gradient that is asked for is computed (the architecture step needs no weight grad)
+    # only the gradient that is asked for is computed (the architecture step needs no weight grad);
+    # small tensors: under the interpreter each call costs seconds at 32x32
+    x = torch.randn(2, 2, 8, 8, device=device, generator=g, requires_grad=True)
     calls: list[str] = []
     for name in ("_grad_input", "_grad_weight"):
         orig: Callable[..., Any] = getattr(dw, name)
@@ -346,7 +348,7 @@ def nhwc(device: str) -> dict[str, Any]:
     for k in (3, 5):
         for d in (1, 2):
             for same in (True, False):
-                for n, c, h, w in ((2, 5, 8, 8), (3, 3, 7, 9), (2, 36, 6, 10)):  # 36 x 10 = 3 blocks of 128
+                for n, c, h, w in ((3, 3, 7, 9), (2, 36, 6, 10)):  # 36 x 10 = 3 blocks of 128
                     p = d * (k - 1) // 2 if same else 0
                     if h + 2 * p < d * (k - 1) + 1 or w + 2 * p < d * (k - 1) + 1:
                         continue
