@@ -164,9 +164,10 @@ class EvalTrainer:
         # fp32, 2026-12-02: compiled NCHW 0.0553 s native vs 0.0583 s Triton; compiled channels_last
         # 0.0507 s native vs 0.0451 s Triton (there the kernels take only the convs cuDNN's NHWC
         # kernels are slow at: spaces/depthwise.py NCHW_FOR_CHANNELS_LAST_MAX_PLANE)
-        use_depthwise_impl(self.model, resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
-                                                           replayed=self.graphs and (self.channels_last or not self.compiled),
-                                                           precision=str(cfg.runtime.precision)))
+        self.depthwise = resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
+                                             replayed=self.graphs and (self.channels_last or not self.compiled),
+                                             precision=str(cfg.runtime.precision))
+        use_depthwise_impl(self.model, self.depthwise)
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
@@ -390,6 +391,9 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         "world_size": ctx.world_size,
         "device": env.get("gpu", str(tr.device)), "config_fingerprint": fingerprint,
         "train": spec["train"],
+        # what the auto settings resolved to (as a search's summary.json records its own)
+        "execution": {"cuda_graphs": tr.graphs, "compiled": tr.compiled, "channels_last": tr.channels_last,
+                      "depthwise": tr.depthwise},
     }
     if main:
         atomic_write_json(out_dir / "summary.json", summary)
