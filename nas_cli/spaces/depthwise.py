@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.spaces import depthwise_nhwc as nhwc
-from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, out_size,
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, nhwc_only, out_size,
                                            pass_needs, plane_tile, pow2, splits, tl, triton)
 
 if triton is not None:
@@ -308,8 +308,7 @@ NCHW_FOR_CHANNELS_LAST_MAX_PLANE = 64
 
 def routes_to_nchw(x: Tensor, dilation: int, out_pixels: int) -> bool:
     """Whether a channels_last input of a ``triton`` depthwise conv runs in NCHW through the kernels."""
-    return (x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            and (dilation > 1 or out_pixels <= NCHW_FOR_CHANNELS_LAST_MAX_PLANE))
+    return nhwc_only(x) and (dilation > 1 or out_pixels <= NCHW_FOR_CHANNELS_LAST_MAX_PLANE)
 
 
 class DepthwiseConv2d(nn.Conv2d):

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, out_size, pass_needs, pow2,
-                                           sm_count, tl, triton)
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, nhwc_only, out_size,
+                                           pass_needs, pow2, sm_count, tl, triton)
 
 #: whether ``DepthwiseConv2d`` (impl ``triton``) runs stride-1 channels_last convs through these kernels
 ENABLED = False
@@ -44,9 +44,9 @@ if triton is not None:
 
     @triton.jit
     def _gather_kernel(x_ptr, w_ptr, y_ptr, ROWS, H, W, C, HO, WO, K: tl.constexpr, P: tl.constexpr,
-                       D: tl.constexpr, FLIP: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
-        """y[n, oh, ow, c] = sum_ab x[n, oh + s*(a*D - P), ow + s*(b*D - P), c] * w[c, a, b] with s = +1,
-        or s = -1 when FLIP (the input gradient: x is then the output gradient, y the input's)."""
+                       D: tl.constexpr, SIGN: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
+        """y[n, oh, ow, c] = sum_ab x[n, oh + SIGN*(a*D - P), ow + SIGN*(b*D - P), c] * w[c, a, b]; SIGN = +1
+        for the forward, -1 for the input gradient (x is then the output gradient, y the input's)."""
         f = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         f_ok = f < WO * C
         ow = f // C
@@ -57,17 +57,11 @@ if triton is not None:
         oh = rows % HO
         acc = tl.zeros([R, BLOCK], dtype=tl.float32)
         for a in tl.static_range(K):
-            if FLIP:
-                ih = oh + (P - a * D)
-            else:
-                ih = oh + (a * D - P)
+            ih = oh + SIGN * (a * D - P)
             r_ok = row_ok & (ih >= 0) & (ih < H)
             r_base = (n * H + ih) * (W * C)
             for b in tl.static_range(K):
-                if FLIP:
-                    iw = ow + (P - b * D)
-                else:
-                    iw = ow + (b * D - P)
+                iw = ow + SIGN * (b * D - P)
                 c_ok = f_ok & (iw >= 0) & (iw < W)
                 wv = tl.load(w_ptr + c * (K * K) + (a * K + b), mask=f_ok, other=0.0).to(tl.float32)
                 xv = tl.load(x_ptr + r_base[:, None] + (iw * C + c)[None, :], mask=r_ok[:, None] & c_ok[None, :],
@@ -117,7 +111,8 @@ def _gather(x: Tensor, w: Tensor, k: int, p: int, d: int, out_hw: tuple[int, int
     ho, wo = out_hw
     y = torch.empty((n, c, ho, wo), device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
     grid = (triton.cdiv(wo * c, _BLOCK), triton.cdiv(n * ho, _ROWS))
-    _gather_kernel[grid](x, w, y, n * ho, h, wd, c, ho, wo, k, p, d, flip, R=_ROWS, BLOCK=_BLOCK, num_warps=4)
+    _gather_kernel[grid](x, w, y, n * ho, h, wd, c, ho, wo, k, p, d, -1 if flip else 1, R=_ROWS, BLOCK=_BLOCK,
+                         num_warps=4)
     return y
 
 
@@ -188,8 +183,7 @@ _conv.register_autograd(_backward, setup_context=_setup)
 def supported(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: int) -> bool:
     """Whether these kernels compute this conv: stride 1, a channels_last (not also NCHW-contiguous)
     4-d input with one square filter per channel."""
-    return (triton is not None and x.dim() == 4 and stride == 1 and not x.is_contiguous()
-            and x.is_contiguous(memory_format=torch.channels_last)
+    return (triton is not None and stride == 1 and nhwc_only(x)
             and weight.shape[0] == x.shape[1] and weight.shape[1] == 1 and weight.shape[2] == weight.shape[3]
             and x.dtype in (torch.float32, torch.bfloat16, torch.float16) and available(x.device)
             and x.numel() < 2**31)

@@ -62,6 +62,11 @@ def resolve_kernel_impl(name: str, device: torch.device, key: str, replayed: boo
     return "native"
 
 
+def nhwc_only(x: Tensor) -> bool:
+    """A 4-d tensor laid out channels_last and not also NCHW-contiguous (where the layout matters)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def pow2(v: int) -> int:
     """The smallest power of two >= ``v`` (Triton block sizes)."""
     return 1 << max(0, int(v) - 1).bit_length()
