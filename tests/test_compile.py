@@ -21,7 +21,7 @@ from nas_cli.runtime.compile import compile_enabled, run_eagerly
 from nas_cli.spaces.genotypes import get_genotype
 from nas_cli.stages.search import build_run
 from nas_cli.stages.stepper import build_search_stepper
-from nas_cli.stages.train_eval import EvalJob, EvalTrainer
+from nas_cli.stages.train_eval import EvalJob, EvalTrainer, train_eval_network
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 NB = ["experiment=demo", "search_space=nb201", "dataset.num_train=128", "dataset.num_test=64",
@@ -253,3 +253,16 @@ def test_channels_last_setting(tmp_path: Path) -> None:
             memory_format=torch.channels_last) is expect
     with pytest.raises(ConfigError, match="runtime.channels_last must be auto, true or false"):
         validate(make_cfg([*EVAL, "runtime.channels_last=sometimes"]))
+
+
+def test_compiled_eval_job_says_it_is_compiling(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Inductor compiles for minutes before a GPU job's first epoch: the job says so instead of
+    sitting silent; an uncompiled job and a resumed job with nothing left to train do not."""
+    torch._dynamo.reset()
+    job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)
+    for mode in ("true", "false"):
+        cfg = make_cfg([*EVAL, "train.epochs=1", f"runtime.compile={mode}", "runtime.compile_backend=aot_eager"])
+        assert train_eval_network(cfg, job, tmp_path / mode)["status"] == "complete"
+        assert ("compiling the network" in capsys.readouterr().out) == (mode == "true")
+        train_eval_network(cfg, job, tmp_path / mode)  # finished: reported, nothing compiled
+        assert "compiling" not in capsys.readouterr().out

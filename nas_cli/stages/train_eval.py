@@ -334,12 +334,16 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
     if ckpt is not None:
         tr.load_state(ckpt["trainer"])
         state = {k: ckpt[k] for k in ("epoch", "elapsed", "history")}
+    stop_at = target if t.stop_after is None else min(target, state["epoch"] + int(t.stop_after))
     if main:
         atomic_write_json(out_dir / "genotype.json", job.genotype.to_json())
         atomic_write_json(out_dir / "job.json", {**job.to_json(), "fingerprint": fingerprint})
         console.print(f"[bold]{job.stage}[/] {job.name} seed {job.seed}: {tr.params / 1e6:.3f}M params, "
                       f"epochs {state['epoch']}->{target}/{epochs}, device {tr.device}, {out_dir}")
-    stop_at = target if t.stop_after is None else min(target, state["epoch"] + int(t.stop_after))
+        if tr.compiled and state["epoch"] < stop_at:
+            # H200, 2026-12-02: 139 s of Inductor and Triton compilation before the first timed step
+            console.print("[dim]  compiling the network with torch.compile: the first epoch starts after "
+                          "about 2-3 minutes of compilation[/dim]")
     eval_every = int(t.eval_every)
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
