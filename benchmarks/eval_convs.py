@@ -9,7 +9,12 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
 
   python benchmarks/eval_convs.py                      # CUDA, the bench's eval_step sizes
   python benchmarks/eval_convs.py --genotype DARTS_V2
-  python benchmarks/eval_convs.py --nhwc               # + the experimental NHWC Triton depthwise kernels
+  python benchmarks/eval_convs.py --nhwc               # + the NHWC Triton depthwise kernels per direction
+  python benchmarks/eval_convs.py --routes             # depthwise convs: forward+backward per channels_last route
+
+``--routes`` times what ``runtime.depthwise=triton`` runs for a channels_last input
+(``spaces/depthwise.py`` ``channels_last_route``): each route forced in turn, the module's forward and
+both gradients in one graph (layout conversions included), beside the route the measured rule picks.
 """
 
 from __future__ import annotations
@@ -65,7 +70,8 @@ def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repea
     w = torch.randn(shape[1], 1, k, k, device=dev)
     y = torch.nn.functional.conv2d(x, w, None, 1, p, d, groups)
     gy = torch.randn_like(y)
-    ours = (nh._conv(x, w, k, p, d), nh._grad_input(gy, x, w, k, p, d), nh._grad_weight(gy, x, w, k, p, d))
+    ours = (nh._conv(x, w, k, p, d, False), nh._grad_input(gy, x, w, k, p, d, False),
+            nh._grad_weight(gy, x, w, k, p, d, False))
     xd, wd, gyd = x.double(), w.double(), gy.double()  # float64 reference
     ref = torch.ops.aten.convolution_backward(gyd, xd, wd, None, [1, 1], [p, p], [d, d], False, [0, 0], groups,
                                               [True, True, False])
@@ -75,13 +81,66 @@ def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repea
         if err > 1e-4:
             raise SystemExit(f"NHWC kernel mismatch: {name} of {shape} k{k} d{d}: {err:.1e}")
     with torch.no_grad():
-        times = [_time(lambda: nh._conv(x, w, k, p, d), repeats), _time(lambda: nh._grad_input(gy, x, w, k, p, d), repeats)]
+        times = [_time(lambda: nh._conv(x, w, k, p, d, False), repeats),
+                 _time(lambda: nh._grad_input(gy, x, w, k, p, d, False), repeats)]
         default = nh._PROGRAMS_PER_SM
         for per_sm in WGRAD_PROGRAMS_PER_SM:  # the weight gradient's work split (untuned: a sweep)
             nh._PROGRAMS_PER_SM = per_sm
-            times.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d), repeats))
+            times.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d, False), repeats))
         nh._PROGRAMS_PER_SM = default
         return times
+
+
+def _route_times(shape: tuple, k: int, s: int, p: int, d: int, repeats: int) -> dict[str, float]:
+    """us of forward + input and weight gradient of a ``triton`` depthwise conv on a channels_last
+    input, per forced route (where it can run), and ``measured``: the route the rule picks."""
+    from nas_cli.spaces import depthwise as dw
+
+    dev = torch.device("cuda")
+    conv = nn.Conv2d(shape[1], shape[1], k, s, p, d, groups=shape[1], bias=False).to(dev)
+    conv = conv.to(memory_format=torch.channels_last)
+    dw.use_depthwise_impl(conv, "triton")
+    x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last).requires_grad_(True)
+    with torch.no_grad():
+        ref = torch.nn.functional.conv2d(x.double(), conv.weight.double(), None, s, p, d, shape[1])
+    gy = torch.randn(ref.shape, device=dev).to(memory_format=torch.channels_last)
+    times: dict[str, float] = {}
+    for policy in (*dw.CHANNELS_LAST_ROUTES, "measured"):
+        dw.channels_last_policy = policy
+        route = dw.channels_last_route(x, conv.weight, k, s, p, d)
+        if policy != "measured" and route != policy:
+            continue  # cannot run here (the NHWC kernels: stride 1 only)
+        err = float((conv(x).double() - ref).abs().max() / ref.abs().max())
+        if err > 1e-3:  # TF32 allowed: cuDNN's own kernels may use it
+            raise SystemExit(f"route {route} mismatch at {shape} k{k} s{s} d{d}: {err:.1e}")
+        times[policy if policy != "measured" else f"measured={route}"] = _time(
+            lambda: torch.autograd.grad(conv(x), (x, conv.weight), gy), repeats)
+    dw.channels_last_policy = "measured"
+    return times
+
+
+def routes_main(census: Counter, repeats: int) -> None:
+    """Per depthwise conv of the network, forward+backward us per channels_last route; totals per route."""
+    from nas_cli.spaces import depthwise as dw
+
+    totals: Counter = Counter()
+    print(f"{'calls':>5s} {'input':>18s} k s d | " + " ".join(f"{r:>10s}" for r in dw.CHANNELS_LAST_ROUTES)
+          + " | measured rule (us)")
+    for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
+        if g != shape[1] or g == 1:
+            continue
+        t = _route_times(shape, k, s, p, d, repeats)
+        (picked, t_picked), = ((key, v) for key, v in t.items() if key.startswith("measured"))
+        best = min((v, r) for r, v in t.items() if not r.startswith("measured"))
+        for r in dw.CHANNELS_LAST_ROUTES:  # a route that cannot run here counts as the rule's pick
+            totals[r] += count * t.get(r, t_picked)
+        totals["measured"] += count * t_picked
+        totals["best"] += count * best[0]
+        print(f"{count:5d} {str(shape):>18s} {k} {s} {d} | "
+              + " ".join(f"{t[r]:10.1f}" if r in t else f"{'-':>10s}" for r in dw.CHANNELS_LAST_ROUTES)
+              + f" | {picked[9:]} {t_picked:.1f}" + ("" if picked[9:] == best[1] else f"  (best: {best[1]})"))
+    print("per step, depthwise convs forward+backward, ms: " + ", ".join(
+        f"{r} {v / 1e3:.2f}" for r, v in totals.items()))
 
 
 def main() -> None:
@@ -93,9 +152,14 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--nhwc", action="store_true",
                     help="also time spaces/depthwise_nhwc.py's kernels (stride-1 depthwise convs, channels_last)")
+    ap.add_argument("--routes", action="store_true",
+                    help="only the depthwise convs: forward+backward per channels_last route of runtime.depthwise=triton")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
     census = conv_census(args.genotype, args.channels, args.layers, args.batch)
+    if args.routes:
+        routes_main(census, args.repeats)
+        return
     dev = torch.device("cuda")
     rows = []
     for (shape, cout, k, s, p, d, g), count in census.items():

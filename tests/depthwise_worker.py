@@ -86,11 +86,18 @@ def kernels(device: str) -> dict[str, Any]:
     out["supported"]["nonsquare_stride"] = dw.supported(x, wt, (1, 2), 1, 1)
     xl = x.detach().to(memory_format=torch.channels_last)
     out["fallback_error"] = _rel(dw.depthwise_conv2d(xl, wt, 1, 2, 1), F.conv2d(xl, wt, None, 1, 2, 1, 2))
-    # a channels_last input of the module: dilated and small-plane convs run through the kernels in
-    # NCHW (counted), the others natively; same values, gradients and output layout either way
+    # a channels_last input of the module: each conv takes its route (channels_last_route): cuDNN,
+    # the NCHW kernels here, or the NHWC kernels (all directions, or the weight gradient only); same
+    # values, gradients and output layout every way
+    from nas_cli.spaces import depthwise_nhwc as nh
+
+    for name in ("_gather", "_grad_weight"):
+        orig = getattr(nh, name)
+        setattr(nh, name, lambda *a, _o=orig, _n=f"nhwc{name}": (calls.append(_n), _o(*a))[1])
     out["channels_last"] = {}
     for name, (c, h, k, s, d) in {"dilated 16x16": (3, 16, 3, 1, 2), "plain 8x8": (3, 8, 5, 1, 1),
-                                  "strided 16->8": (3, 16, 5, 2, 1), "plain 16x16": (3, 16, 3, 1, 1)}.items():
+                                  "strided 16->8": (3, 16, 5, 2, 1), "plain 16x16": (3, 16, 3, 1, 1),
+                                  "dilated 32x32": (2, 32, 3, 1, 2)}.items():
         conv = torch.nn.Conv2d(c, c, k, s, d * (k - 1) // 2, d, groups=c, bias=False).to(device)
         conv = conv.to(memory_format=torch.channels_last)  # as the trainer converts the model
         xs = torch.randn(2, c, h, h, device=device, generator=g).to(memory_format=torch.channels_last)
@@ -104,11 +111,20 @@ def kernels(device: str) -> dict[str, Any]:
         y = conv(xs)
         got = torch.autograd.grad(y, (xs, conv.weight), torch.ones_like(y))
         out["channels_last"][name] = {
+            "route": dw.channels_last_route(xs, conv.weight, k, s, d * (k - 1) // 2, d),
             "kernel_calls": sorted(calls), "out_channels_last": y.is_contiguous(memory_format=torch.channels_last),
             "error": max(_rel(y, yr), _rel(got[0], ref[0]), _rel(got[1], ref[1]))}
         # the operator's own output is NCHW-contiguous, as its fake says (torch.compile checks it)
         out["channels_last"][name]["op_output_contiguous"] = dw._conv(
             xs.detach().contiguous(), conv.weight, k, s, d * (k - 1) // 2, d).is_contiguous()
+    # a forced policy (the benchmarks' switch) overrides the measured rule where the route can run
+    x8 = torch.randn(2, 3, 8, 8, device=device, generator=g).to(memory_format=torch.channels_last)
+    w8 = torch.randn(3, 1, 3, 3, device=device, generator=g)
+    out["forced"] = {}
+    for policy in ("cudnn", "nchw", "nhwc", "nhwc_wgrad"):
+        dw.channels_last_policy = policy
+        out["forced"][policy] = [dw.channels_last_route(x8, w8, 3, 1, 1, 1), dw.channels_last_route(x8, w8, 3, 2, 1, 1)]
+    dw.channels_last_policy = "measured"
     return out
 
 
@@ -339,7 +355,8 @@ def nb201(device: str) -> dict[str, Any]:
 def nhwc(device: str) -> dict[str, Any]:
     """The channels_last kernels (spaces/depthwise_nhwc.py) against ``F.conv2d`` in float64: k 3/5,
     dilation 1/2, same and no padding, several position blocks, row tiles and weight-gradient slices;
-    then the module path with the kernels switched on."""
+    the 3x3 cases also with ``native_gather`` (cuDNN forward and input gradient, the kernel's weight
+    gradient); then the module path under a forced policy."""
     from nas_cli.spaces import depthwise as dw
     from nas_cli.spaces import depthwise_nhwc as nh
 
@@ -356,35 +373,42 @@ def nhwc(device: str) -> dict[str, Any]:
                     x.requires_grad_(True)
                     wt = torch.randn(c, 1, k, k, device=device, generator=g, requires_grad=True)
                     assert nh.supported(x, wt, 1, p, d)
-                    y = nh.depthwise_conv2d_nhwc(x, wt, p, d)
-                    gy = torch.randn(y.shape, device=device, generator=g)
-                    gx, gw = torch.autograd.grad(y, (x, wt), gy)
+                    gy = None
                     xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
                     yr = F.conv2d(xr, wr, None, 1, p, d, c)
-                    gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
-                    out["cases"][f"k{k} d{d} p{p} {n}x{c}x{h}x{w}"] = [
-                        _rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
-                        float(y.is_contiguous(memory_format=torch.channels_last)
-                              and gx.is_contiguous(memory_format=torch.channels_last))]
+                    for native_gather in (False, True) if k == 3 else (False,):
+                        y = nh.depthwise_conv2d_nhwc(x, wt, p, d, native_gather)
+                        if gy is None:
+                            gy = torch.randn(y.shape, device=device, generator=g)
+                            gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
+                        gx, gw = torch.autograd.grad(y, (x, wt), gy)
+                        out["cases"][f"k{k} d{d} p{p} {n}x{c}x{h}x{w}" + (" native gather" if native_gather else "")] = [
+                            _rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
+                            float(y.is_contiguous(memory_format=torch.channels_last)
+                                  and gx.is_contiguous(memory_format=torch.channels_last))]
     x = torch.randn(2, 4, 6, 6, device=device, generator=g)
     wt = torch.randn(4, 1, 3, 3, device=device, generator=g)
     out["supported"] = {"nchw": nh.supported(x, wt, 1, 1, 1), "stride2": nh.supported(
         x.to(memory_format=torch.channels_last), wt, 2, 1, 1)}
-    # the module: with the kernels on, a stride-1 channels_last conv takes them (no NCHW routing)
+    # the module: the policy picks the kernels (cuDNN: none of them; nhwc: the gather for the
+    # forward and input gradient; nhwc_wgrad: only the weight-gradient kernel)
     calls: list[str] = []
-    orig = nh._gather
-    nh._gather = lambda *a: (calls.append("nhwc"), orig(*a))[1]  # type: ignore[assignment]
+    for name in ("_gather", "_grad_weight"):
+        orig = getattr(nh, name)
+        setattr(nh, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
     conv = torch.nn.Conv2d(4, 4, 3, 1, 2, 2, groups=4, bias=False).to(device).to(memory_format=torch.channels_last)
-    xs = x.to(memory_format=torch.channels_last)
+    xs = x.to(memory_format=torch.channels_last).requires_grad_(True)
     ref = conv(xs)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (xs, conv.weight))
     dw.use_depthwise_impl(conv, "triton")
-    for enabled in (False, True):
-        nh.ENABLED = enabled
+    for policy in ("cudnn", "nhwc", "nhwc_wgrad"):
+        dw.channels_last_policy = policy
         calls.clear()
         y = conv(xs)
-        out[f"module_enabled_{enabled}"] = {"nhwc_calls": len(calls), "error": _rel(y, ref),
-                                            "channels_last": y.is_contiguous(memory_format=torch.channels_last)}
-    nh.ENABLED = False
+        grads = torch.autograd.grad(y.square().sum(), (xs, conv.weight))
+        out[f"module_{policy}"] = {"calls": sorted(calls), "error": max(_rel(y, ref), *map(_rel, grads, ref_grads)),
+                                   "channels_last": y.is_contiguous(memory_format=torch.channels_last)}
+    dw.channels_last_policy = "measured"
     return out
 
 
@@ -529,9 +553,12 @@ def opcheck(device: str) -> dict[str, Any]:
                   (f"depthwise_conv_grad_weight k{k}s{s}", ops.depthwise_conv_grad_weight, (gy, x, w, k, s, p, d))]
     x, w = r(2, 5, 7, 6).to(memory_format=torch.channels_last), r(5, 1, 3, 3)  # the NHWC kernels, dilation 2
     gy = r(2, 5, 7, 6).to(memory_format=torch.channels_last)
-    cases += [("depthwise_conv_nhwc", ops.depthwise_conv_nhwc, (x, w, 3, 2, 2)),
-              ("depthwise_conv_nhwc_grad_input", ops.depthwise_conv_nhwc_grad_input, (gy, x, w, 3, 2, 2)),
-              ("depthwise_conv_nhwc_grad_weight", ops.depthwise_conv_nhwc_grad_weight, (gy, x, w, 3, 2, 2))]
+    cases += [("depthwise_conv_nhwc", ops.depthwise_conv_nhwc, (x, w, 3, 2, 2, False)),
+              ("depthwise_conv_nhwc native gather", ops.depthwise_conv_nhwc, (x, w, 3, 2, 2, True)),
+              ("depthwise_conv_nhwc_grad_input", ops.depthwise_conv_nhwc_grad_input, (gy, x, w, 3, 2, 2, False)),
+              ("depthwise_conv_nhwc_grad_input native gather", ops.depthwise_conv_nhwc_grad_input,
+               (gy, x, w, 3, 2, 2, True)),
+              ("depthwise_conv_nhwc_grad_weight", ops.depthwise_conv_nhwc_grad_weight, (gy, x, w, 3, 2, 2, False))]
     x, w, gy = r(2, 6, 5, 5), r(4, 3, 1, 1), r(2, 4, 5, 5)  # 2 groups of 3 -> 2 channels
     cases += [("grouped_pointwise", ops.grouped_pointwise, (x, w, 2)),
               ("grouped_pointwise_grad_input", ops.grouped_pointwise_grad_input, (gy, w, 2)),

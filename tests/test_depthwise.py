@@ -55,10 +55,13 @@ def assert_kernels(r: dict[str, Any]) -> None:
     assert r["supported"] == {"channels_last": False, "float64": False, "nonsquare_stride": False}
     assert r["fallback_error"] == 0.0
     routed = r["channels_last"]
-    assert routed["dilated 16x16"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
-    assert routed["plain 8x8"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
-    assert routed["strided 16->8"]["kernel_calls"] == ["_grad_input", "_grad_weight"]
-    assert routed["plain 16x16"]["kernel_calls"] == []  # cuDNN's NHWC kernels
+    nchw = ["_grad_input", "_grad_weight"]  # the NCHW kernels' backward (their forward is not counted)
+    expected = {"dilated 16x16": ("nhwc", ["nhwc_gather", "nhwc_gather", "nhwc_grad_weight"]),
+                "plain 8x8": ("nhwc_wgrad", ["nhwc_grad_weight"]),  # cuDNN forward and input gradient
+                "strided 16->8": ("nchw", nchw), "plain 16x16": ("cudnn", []), "dilated 32x32": ("nchw", nchw)}
+    assert {name: (case["route"], case["kernel_calls"]) for name, case in routed.items()} == expected
+    assert r["forced"] == {"cudnn": ["cudnn", "cudnn"], "nchw": ["nchw", "nchw"],  # stride 1, stride 2
+                           "nhwc": ["nhwc", "nchw"], "nhwc_wgrad": ["nhwc_wgrad", "nchw"]}
     for name, case in routed.items():
         assert case["out_channels_last"] and case["op_output_contiguous"] and case["error"] < 2e-6, (name, case)
 
@@ -136,13 +139,15 @@ def test_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
 
 
 def assert_nhwc(r: dict[str, Any]) -> None:
-    assert len(r["cases"]) == 14  # 16 geometries; 2 are too small for the unpadded dilated 5x5 (span 9)
+    # 16 geometries (2 too small for the unpadded dilated 5x5, span 9) + the 3x3 ones with native gather
+    assert len(r["cases"]) == 14 + 8 and sum("native gather" in name for name in r["cases"]) == 8
     for name, (y, gx, gw, layout_ok) in r["cases"].items():
         assert max(y, gx, gw) < 2e-6 and layout_ok == 1.0, (name, y, gx, gw, layout_ok)
     assert r["supported"] == {"nchw": False, "stride2": False}
-    assert r["module_enabled_False"]["nhwc_calls"] == 0  # off: the NCHW routing (dilated)
-    assert r["module_enabled_True"]["nhwc_calls"] == 1
-    for key in ("module_enabled_False", "module_enabled_True"):
+    assert r["module_cudnn"]["calls"] == []
+    assert r["module_nhwc"]["calls"] == ["_gather", "_gather", "_grad_weight"]
+    assert r["module_nhwc_wgrad"]["calls"] == ["_grad_weight"]
+    for key in ("module_cudnn", "module_nhwc", "module_nhwc_wgrad"):
         assert r[key]["error"] < 2e-6 and r[key]["channels_last"], (key, r[key])
 
 
@@ -220,9 +225,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 
 def assert_opcheck(r: dict[str, Any]) -> None:
-    # 6 depthwise cases, 3 NHWC depthwise ops, 3 pointwise ops, the Triton 1x1 weight gradient,
-    # 4 weighted-sum cases, 2 max-pool ops, 2 batch-norm ops
-    assert len(r) == 21, sorted(r)
+    # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
+    # 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool ops, 2 batch-norm ops
+    assert len(r) == 23, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

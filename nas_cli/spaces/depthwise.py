@@ -297,28 +297,49 @@ def is_depthwise(conv: nn.Conv2d) -> bool:
             and conv.kernel_size[0] == conv.kernel_size[1])
 
 
-#: channels_last inputs whose convs the ``triton`` setting runs in NCHW through the kernels here
-#: (converting at the boundary) instead of cuDNN's NHWC kernels: dilated convs, and output planes of
-#: at most this many pixels.  Measured on the H200 (2026-12-02, benchmarks/eval_convs.py, evaluation
-#: network at batch 128, fwd/dgrad/wgrad in us): NHWC dilated 3x3 at 36x32x32 138/63/593 (NCHW
-#: Triton 14/15/55), NHWC 3x3 at 144x8x8 5/6/75 (Triton 8/8/33), NHWC 5x5 at 144x8x8 12/12/143;
-#: undilated 3x3/5x5 at 16x16 and 32x32 NHWC kernels were the fastest there (e.g. 15/17/23 at 36x32x32).
-NCHW_FOR_CHANNELS_LAST_MAX_PLANE = 64
+#: How the ``triton`` setting runs a channels_last input's depthwise conv (:func:`channels_last_route`):
+#:
+#: * ``cudnn`` -- cuDNN's NHWC kernels, no conversion;
+#: * ``nchw`` -- convert to NCHW, run the NCHW Triton kernels here, convert back (a copy each way);
+#: * ``nhwc`` -- the NHWC Triton kernels of :mod:`nas_cli.spaces.depthwise_nhwc`, every direction;
+#: * ``nhwc_wgrad`` -- cuDNN's NHWC forward and input gradient, the NHWC Triton weight gradient.
+CHANNELS_LAST_ROUTES = ("cudnn", "nchw", "nhwc", "nhwc_wgrad")
+#: ``measured`` (the rule below) or one route forced wherever it can run (benchmarks/eval_convs.py)
+channels_last_policy = "measured"
+#: Output planes of at most this many pixels are "small".  H200 (2026-12-02, batch 128,
+#: benchmarks/eval_convs.py; us forward / input gradient / weight gradient): cuDNN NHWC is fast for
+#: undilated convs on larger planes (3x3 at 36x32x32: 14.8/16.6/22.9) but slow for the weight gradient
+#: of small ones (3x3 at 144x8x8: 5.3/5.6/74.6, NHWC Triton weight gradient 16.4) and for dilated
+#: convs (dilated 3x3 at 72x16x16: 72.9/35.1/143.8, NHWC Triton 18.1/18.0/46.0; at 36x32x32
+#: 137.2/63.3/594.4, NCHW Triton 13.8/14.5/55.2 plus the conversions, NHWC Triton 35.9/36.2/71.5).
+SMALL_PLANE = 64
+#: dilated stride-1 convs with output planes up to this many pixels take the NHWC kernels, larger ones NCHW
+NHWC_DILATED_MAX_PLANE = 256
 
 
-def routes_to_nchw(x: Tensor, dilation: int, out_pixels: int) -> bool:
-    """Whether a channels_last input of a ``triton`` depthwise conv runs in NCHW through the kernels."""
-    return nhwc_only(x) and (dilation > 1 or out_pixels <= NCHW_FOR_CHANNELS_LAST_MAX_PLANE)
+def channels_last_route(x: Tensor, weight: Tensor, k: int, s: int, p: int, d: int) -> str | None:
+    """The route (:data:`CHANNELS_LAST_ROUTES`) of a ``triton`` depthwise conv with input ``x``;
+    None when ``x`` is not channels_last (the NCHW kernels run it directly)."""
+    if not nhwc_only(x):
+        return None
+    pixels = out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d)
+    can_nhwc = nhwc.supported(x, weight, s, p, d)
+    policy = channels_last_policy
+    if policy in ("cudnn", "nchw") or (policy in ("nhwc", "nhwc_wgrad") and can_nhwc):
+        return policy
+    if d > 1:
+        return "nhwc" if can_nhwc and pixels <= NHWC_DILATED_MAX_PLANE else "nchw"
+    if pixels <= SMALL_PLANE:
+        return "nhwc_wgrad" if can_nhwc else "nchw"  # strided: the NCHW routing measured before
+    return "cudnn"
 
 
 class DepthwiseConv2d(nn.Conv2d):
     """A depthwise ``nn.Conv2d`` whose kernels ``impl`` chooses (same parameters and state_dict).
 
-    ``triton`` on a channels_last input keeps cuDNN's NHWC kernels except where they were measured
-    slow (:data:`NCHW_FOR_CHANNELS_LAST_MAX_PLANE`): those convs convert to NCHW, run the Triton
-    kernels and convert back, which costs a copy each way and still wins by a wide margin there.
-    With the experimental NHWC kernels on (``depthwise_nhwc.ENABLED``), stride-1 channels_last convs
-    run through them instead, without conversions.
+    ``triton`` on a channels_last input picks a route per conv (:func:`channels_last_route`): cuDNN's
+    NHWC kernels where they were measured fast, the NCHW Triton kernels behind a layout conversion
+    each way, or the NHWC Triton kernels (all directions, or only the weight gradient).
     """
 
     impl: str = "native"
@@ -328,9 +349,12 @@ class DepthwiseConv2d(nn.Conv2d):
             k, s, p, d = self.kernel_size[0], _uniform(self.stride), _uniform(self.padding), _uniform(self.dilation)
             if None in (s, p, d):
                 return super().forward(x)
-            if nhwc.ENABLED and nhwc.supported(x, self.weight, s, p, d):  # type: ignore[arg-type]
-                return nhwc.depthwise_conv2d_nhwc(x, self.weight, p, d)  # type: ignore[arg-type]
-            if routes_to_nchw(x, d, out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d)):
+            route = channels_last_route(x, self.weight, k, s, p, d)  # type: ignore[arg-type]
+            if route == "cudnn":
+                return super().forward(x)
+            if route in ("nhwc", "nhwc_wgrad"):
+                return nhwc.depthwise_conv2d_nhwc(x, self.weight, p, d, native_gather=route == "nhwc_wgrad")  # type: ignore[arg-type]
+            if route == "nchw":
                 y = depthwise_conv2d(x.contiguous(), self.weight, self.stride, self.padding, self.dilation)
                 return y.contiguous(memory_format=torch.channels_last)
             return depthwise_conv2d(x, self.weight, self.stride, self.padding, self.dilation)

@@ -1,11 +1,14 @@
-"""Stride-1 depthwise convolutions on channels_last tensors as Triton kernels (``ENABLED``; experimental).
+"""Stride-1 depthwise convolutions on channels_last tensors as Triton kernels.
 
 Why: the compiled evaluation network runs channels_last (``runtime.channels_last=auto``), and there
-cuDNN's NHWC depthwise kernels are fast for most shapes but slow for some (H200, batch 128,
-``benchmarks/eval_convs.py``): the weight gradient of a 3x3 conv at 144x8x8 took 75 us and of a 5x5
-143 us, a dilated 3x3 at 36x32x32 138/63/593 us forward/input/weight gradient.  Those convs are now
-routed to the NCHW kernels of :mod:`nas_cli.spaces.depthwise` behind two layout conversions each way.
-These kernels compute them in place, in NHWC.
+cuDNN's NHWC depthwise kernels are fast for most shapes but slow for some.  Measured on the H200
+(2026-12-02, batch 128, ``benchmarks/eval_convs.py --nhwc``, us forward / input gradient / weight
+gradient, cuDNN NHWC vs these kernels): 3x3 at 144x8x8 5.3/5.6/74.6 vs 6.4/6.5/16.4; 5x5 at 144x8x8
+11.9/11.9/143.4 vs 15.1/15.3/22.7; dilated 3x3 at 72x16x16 72.9/35.1/143.8 vs 18.1/18.0/46.0; but 3x3
+at 36x32x32 14.8/16.6/22.9 vs 37.4/37.2/74.0.  So :func:`nas_cli.spaces.depthwise.channels_last_route`
+uses them only where they win: every direction of small dilated convs, and the weight gradient alone
+(``native_gather``: cuDNN keeps the forward and input gradient) of small undilated ones.  Running them
+for every stride-1 conv made the evaluation step slower (0.0542 s against 0.0451 s, same call).
 
 Layout: one image row (n, h) of an NHWC tensor is W*C contiguous values, and a horizontal tap shift
 of ``dw`` pixels is a shift of ``dw*C`` values in that row.  So a program owns a block of the
@@ -19,12 +22,10 @@ W*C = 1152 at all three resolutions -- and each position's channel is ``position
   the per-position sums are then added over slices and over the positions of each channel, in a fixed
   order (deterministic, no atomics).
 
-Only stride 1 (the strided convs of the reduction cells keep cuDNN's NHWC kernels, measured fast),
-square kernels, symmetric padding, no bias, channels_last-contiguous fp32/bf16/fp16 inputs.
-Accumulation is fp32.  Checked under the Triton interpreter against ``F.conv2d`` in float64
-(``tests/test_depthwise.py``); **not yet run on a GPU, hence ``ENABLED = False``**:
-``benchmarks/eval_convs.py --nhwc`` measures them per conv and ``benchmarks/gpu_next.sh c`` the whole
-evaluation step with them on.
+Only stride 1 (strided convs keep cuDNN's NHWC kernels or the NCHW routing), square kernels,
+symmetric padding, no bias, channels_last-contiguous fp32/bf16/fp16 inputs.  Accumulation is fp32.
+Checked against ``F.conv2d`` in float64 under the Triton interpreter and on CUDA
+(``tests/test_depthwise.py``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, nhwc_only, out_size,
                                            pass_needs, pow2, sm_count, tl, triton)
-
-#: whether ``DepthwiseConv2d`` (impl ``triton``) runs stride-1 channels_last convs through these kernels
-ENABLED = False
 
 if triton is not None:
 
@@ -99,7 +98,10 @@ if triton is not None:
 
 _BLOCK = 128      # flattened (w, c) row positions per program
 _ROWS = 4         # output rows per forward / input-gradient program
-_PROGRAMS_PER_SM = 2  # weight gradient: few slices keep the partial sums (slices x taps x W*C) small
+#: weight gradient: slices of rows per position block, as programs per SM.  H200 (2026-12-02, batch
+#: 128, benchmarks/eval_convs.py --nhwc, us at 1/2/4/8): 3x3 at 144x8x8 28.4/20.4/18.0/16.4, 5x5 at
+#: 144x8x8 38.9/26.6/23.0/22.7, dilated 3x3 at 72x16x16 86.1/57.6/46.0/46.0
+_PROGRAMS_PER_SM = 8
 
 
 def _nhwc(t: Tensor) -> Tensor:
@@ -117,31 +119,40 @@ def _gather(x: Tensor, w: Tensor, k: int, p: int, d: int, out_hw: tuple[int, int
 
 
 # custom operators (opaque to torch.compile, recorded by CUDA-graph capture), as in spaces/depthwise.py
+# ``native_gather``: the forward and the input gradient run cuDNN's NHWC kernels (measured faster
+# than the gather kernel at some shapes) and only the weight gradient runs here
 @torch.library.custom_op("nas_cli::depthwise_conv_nhwc", mutates_args=())
-def _conv(x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _conv(x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
+    if native_gather:
+        # channels_last, as the fake says, whatever layout cuDNN picks for the ambiguous (C, 1, k, k) weight
+        return _nhwc(F.conv2d(x, w.to(x.dtype), None, 1, p, d, x.shape[1]))
     return _gather(x, w, k, p, d, (out_size(x.shape[2], k, 1, p, d), out_size(x.shape[3], k, 1, p, d)), False)
 
 
 @_conv.register_fake
-def _conv_fake(x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _conv_fake(x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
     n, c, h, wd = x.shape
     return torch.empty((n, c, out_size(h, k, 1, p, d), out_size(wd, k, 1, p, d)), device=x.device, dtype=x.dtype,
                        memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("nas_cli::depthwise_conv_nhwc_grad_input", mutates_args=())
-def _grad_input(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _grad_input(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
+    if native_gather:
+        gx = torch.ops.aten.convolution_backward(_nhwc(gy), x, w.to(x.dtype), None, [1, 1], [p, p], [d, d], False,
+                                                 [0, 0], x.shape[1], [True, False, False])[0]
+        return _nhwc(gx)
     # stride 1: the input gradient is the output gradient convolved with the mirrored taps
     return _gather(_nhwc(gy), w, k, p, d, (x.shape[2], x.shape[3]), True)
 
 
 @_grad_input.register_fake
-def _grad_input_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _grad_input_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
     return torch.empty(x.shape, device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
 
 
 @torch.library.custom_op("nas_cli::depthwise_conv_nhwc_grad_weight", mutates_args=())
-def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
     gy = _nhwc(gy)
     n, c, h, wd = x.shape
     ho, wo = gy.shape[2], gy.shape[3]
@@ -159,7 +170,7 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Te
 
 
 @_grad_weight.register_fake
-def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int) -> Tensor:
+def _grad_weight_fake(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, native_gather: bool) -> Tensor:
     return torch.empty((w.shape[0], 1, k, k), device=w.device, dtype=w.dtype)
 
 
@@ -174,7 +185,7 @@ def _backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, ...]:
     x, w = ctx.saved_tensors
     gx = _grad_input(gy, x, w, *ctx.geom) if pass_needs(ctx, 0, ctx.nodes[0]) else None
     gw = _grad_weight(gy, x, w, *ctx.geom) if pass_needs(ctx, 1, ctx.nodes[1]) else None
-    return gx, gw, None, None, None
+    return gx, gw, None, None, None, None
 
 
 _conv.register_autograd(_backward, setup_context=_setup)
@@ -189,8 +200,10 @@ def supported(x: Tensor, weight: Tensor, stride: int, padding: int, dilation: in
             and x.numel() < 2**31)
 
 
-def depthwise_conv2d_nhwc(x: Tensor, weight: Tensor, padding: int, dilation: int) -> Tensor:
+def depthwise_conv2d_nhwc(x: Tensor, weight: Tensor, padding: int, dilation: int,
+                          native_gather: bool = False) -> Tensor:
     """Stride-1 depthwise ``F.conv2d`` (no bias) of a channels_last input; the output is channels_last.
-    The caller checks :func:`supported`."""
+    ``native_gather``: cuDNN computes the forward and input gradient, these kernels the weight
+    gradient.  The caller checks :func:`supported`."""
     w = as_graph_input(weight.contiguous(memory_format=torch.contiguous_format))
-    return _conv(autocast_input(x), w, int(weight.shape[2]), int(padding), int(dilation))
+    return _conv(autocast_input(x), w, int(weight.shape[2]), int(padding), int(dilation), bool(native_gather))

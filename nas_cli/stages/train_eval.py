@@ -163,7 +163,7 @@ class EvalTrainer:
         # auto: Triton depthwise kernels for graph-replayed steps except compiled NCHW ones.  H200,
         # fp32, 2026-12-02: compiled NCHW 0.0553 s native vs 0.0583 s Triton; compiled channels_last
         # 0.0507 s native vs 0.0451 s Triton (there the kernels take only the convs cuDNN's NHWC
-        # kernels are slow at: spaces/depthwise.py NCHW_FOR_CHANNELS_LAST_MAX_PLANE)
+        # kernels are slow at: spaces/depthwise.py channels_last_route)
         self.depthwise = resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
                                              replayed=self.graphs and (self.channels_last or not self.compiled),
                                              precision=str(cfg.runtime.precision))
