@@ -156,6 +156,38 @@ def test_optimizer_steps_leave_unselected_ops_untouched() -> None:
     assert not any(torch.equal(masked.state_dict()[k], before[k]) for k in unchanged)
 
 
+def test_holding_back_costs_a_fixed_number_of_ops() -> None:
+    """The hooks' work is a few multi-tensor ops whatever the number of op parameters (per-parameter
+    clones and ``where``s were ~1,000 tiny kernels of the NB201 GDAS step on the GPU)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            if not func.is_view:  # views launch no kernel
+                self.ops.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    counts = {}
+    for cells in (1, 3):
+        _, masked = build_pair({"init_channels": 4, "cells_per_stage": cells})
+        opt = sgd(masked)
+        hook = FreezeUnselected(opt, masked)
+        forward_backward(masked, 0)
+        opt.step()  # momentum buffers exist from here on
+        forward_backward(masked, 1)
+        with Count() as c:
+            hook._before(opt, (), {})
+            hook._after(opt, (), {})
+        counts[cells] = (len(c.ops), len(masked.op_parameter_owners()))
+    (ops_small, params_small), (ops_large, params_large) = counts[1], counts[3]
+    assert params_large >= 3 * params_small > 0
+    assert ops_large == ops_small <= 12, counts  # a mask gather, compare, cast, 1 - keep; 6 foreach ops
+
+
 def test_uniform_sampling_runs_masked() -> None:
     ref, masked = build_pair(sampling="uniform")
     x, _ = images()

@@ -306,13 +306,12 @@ class NB201Supernet(_Macro):
             h = layer.mix(h, coefs, rests, used) if hasattr(layer, "mix") else layer(h)
         return self.head(h)
 
-    def unselected_frozen(self) -> list[tuple[nn.Parameter, Tensor]]:
-        """(op parameter, row mask) pairs of the last training forward's sample: the rows of ops it
-        selected (empty before the first masked training forward)."""
-        if self.last_used is None:
-            return []
-        return [pair for layer in self.cells if hasattr(layer, "unselected_frozen")
-                for pair in layer.unselected_frozen(self.last_used)]
+    def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
+        """(op parameter, owner of each row) of every fused cell; the owner indexes the flattened
+        one-hot pattern ``last_used`` (the masked forward's sample), so the rows an optimizer may
+        update after that forward are those whose owner entry is 1."""
+        return [pair for layer in self.cells if hasattr(layer, "op_parameter_owners")
+                for pair in layer.op_parameter_owners()]
 
 
 class NB201Network(_Macro):

@@ -284,14 +284,10 @@ class FusedNB201Cell(nn.Module):
             index = self._owner_index[key] = torch.tensor(self._owners[fused_key], device=used.device)
         return used.reshape(-1).index_select(0, index)
 
-    def unselected_frozen(self, used: Tensor) -> list[tuple[nn.Parameter, Tensor]]:
-        """(parameter, boolean row mask broadcastable to it) for every op parameter: the rows an
-        optimizer may update after a forward whose one-hot pattern was ``used``."""
-        out = []
-        for name, p in self.named_parameters():
-            rows = self.owner_mask(name, used) > 0
-            out.append((p, rows.view(-1, *([1] * (p.dim() - 1)))))
-        return out
+    def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
+        """(parameter, owner of each row) for every op parameter: the row's entry in a flattened
+        one-hot (6, |O|) pattern, i.e. the op whose weights the row holds."""
+        return [(p, list(self._owners[name])) for name, p in self.named_parameters()]
 
     def mix(self, x: Tensor, coefs: Sequence[Tensor], rests: Sequence[Tensor] | None = None,
             used: Tensor | None = None) -> Tensor:
