@@ -110,7 +110,7 @@ def _route_times(shape: tuple, k: int, s: int, p: int, d: int, repeats: int) -> 
         route = dw.channels_last_route(x, conv.weight, k, s, p, d)
         if policy != "measured" and route != policy:
             continue  # cannot run here (the NHWC kernels: stride 1 only)
-        err = float((conv(x).double() - ref).abs().max() / ref.abs().max())
+        err = float((conv(x).detach().double() - ref).abs().max() / ref.abs().max())
         if err > 1e-3:  # TF32 allowed: cuDNN's own kernels may use it
             raise SystemExit(f"route {route} mismatch at {shape} k{k} s{s} d{d}: {err:.1e}")
         times[policy if policy != "measured" else f"measured={route}"] = _time(

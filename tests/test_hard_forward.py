@@ -120,8 +120,8 @@ def test_comparison_catches_a_missing_rest_term(monkeypatch: pytest.MonkeyPatch)
     ref, masked = build_pair()
     _, g_ref = forward_backward(ref, 0)
     mix = FusedNB201Cell.mix
-    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, used=None:
-                        mix(self, x, coefs, None, used))
+    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, used=None, memo=None:
+                        mix(self, x, coefs, None, used, memo))
     _, g_bad = forward_backward(masked, 0)
     assert float((g_bad - g_ref).abs().max()) > 100 * ATOL
 

@@ -306,15 +306,16 @@ def is_depthwise(conv: nn.Conv2d) -> bool:
 CHANNELS_LAST_ROUTES = ("cudnn", "nchw", "nhwc", "nhwc_wgrad")
 #: ``measured`` (the rule below) or one route forced wherever it can run (benchmarks/eval_convs.py)
 channels_last_policy = "measured"
-#: Output planes of at most this many pixels are "small".  H200 (2026-12-02, batch 128,
-#: benchmarks/eval_convs.py; us forward / input gradient / weight gradient): cuDNN NHWC is fast for
-#: undilated convs on larger planes (3x3 at 36x32x32: 14.8/16.6/22.9) but slow for the weight gradient
-#: of small ones (3x3 at 144x8x8: 5.3/5.6/74.6, NHWC Triton weight gradient 16.4) and for dilated
-#: convs (dilated 3x3 at 72x16x16: 72.9/35.1/143.8, NHWC Triton 18.1/18.0/46.0; at 36x32x32
-#: 137.2/63.3/594.4, NCHW Triton 13.8/14.5/55.2 plus the conversions, NHWC Triton 35.9/36.2/71.5).
+#: Undilated stride-1 convs with output planes of at most this many pixels take ``nhwc_wgrad``.
+#: The rule below is the per-conv optimum of ``benchmarks/eval_convs.py --routes`` (H200, 2026-12-02,
+#: batch 128, evaluation network; us of forward + both gradients per route, cudnn / nchw / nhwc /
+#: nhwc_wgrad): 3x3 at 72x16x16 33.6 / 130.9 / 81.9 / 60.8; 3x3 at 144x8x8 84.9 / 73.6 / 28.6 / 26.6;
+#: 3x3 at 36x32x32 57.5 / 231.9 / 151.4 / 108.2; 5x5 at 144x8x8 166.0 / 108.7 / 55.2 / 48.3; dilated
+#: 3x3 at 72x16x16 279.5 / 112.4 / 86.8 / 159.2, at 36x32x32 803.8 / 208.4 / 150.7 / 287.7, at
+#: 144x8x8 132.0 / 74.0 / 28.8 / 88.4; stride-2 3x3 at 144x16x16 57.6 / 114.4 (the NHWC kernels are
+#: stride-1 only).  Summed over the network's depthwise convs: cudnn 20.5 ms, nchw 31.8, nhwc 20.1,
+#: nhwc_wgrad 17.4, this rule 10.1 (before the stride-2 and large dilated cases were measured, 10.6).
 SMALL_PLANE = 64
-#: dilated stride-1 convs with output planes up to this many pixels take the NHWC kernels, larger ones NCHW
-NHWC_DILATED_MAX_PLANE = 256
 
 
 def channels_last_route(x: Tensor, weight: Tensor, k: int, s: int, p: int, d: int) -> str | None:
@@ -322,15 +323,16 @@ def channels_last_route(x: Tensor, weight: Tensor, k: int, s: int, p: int, d: in
     None when ``x`` is not channels_last (the NCHW kernels run it directly)."""
     if not nhwc_only(x):
         return None
-    pixels = out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d)
     can_nhwc = nhwc.supported(x, weight, s, p, d)
     policy = channels_last_policy
     if policy in ("cudnn", "nchw") or (policy in ("nhwc", "nhwc_wgrad") and can_nhwc):
         return policy
     if d > 1:
-        return "nhwc" if can_nhwc and pixels <= NHWC_DILATED_MAX_PLANE else "nchw"
-    if pixels <= SMALL_PLANE:
-        return "nhwc_wgrad" if can_nhwc else "nchw"  # strided: the NCHW routing measured before
+        # cuDNN's NHWC kernels were slowest for dilated convs; strided dilated ones (not in the
+        # measured network) keep the NCHW kernels
+        return "nhwc" if can_nhwc else "nchw"
+    if can_nhwc and out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d) <= SMALL_PLANE:
+        return "nhwc_wgrad"
     return "cudnn"
 
 

@@ -302,8 +302,9 @@ class NB201Supernet(_Macro):
         mixer = self.cells[self._mixer]
         coefs = mixer.coefficients(picked)
         h = self.stem(x)
+        memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
         for layer in self.cells:
-            h = layer.mix(h, coefs, rests, used) if hasattr(layer, "mix") else layer(h)
+            h = layer.mix(h, coefs, rests, used, memo) if hasattr(layer, "mix") else layer(h)
         return self.head(h)
 
     def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:

@@ -46,7 +46,7 @@ every op, and saves the host sync of each forward.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -71,6 +71,8 @@ from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLU
 CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
 #: parameter-free op rows of O_j after the conv rows, in this order
 EXTRA_OPS: tuple[str, ...] = ("skip_connect", "avg_pool_3x3")
+#: owner lists (row -> flat arch entry) seen so far -> id; cells with equal lists share mask gathers
+_OWNER_IDS: dict[tuple[int, ...], int] = {}
 
 
 def op_kind(m: nn.Module) -> str:
@@ -253,6 +255,8 @@ class FusedNB201Cell(nn.Module):
         assert all(min(r) >= 0 for r in owners.values())
         self._owners: dict[str, list[int]] = owners
         self._owner_index: dict[tuple[str, torch.device], Tensor] = {}
+        #: equal owner lists share an id (the cells of a stage), so a forward gathers each mask once
+        self._owner_ids = {key: _OWNER_IDS.setdefault(tuple(rows), len(_OWNER_IDS)) for key, rows in owners.items()}
         #: the weighted sums' kernels (runtime.mixing; set by use_mixing_impl)
         self.supports_mixing_impl = True
         self.mixing_impl = "native"
@@ -276,13 +280,23 @@ class FusedNB201Cell(nn.Module):
         parts = flat.index_select(0, self._mix_index).split([m * p for m, p in self._mix_shapes])
         return [t.view(m, p) for t, (m, p) in zip(parts, self._mix_shapes)]
 
-    def owner_mask(self, fused_key: str, used: Tensor) -> Tensor:
-        """Per row of the stacked tensor ``fused_key``: the ``used`` entry (one-hot (6, |O|)) of its op."""
+    def owner_mask(self, fused_key: str, used: Tensor, memo: dict[Any, Tensor] | None = None,
+                   dtype: torch.dtype | None = None) -> Tensor:
+        """Per row of the stacked tensor ``fused_key``: the ``used`` entry (one-hot (6, |O|)) of its
+        op, as ``dtype`` (None: ``used``'s; ``torch.bool``: whether it is selected).  ``memo`` (one
+        per forward) shares the result between cells with the same owner list."""
+        memo_key = (self._owner_ids[fused_key], dtype)
+        if memo is not None and memo_key in memo:
+            return memo[memo_key]
         key = (fused_key, used.device)
         index = self._owner_index.get(key)
         if index is None:
             index = self._owner_index[key] = torch.tensor(self._owners[fused_key], device=used.device)
-        return used.reshape(-1).index_select(0, index)
+        mask = used.reshape(-1).index_select(0, index)
+        mask = mask > 0 if dtype is torch.bool else mask if dtype is None else mask.to(dtype)
+        if memo is not None:
+            memo[memo_key] = mask
+        return mask
 
     def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
         """(parameter, owner of each row) for every op parameter: the row's entry in a flattened
@@ -290,16 +304,17 @@ class FusedNB201Cell(nn.Module):
         return [(p, list(self._owners[name])) for name, p in self.named_parameters()]
 
     def mix(self, x: Tensor, coefs: Sequence[Tensor], rests: Sequence[Tensor] | None = None,
-            used: Tensor | None = None) -> Tensor:
+            used: Tensor | None = None, memo: dict[Any, Tensor] | None = None) -> Tensor:
         """The cell output from its input and the matrices of :meth:`coefficients`.
 
         Masked one-hot forward: ``rests[j]`` is added to node j+1, and in training mode only the
         ops ``used`` marks (one-hot (6, |O|)) update their BN running statistics and counters.
+        ``memo``: one dict per network forward for :meth:`owner_mask`.
         """
         masked = used is not None and self.training
         if self.training and self.fused.bn_batches.numel():
             if masked:
-                self.fused.bn_batches.add_(self.owner_mask("fused.bn_batches", used).to(torch.long))
+                self.fused.bn_batches.add_(self.owner_mask("fused.bn_batches", used, memo, torch.long))
             else:
                 self.fused.bn_batches.add_(1)
         node = x
@@ -307,7 +322,7 @@ class FusedNB201Cell(nn.Module):
         for j, (src, m) in enumerate(zip(self.fused.parts, coefs)):
             bn_update = None
             if masked and src.bn is not None and src.bn.running_mean is not None:
-                bn_update = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used) > 0  # type: ignore[arg-type]
+                bn_update = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo, torch.bool)  # type: ignore[arg-type]
             o = src(node, bn_update)
             # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (batched matmuls or spaces/mixing.py)
             out = mix_rows(m, o, pending, self.mixing_impl)
