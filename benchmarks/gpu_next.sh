@@ -1,45 +1,36 @@
 #!/usr/bin/env bash
-# Prepared 2026-12-02 (seventh session) for the next session's first device calls.
-# (a) The GPU tests of this session's changes that have not run on a GPU: the Inductor-vs-eager
-#     evaluation test with the new default layout (runtime.channels_last=auto: channels_last and the
-#     routed Triton depthwise kernels in the compiled network) and the CUDA supernet check (its
-#     120 s limit ran out in the last call); then the graph tests.
-# (b) The kernel profile of the evaluation step at the new defaults (0.0451 s: where the rest goes)
-#     and the search workloads at the defaults (the eval step at these settings: 0.0451 s, measured).
-# (c) The experimental NHWC depthwise kernels (spaces/depthwise_nhwc.py, ENABLED = False until this
-#     measures them): their CUDA check, per-conv times beside cuDNN's (eval_convs.py --nhwc), and the
-#     evaluation step with them on (eval_step_nhwc.py) against the 0.0451 s of the defaults.
-# Up to ~9 min each on a cold machine: run as three calls ("bash benchmarks/gpu_next.sh a", "... b", "... c").
+# Prepared 2026-12-02 (eighth session) for the next session's first device calls.
+# (a) The CUDA checks not run since the seventh session's changes: the supernet/eval-network check, the
+#     search-steps check, the kernels of mixing, BN and max pool; then the masked GDAS GPU tests.
+# (b) Kernel profiles at the defaults: the evaluation step (0.0400 s with the first route rule; where do
+#     the rest of the ~40 ms go now) and NB201 GDAS after the multi-tensor FreezeUnselected.
+# (c) The bench of every workload at the defaults (if gpu_session8c.sh did not run).
+# Up to ~9 min each on a cold machine: run as separate calls ("bash benchmarks/gpu_next.sh a", ...).
 set -u
 source benchmarks/device_env.sh
 part=${1:-all}
 if [ "$part" = a ] || [ "$part" = all ]; then
-stamp compile-gpu-tests
-timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_compile.py -k "gpu" 2>&1 \
-  | grep -E "passed|failed|^E " | head -8
 stamp depthwise-cuda-checks
-timeout 240 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "cuda" 2>&1 \
+timeout 300 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "cuda" 2>&1 \
   | grep -E "passed|failed|^E " | head -8
+stamp hard-forward-gpu
+timeout 80 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -6
 fi
 if [ "$part" = b ] || [ "$part" = all ]; then
 stamp eval-profile
-ROWS=40 timeout 240 python3 benchmarks/profile_step.py --eval >$OUT/prof_eval.txt 2>&1; echo "profile rc $?"
+ROWS=45 timeout 240 python3 benchmarks/profile_step.py --eval >$OUT/prof_eval.txt 2>&1; echo "profile rc $?"
 grep -m1 "kernels per step" $OUT/prof_eval.txt
-stamp bench-defaults
-timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads gaea_pcdarts_search pcdarts_search \
-  nb201_gaea_darts nb201_gdas --json $OUT/defaults.json >$OUT/bench.log 2>&1
-echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/defaults.json | cut -c1-210
+stamp profile-nb201-gdas
+ROWS=45 timeout 100 python3 benchmarks/profile_step.py method=gdas search_space=nb201 search_space.preset=paper \
+  search.batch_size=64 >$OUT/prof_nb201_gdas.txt 2>&1; echo "profile rc $?"
+grep -m1 "kernels per step" $OUT/prof_nb201_gdas.txt
 fi
 if [ "$part" = c ] || [ "$part" = all ]; then
-stamp nhwc-check
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "nhwc and cuda" 2>&1 \
-  | grep -E "passed|failed|^E " | head -5
-stamp eval-convs-nhwc
-timeout 200 python3 benchmarks/eval_convs.py --nhwc 2>&1 | tail -32 | cut -c1-220
-stamp eval-step-nhwc
-timeout 280 python3 benchmarks/eval_step_nhwc.py --steps 10 --warmup 4 --json $OUT/eval_nhwc.json \
-  >$OUT/eval_nhwc.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/eval_nhwc.json | cut -c1-210
+stamp bench-defaults
+timeout 320 python3 -m nas_cli.bench --steps 10 --warmup 4 \
+  --workloads eval_step nb201_gdas nb201_gaea_darts gaea_pcdarts_search pcdarts_search \
+  --json $OUT/defaults.json >$OUT/bench.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/defaults.json | cut -c1-210
 fi
 stamp end
