@@ -102,15 +102,14 @@ class FreezeUnselected:
         if self._owner is None:
             pairs = self.model.op_parameter_owners()  # type: ignore[operator]
             self._params = [p for p, _ in pairs]
+            for p, rows in pairs:
+                if len(rows) != p.shape[0]:
+                    raise ValueError(f"owner rows ({len(rows)}) do not match a parameter of shape {tuple(p.shape)}")
             if not pairs:
                 self._owner = torch.empty(0, dtype=torch.int32)
-            else:
-                self._owner = torch.cat([
-                    torch.tensor(rows, dtype=torch.int32).repeat_interleave(p.numel() // max(len(rows), 1))
-                    for p, rows in pairs]).to(self._params[0].device)
-                for p, rows in pairs:
-                    if len(rows) != p.shape[0]:
-                        raise ValueError(f"owner rows ({len(rows)}) do not match a parameter of shape {tuple(p.shape)}")
+            else:  # each row's owner repeated over the row's elements, parameters one after another
+                self._owner = torch.cat([torch.tensor(rows, dtype=torch.int32).repeat_interleave(p.numel() // len(rows))
+                                         for p, rows in pairs]).to(self._params[0].device)
         return self._params, self._owner
 
     def _before(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
