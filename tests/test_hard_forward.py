@@ -17,10 +17,12 @@ wrong row mask changes the results by orders of magnitude more (checked below).
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_cli.arch.hard_forward import FreezeUnselected, resolve_hard_forward
 from nas_cli.arch.sampling import SAMPLINGS
@@ -35,6 +37,19 @@ from tests.test_fused import one_thread  # noqa: F401  (autouse: one torch threa
 from tests.test_nb201 import NB_TINY
 
 ATOL, RTOL = 1e-5, 1e-4
+
+
+class OpCount(TorchDispatchMode):
+    """ATen ops dispatched inside the block, by name; views are left out (they launch no kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if not func.is_view:
+            self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))
 
 
 def build_pair(cfg: dict | None = None, sampling: str = "hard") -> tuple[NB201Supernet, NB201Supernet]:
@@ -120,8 +135,8 @@ def test_comparison_catches_a_missing_rest_term(monkeypatch: pytest.MonkeyPatch)
     ref, masked = build_pair()
     _, g_ref = forward_backward(ref, 0)
     mix = FusedNB201Cell.mix
-    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, used=None, memo=None:
-                        mix(self, x, coefs, None, used, memo))
+    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, *args:
+                        mix(self, x, coefs, None, *args))
     _, g_bad = forward_backward(masked, 0)
     assert float((g_bad - g_ref).abs().max()) > 100 * ATOL
 
@@ -159,18 +174,6 @@ def test_optimizer_steps_leave_unselected_ops_untouched() -> None:
 def test_holding_back_costs_a_fixed_number_of_ops() -> None:
     """The hooks' work is a few multi-tensor ops whatever the number of op parameters (per-parameter
     clones and ``where``s were ~1,000 tiny kernels of the NB201 GDAS step on the GPU)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops: list[str] = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            if not func.is_view:  # views launch no kernel
-                self.ops.append(str(func))
-            return func(*args, **(kwargs or {}))
-
     counts = {}
     for cells in (1, 3):
         _, masked = build_pair({"init_channels": 4, "cells_per_stage": cells})
@@ -179,13 +182,31 @@ def test_holding_back_costs_a_fixed_number_of_ops() -> None:
         forward_backward(masked, 0)
         opt.step()  # momentum buffers exist from here on
         forward_backward(masked, 1)
-        with Count() as c:
+        with OpCount() as c:
             hook._before(opt, (), {})
             hook._after(opt, (), {})
-        counts[cells] = (len(c.ops), len(masked.op_parameter_owners()))
+        counts[cells] = (sum(c.ops.values()), len(masked.op_parameter_owners()))
     (ops_small, params_small), (ops_large, params_large) = counts[1], counts[3]
     assert params_large >= 3 * params_small > 0
     assert ops_large == ops_small <= 12, counts  # a mask gather, compare, cast, 1 - keep; 6 foreach ops
+
+
+def test_masked_forward_holds_back_statistics_in_bulk() -> None:
+    """No per-BN clones and ``where``s in a masked training forward (six tiny kernels per BN before:
+    about 270 per NB201 forward on the GPU), and the BN-update masks are gathered once per stage,
+    however many cells it has."""
+    counts = {}
+    for cells in (1, 3):
+        _, masked = build_pair({"init_channels": 4, "cells_per_stage": cells})
+        _, w = hard_sample(0)
+        x, _ = images(0)
+        with OpCount() as c:
+            masked(x, {"cell": w})
+        counts[cells] = c.ops
+    for cells, ops in counts.items():
+        assert ops["aten.where.self"] == 0 and ops["aten.clone.default"] == 0, (cells, ops)
+    assert counts[3]["aten.index_select.default"] == counts[1]["aten.index_select.default"]
+    assert counts[3]["aten.convolution.default"] > counts[1]["aten.convolution.default"]  # more cells ran
 
 
 def test_uniform_sampling_runs_masked() -> None:

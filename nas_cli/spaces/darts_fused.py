@@ -161,6 +161,54 @@ def grouped_pointwise(x: Tensor, weight: Tensor, groups: int, impl: str = "nativ
     return y.reshape(n, weight.shape[0], h, w)
 
 
+class HeldBackStats:
+    """The running-statistics updates of one masked forward, held back per channel, in bulk.
+
+    A masked one-hot forward (``nb201_fused.py``) runs every op, but only the sampled ops' BN
+    channels may take the batch's statistics.  Per BN, cloning the two buffers, letting the kernels
+    update the clones and ``where``-ing them back was six tiny kernels, about 270 per NB201 forward.
+    Here all buffers are copied with one multi-tensor op when the forward starts, each BN's kernels
+    update its copies, and :meth:`commit` takes the copies' values on the kept channels with two
+    more: ``buffer·drop + copy·keep`` with keep in {0, 1} and drop = 1 - keep, exact for finite
+    values (up to the sign of a zero).
+    """
+
+    def __init__(self, bns: Sequence[_BN]) -> None:
+        self.buffers = [t for bn in bns for t in (bn.running_mean, bn.running_var)]  # type: ignore[misc]
+        with torch.no_grad():
+            self.copies = list(torch._foreach_mul(self.buffers, 1.0)) if self.buffers else []
+        self._slot = {id(bn): 2 * i for i, bn in enumerate(bns)}
+        self._masks: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def copies_for(self, bn: _BN, keep: Tensor, drop: Tensor) -> tuple[Tensor, Tensor]:
+        """``bn``'s (running_mean, running_var) copies for its kernels to update; ``keep``/``drop``:
+        per channel 1/0 and 0/1 in the buffers' dtype."""
+        i = self._slot[id(bn)]
+        self._masks[i] = self._masks[i + 1] = (keep, drop)
+        return self.copies[i], self.copies[i + 1]
+
+    def commit(self) -> None:
+        """Write the updates of the BNs that ran into their buffers, on the kept channels."""
+        live = sorted(self._masks)
+        if not live:
+            return
+        bufs = [self.buffers[i] for i in live]
+        with torch.no_grad():
+            torch._foreach_mul_(bufs, [self._masks[i][1] for i in live])
+            torch._foreach_addcmul_(bufs, [self.copies[i] for i in live], [self._masks[i][0] for i in live])
+        self._masks = {}
+
+
+class StatsUpdate:
+    """What a masked forward tells a :class:`_BN`: its per-channel keep/drop masks and where the
+    held-back updates go."""
+
+    __slots__ = ("held", "keep", "drop")
+
+    def __init__(self, held: HeldBackStats, keep: Tensor, drop: Tensor) -> None:
+        self.held, self.keep, self.drop = held, keep, drop
+
+
 class _BN(_Stage):
     """E BatchNorms -> one ``F.batch_norm`` over the stacked channels (statistics are per channel).
 
@@ -198,21 +246,17 @@ class _BN(_Stage):
     #: statistics over all data-parallel ranks (batchnorm.use_sync_batchnorm)
     sync: bool = False
 
-    def forward(self, x: Tensor, update: Tensor | None = None) -> Tensor:
-        """``update``: boolean per channel, whether its running statistics take this batch
-        (training mode; None: all do).  The masked one-hot NB201 forward passes it, so ops that
-        were not sampled keep their statistics exactly, as in a reference step where they do not run."""
+    def forward(self, x: Tensor, update: StatsUpdate | None = None) -> Tensor:
+        """``update``: which channels' running statistics take this batch (training mode; None: all
+        do).  The masked one-hot NB201 forward passes it, so ops that were not sampled keep their
+        statistics exactly, as in a reference step where they do not run: the kernels update copies
+        (saved for backward, so never modified afterwards), and :meth:`HeldBackStats.commit` puts
+        the copies' values into the buffers on the kept channels once the forward is done."""
         rm, rv = self.running_mean, self.running_var
         if update is None or not self.training or rm is None or rv is None:
             return self._forward(x, rm, rv)
-        # the kernels update copies (saved for backward, so never modified afterwards); the
-        # buffers then take the copies' values on the updated channels only
-        new_m, new_v = rm.clone(), rv.clone()
-        y = self._forward(x, new_m, new_v)
-        with torch.no_grad():
-            rm.copy_(torch.where(update, new_m, rm))
-            rv.copy_(torch.where(update, new_v, rv))
-        return y
+        new_m, new_v = update.held.copies_for(self, update.keep, update.drop)
+        return self._forward(x, new_m, new_v)
 
     def _forward(self, x: Tensor, rm: Tensor | None, rv: Tensor | None) -> Tensor:
         if self.training and self.sync:

@@ -257,6 +257,7 @@ class NB201Supernet(_Macro):
         self.fused = fused and (not discrete or self.masked)
         #: one-hot pattern of the last training forward's sample (masked forward only)
         self.last_used: Tensor | None = None
+        self._bns: list | None = None  # _held_bns
         #: position of the first fused cell (its mixing matrices serve every cell: same op list)
         self._mixer: int | None = None
         if self.fused:
@@ -303,9 +304,23 @@ class NB201Supernet(_Macro):
         coefs = mixer.coefficients(picked)
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
+        from nas_cli.spaces.darts_fused import HeldBackStats  # lazy, as the fused cells
+
+        held = HeldBackStats(self._held_bns()) if self.training else None
         for layer in self.cells:
-            h = layer.mix(h, coefs, rests, used, memo) if hasattr(layer, "mix") else layer(h)
+            h = layer.mix(h, coefs, rests, used, memo, held) if hasattr(layer, "mix") else layer(h)
+        if held is not None:
+            held.commit()
         return self.head(h)
+
+    def _held_bns(self) -> list:
+        """The fused cells' BNs with running statistics (their updates are held back per channel)."""
+        if self._bns is None:
+            from nas_cli.spaces.darts_fused import _BN
+
+            self._bns = [m for layer in self.cells if hasattr(layer, "mix") for m in layer.modules()
+                         if isinstance(m, _BN) and m.running_mean is not None]
+        return self._bns
 
     def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
         """(op parameter, owner of each row) of every fused cell; the owner indexes the flattened

@@ -55,7 +55,9 @@ from torch import Tensor, nn
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_fused import (
     FusedStorage,
+    HeldBackStats,
     Slot,
+    StatsUpdate,
     _BN,
     _cat,
     _Pool,
@@ -189,8 +191,8 @@ class _Source(nn.Module):
         if "avg_pool_3x3" in col:
             self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
 
-    def forward(self, x: Tensor, bn_update: Tensor | None = None) -> Tensor:
-        """``bn_update``: per BN channel, whether its running statistics take this batch (None: all)."""
+    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None) -> Tensor:
+        """``bn_update``: which BN channels' running statistics take this batch (None: all)."""
         rows: list[Tensor] = []
         if self.conv is not None and self.bn is not None:
             rows.append(self.bn(self.conv(F.relu(x)), bn_update))
@@ -281,19 +283,22 @@ class FusedNB201Cell(nn.Module):
         return [t.view(m, p) for t, (m, p) in zip(parts, self._mix_shapes)]
 
     def owner_mask(self, fused_key: str, used: Tensor, memo: dict[Any, Tensor] | None = None,
-                   dtype: torch.dtype | None = None) -> Tensor:
+                   dtype: torch.dtype | None = None, drop: bool = False) -> Tensor:
         """Per row of the stacked tensor ``fused_key``: the ``used`` entry (one-hot (6, |O|)) of its
-        op, as ``dtype`` (None: ``used``'s; ``torch.bool``: whether it is selected).  ``memo`` (one
-        per forward) shares the result between cells with the same owner list."""
-        memo_key = (self._owner_ids[fused_key], dtype)
+        op, as ``dtype`` (None: ``used``'s; ``torch.bool``: whether it is selected); ``drop``: one
+        minus it.  ``memo`` (one per forward) shares the result between cells with the same owner list."""
+        memo_key = (self._owner_ids[fused_key], dtype, drop)
         if memo is not None and memo_key in memo:
             return memo[memo_key]
-        key = (fused_key, used.device)
-        index = self._owner_index.get(key)
-        if index is None:
-            index = self._owner_index[key] = torch.tensor(self._owners[fused_key], device=used.device)
-        mask = used.reshape(-1).index_select(0, index)
-        mask = mask > 0 if dtype is torch.bool else mask if dtype is None else mask.to(dtype)
+        if drop:
+            mask = 1 - self.owner_mask(fused_key, used, memo, dtype)
+        else:
+            key = (fused_key, used.device)
+            index = self._owner_index.get(key)
+            if index is None:
+                index = self._owner_index[key] = torch.tensor(self._owners[fused_key], device=used.device)
+            mask = used.reshape(-1).index_select(0, index)
+            mask = mask > 0 if dtype is torch.bool else mask if dtype is None else mask.to(dtype)
         if memo is not None:
             memo[memo_key] = mask
         return mask
@@ -304,12 +309,14 @@ class FusedNB201Cell(nn.Module):
         return [(p, list(self._owners[name])) for name, p in self.named_parameters()]
 
     def mix(self, x: Tensor, coefs: Sequence[Tensor], rests: Sequence[Tensor] | None = None,
-            used: Tensor | None = None, memo: dict[Any, Tensor] | None = None) -> Tensor:
+            used: Tensor | None = None, memo: dict[Any, Tensor] | None = None,
+            held: HeldBackStats | None = None) -> Tensor:
         """The cell output from its input and the matrices of :meth:`coefficients`.
 
         Masked one-hot forward: ``rests[j]`` is added to node j+1, and in training mode only the
         ops ``used`` marks (one-hot (6, |O|)) update their BN running statistics and counters.
-        ``memo``: one dict per network forward for :meth:`owner_mask`.
+        ``memo``: one dict per network forward for :meth:`owner_mask`; ``held``: the forward's
+        :class:`HeldBackStats` (required with ``used`` in training mode), committed by the caller.
         """
         masked = used is not None and self.training
         if self.training and self.fused.bn_batches.numel():
@@ -322,7 +329,11 @@ class FusedNB201Cell(nn.Module):
         for j, (src, m) in enumerate(zip(self.fused.parts, coefs)):
             bn_update = None
             if masked and src.bn is not None and src.bn.running_mean is not None:
-                bn_update = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo, torch.bool)  # type: ignore[arg-type]
+                if held is None:
+                    raise ValueError("a masked training forward needs HeldBackStats for the BN statistics")
+                keep = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo, src.bn.running_mean.dtype)
+                bn_update = StatsUpdate(held, keep, self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo,
+                                                                    src.bn.running_mean.dtype, drop=True))
             o = src(node, bn_update)
             # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (batched matmuls or spaces/mixing.py)
             out = mix_rows(m, o, pending, self.mixing_impl)
