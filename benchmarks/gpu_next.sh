@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Prepared 2026-12-02 (eighth session) for the next session's first device calls.
 # (a) The CUDA checks not run since the seventh session's changes: the supernet/eval-network check, the
-#     search-steps check, the kernels of mixing, BN and max pool; then the masked GDAS GPU tests.
+#     search-steps check, the kernels of mixing, BN and max pool; then the masked GDAS GPU tests (they
+#     have not run with HeldBackStats: graph-replayed masked steps against eager selected ones).
 # (b) Kernel profiles at the defaults: the evaluation step (0.0400 s with the first route rule; where do
 #     the rest of the ~40 ms go now) and NB201 GDAS after the multi-tensor FreezeUnselected.
-# (c) The bench of every workload at the defaults (if gpu_session8c.sh did not run).
+# (c) The bench of every workload at the defaults: NB201 GDAS with the bulk BN holding back (HeldBackStats,
+#     never run on a GPU; 0.0225-0.0230 s before it) and pcdarts_search (cut off in gpu_session8c.sh).
 # Up to ~9 min each on a cold machine: run as separate calls ("bash benchmarks/gpu_next.sh a", ...).
 set -u
 source benchmarks/device_env.sh
