@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from nas_cli.errors import ConfigError
+from nas_cli.runtime.masked_update import choose_, snapshot
 
 MODES = ("auto", "selected", "masked")
 
@@ -85,9 +86,7 @@ class FreezeUnselected:
     Why multi-tensor ops over one flat mask: per parameter, a mask gather, a compare, two clones and
     two ``where`` + copies made about 1,000 tiny kernels of the NB201 GDAS step (H200 profile,
     2026-12-02: 723 copy kernels alone); here one gather builds the mask of every element of every
-    op parameter, and the save and the restore are a few ``torch._foreach_*`` launches.  The restore
-    ``new·keep + saved·(1 - keep)`` with keep in {0, 1} is exact for finite values (up to the sign
-    of a zero).
+    op parameter, and the save and the restore are a few multi-tensor ops (``runtime/masked_update.py``).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, model: nn.Module) -> None:
@@ -142,13 +141,11 @@ class FreezeUnselected:
             for tensors, k, d in ((params, keeps, drops), ([b for _, b in bufs], [keeps[i] for i, _ in bufs],
                                                             [drops[i] for i, _ in bufs])):
                 if tensors:
-                    self._saved.append((tensors, torch._foreach_mul(tensors, 1.0), k, d))
+                    self._saved.append((tensors, snapshot(tensors), k, d))
 
     def _after(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        with torch.no_grad():
-            for tensors, saved, keeps, drops in self._saved:
-                torch._foreach_mul_(tensors, keeps)
-                torch._foreach_addcmul_(tensors, saved, drops)
+        for tensors, saved, keeps, drops in self._saved:
+            choose_(tensors, saved, keeps, drops)  # the new values where kept, the saved ones elsewhere
         self._saved = []
 
     def remove(self) -> None:

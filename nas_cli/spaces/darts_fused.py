@@ -43,6 +43,7 @@ from nas_cli.spaces.pointwise import grouped_pointwise_triton
 from nas_cli.spaces import maxpool
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.errors import ConfigError
+from nas_cli.runtime.masked_update import choose_, snapshot
 from nas_cli.spaces.darts_ops import (
     Conv7x1_1x7,
     DilConv,
@@ -169,14 +170,12 @@ class HeldBackStats:
     update the clones and ``where``-ing them back was six tiny kernels, about 270 per NB201 forward.
     Here all buffers are copied with one multi-tensor op when the forward starts, each BN's kernels
     update its copies, and :meth:`commit` takes the copies' values on the kept channels with two
-    more: ``buffer·drop + copy·keep`` with keep in {0, 1} and drop = 1 - keep, exact for finite
-    values (up to the sign of a zero).
+    more (``runtime/masked_update.py``).
     """
 
     def __init__(self, bns: Sequence[_BN]) -> None:
         self.buffers = [t for bn in bns for t in (bn.running_mean, bn.running_var)]  # type: ignore[misc]
-        with torch.no_grad():
-            self.copies = list(torch._foreach_mul(self.buffers, 1.0)) if self.buffers else []
+        self.copies = snapshot(self.buffers)
         self._slot = {id(bn): 2 * i for i, bn in enumerate(bns)}
         self._masks: dict[int, tuple[Tensor, Tensor]] = {}
 
@@ -192,10 +191,8 @@ class HeldBackStats:
         live = sorted(self._masks)
         if not live:
             return
-        bufs = [self.buffers[i] for i in live]
-        with torch.no_grad():
-            torch._foreach_mul_(bufs, [self._masks[i][1] for i in live])
-            torch._foreach_addcmul_(bufs, [self.copies[i] for i in live], [self._masks[i][0] for i in live])
+        choose_([self.buffers[i] for i in live], [self.copies[i] for i in live],
+                [self._masks[i][1] for i in live], [self._masks[i][0] for i in live])  # own: the dropped channels
         self._masks = {}
 
 

@@ -331,9 +331,9 @@ class FusedNB201Cell(nn.Module):
             if masked and src.bn is not None and src.bn.running_mean is not None:
                 if held is None:
                     raise ValueError("a masked training forward needs HeldBackStats for the BN statistics")
-                keep = self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo, src.bn.running_mean.dtype)
-                bn_update = StatsUpdate(held, keep, self.owner_mask(f"fused.parts.{j}.bn.running_mean", used, memo,
-                                                                    src.bn.running_mean.dtype, drop=True))
+                key, dtype = f"fused.parts.{j}.bn.running_mean", src.bn.running_mean.dtype
+                bn_update = StatsUpdate(held, self.owner_mask(key, used, memo, dtype),
+                                        self.owner_mask(key, used, memo, dtype, drop=True))
             o = src(node, bn_update)
             # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (batched matmuls or spaces/mixing.py)
             out = mix_rows(m, o, pending, self.mixing_impl)
