@@ -12,7 +12,7 @@ import copy
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +24,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a.detach().double() - b.detach().double()).abs().max() / b.detach().double().abs().max().clamp_min(1e-30))
+
+
+def _count_calls(module: Any, names: Sequence[str], calls: list[str], prefix: str = "") -> None:
+    """Wrap ``module``'s functions ``names`` so each call appends ``prefix + name`` to ``calls``
+    (the worker process ends afterwards: nothing is unwrapped)."""
+    for name in names:
+        orig: Callable[..., Any] = getattr(module, name)
+        setattr(module, name, lambda *a, _o=orig, _n=prefix + name: (calls.append(_n), _o(*a))[1])
 
 
 def kernels(device: str) -> dict[str, Any]:
@@ -62,9 +70,7 @@ def kernels(device: str) -> dict[str, Any]:
     # small tensors: under the interpreter each call costs seconds at 32x32
     x = torch.randn(2, 2, 8, 8, device=device, generator=g, requires_grad=True)
     calls: list[str] = []
-    for name in ("_grad_input", "_grad_weight"):
-        orig: Callable[..., Any] = getattr(dw, name)
-        setattr(dw, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+    _count_calls(dw, ("_grad_input", "_grad_weight"), calls)
     y = dw.depthwise_conv2d(x, wt.detach(), 1, 4, 2)
     y.sum().backward()
     out["grads_computed_for_input_only"] = list(calls)
@@ -91,9 +97,7 @@ def kernels(device: str) -> dict[str, Any]:
     # values, gradients and output layout every way
     from nas_cli.spaces import depthwise_nhwc as nh
 
-    for name in ("_gather", "_grad_weight"):
-        orig = getattr(nh, name)
-        setattr(nh, name, lambda *a, _o=orig, _n=f"nhwc{name}": (calls.append(_n), _o(*a))[1])
+    _count_calls(nh, ("_gather", "_grad_weight"), calls, prefix="nhwc")
     out["channels_last"] = {}
     for name, (c, h, k, s, d) in {"dilated 16x16": (3, 16, 3, 1, 2), "plain 8x8": (3, 8, 5, 1, 1),
                                   "strided 16->8": (3, 16, 5, 2, 1), "plain 16x16": (3, 16, 3, 1, 1),
@@ -152,9 +156,7 @@ def pointwise(device: str) -> dict[str, Any]:
                                                              _rel(gw_kernel, gwr)]
     out["slices"] = splits(x, 1, 4 * 32 * 32, pw._WBLOCK)[0]
     calls: list[str] = []
-    for name in ("_grad_input", "_grad_weight"):
-        orig: Callable[..., Any] = getattr(pw, name)
-        setattr(pw, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+    _count_calls(pw, ("_grad_input", "_grad_weight"), calls)
     h = torch.randn(2, 8, 4, 4, device=device, generator=g, requires_grad=True) * 1.0
     wt = torch.randn(8, 4, 1, 1, device=device, generator=g, requires_grad=True)
     for wanted in ("input", "weight"):
@@ -393,9 +395,7 @@ def nhwc(device: str) -> dict[str, Any]:
     # the module: the policy picks the kernels (cuDNN: none of them; nhwc: the gather for the
     # forward and input gradient; nhwc_wgrad: only the weight-gradient kernel)
     calls: list[str] = []
-    for name in ("_gather", "_grad_weight"):
-        orig = getattr(nh, name)
-        setattr(nh, name, lambda *a, _o=orig, _n=name: (calls.append(_n), _o(*a))[1])
+    _count_calls(nh, ("_gather", "_grad_weight"), calls)
     conv = torch.nn.Conv2d(4, 4, 3, 1, 2, 2, groups=4, bias=False).to(device).to(memory_format=torch.channels_last)
     xs = x.to(memory_format=torch.channels_last).requires_grad_(True)
     ref = conv(xs)

@@ -3,8 +3,9 @@
 A masked NB201 step runs every op, and what the unselected ops would change must then be undone
 exactly: their weights and momentum (``arch/hard_forward.py`` ``FreezeUnselected``) and their BN
 running statistics (``spaces/darts_fused.py`` ``HeldBackStats``).  Done per tensor with clones and
-``where``s, that was about 1,500 tiny kernels per NB201 GDAS step on the H200 (2026-12-02 profile);
-here a snapshot of any number of tensors is one multi-tensor op and the per-element choice two.
+``where``s, that was several tiny kernels per tensor: 723 copy kernels alone per NB201 GDAS step in
+the H200 profile (2026-12-02).  Here a snapshot of any number of tensors is one multi-tensor op and
+the per-element choice two.
 """
 
 from __future__ import annotations
