@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from nas_cli.config import SearchSpaceConfig, register_schema
 from nas_cli.errors import ConfigError
 from nas_cli.spaces.base import SPACES, ArchTensorSpec, HardEdges, RelaxationSpec, SearchSpace
+from nas_cli.spaces.darts_fused import _BN, HeldBackStats
 
 #: canonical column order of the architecture tensor (spec §1); never mix with NASLib's order
 NB201_OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -304,8 +305,6 @@ class NB201Supernet(_Macro):
         coefs = mixer.coefficients(picked)
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
-        from nas_cli.spaces.darts_fused import HeldBackStats  # lazy, as the fused cells
-
         held = HeldBackStats(self._held_bns()) if self.training else None
         for layer in self.cells:
             h = layer.mix(h, coefs, rests, used, memo, held) if hasattr(layer, "mix") else layer(h)
@@ -316,8 +315,6 @@ class NB201Supernet(_Macro):
     def _held_bns(self) -> list:
         """The fused cells' BNs with running statistics (their updates are held back per channel)."""
         if self._bns is None:
-            from nas_cli.spaces.darts_fused import _BN
-
             self._bns = [m for layer in self.cells if hasattr(layer, "mix") for m in layer.modules()
                          if isinstance(m, _BN) and m.running_mean is not None]
         return self._bns
