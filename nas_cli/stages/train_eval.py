@@ -341,9 +341,9 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         console.print(f"[bold]{job.stage}[/] {job.name} seed {job.seed}: {tr.params / 1e6:.3f}M params, "
                       f"epochs {state['epoch']}->{target}/{epochs}, device {tr.device}, {out_dir}")
         if tr.compiled and state["epoch"] < stop_at:
-            # H200, 2026-12-02: 139 s of Inductor and Triton compilation before the first timed step
+            # H200, 2026-12-02: 90-139 s of Inductor and Triton compilation before the first timed step
             console.print("[dim]  compiling the network with torch.compile: the first epoch starts after "
-                          "about 2-3 minutes of compilation[/dim]")
+                          "the compilation (90-140 s measured on an H200)[/dim]")
     eval_every = int(t.eval_every)
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
