@@ -16,6 +16,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_cli.spaces.triton_support import splits
 
@@ -196,22 +197,45 @@ def mixing(device: str) -> dict[str, Any]:
         refs = torch.autograd.grad(yr, [md, od] + ([fd] if acc_on else []), gy.double())
         out["cases"][f"n{n} q{q} p{p} e{e}{' acc' if acc_on else ''}{' strided' if strided else ''}"] = (
             [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
-    calls: list[tuple[bool, bool]] = []
+    # rows held by several operands (the NB201 cell's conv/BN rows, skip row, pool row): no concatenation
+    out["operand_cases"] = {}
+    for n, q, splits, e, acc_on in ((2, 3, (6, 1, 1), 1500, True), (3, 1, (4, 1), 700, False),
+                                    (2, 2, (1, 2, 3), 1100, False)):
+        m = torch.randn(q, sum(splits), device=device, generator=g, requires_grad=True)
+        parts = [torch.randn(n, k, e, device=device, generator=g, requires_grad=True) for k in splits]
+        acc = torch.randn(n, q, e, device=device, generator=g, requires_grad=True) if acc_on else None
+        gy = torch.randn(n, q, e, device=device, generator=g)
+        leaves = [m, *parts] + ([acc] if acc is not None else [])
+        y = mx.mix_rows(m, parts, acc, "triton")
+        grads = torch.autograd.grad(y, leaves, gy)
+        ld = [t.detach().double().requires_grad_() for t in leaves]
+        yr = mx.mix_rows_native(ld[0], torch.cat(ld[1 : 1 + len(splits)], 1), ld[-1] if acc_on else None)
+        refs = torch.autograd.grad(yr, ld, gy.double())
+        out["operand_cases"][f"n{n} q{q} rows{splits} e{e}{' acc' if acc_on else ''}"] = (
+            [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
+    calls: list[tuple[list[bool], bool]] = []
     orig = mx._mix_backward
-    mx._mix_backward = lambda g_, m_, o_, need_go, need_gm: (calls.append((need_go, need_gm)),  # type: ignore
-                                                             orig(g_, m_, o_, need_go, need_gm))[1]
-    m = torch.randn(2, 3, device=device, generator=g, requires_grad=True)
+
+    def counted(g_: Any, m_: Any, o0: Any, o1: Any, o2: Any, need_go: list[bool], need_gm: bool) -> Any:
+        calls.append((list(need_go), need_gm))
+        return orig(g_, m_, o0, o1, o2, need_go, need_gm)
+
+    mx._mix_backward = counted  # type: ignore[assignment]
+    m = torch.randn(2, 4, device=device, generator=g, requires_grad=True)
     h = torch.randn(2, 3, 40, device=device, generator=g, requires_grad=True) * 1.0
-    for wanted in ("operand", "coefficients", "both"):
+    h2 = torch.randn(2, 1, 40, device=device, generator=g, requires_grad=True) * 1.0
+    for wanted in ("operand", "coefficients", "both", "second operand"):
         calls.clear()
-        y = mx.mix_rows(m * 1.0, h, None, "triton")
-        torch.autograd.grad(y.sum(), {"operand": [h], "coefficients": [m], "both": [h, m]}[wanted])
+        y = mx.mix_rows(m * 1.0, [h, h2], None, "triton")
+        torch.autograd.grad(y.sum(), {"operand": [h], "coefficients": [m], "both": [h, m],
+                                      "second operand": [h2]}[wanted])
         out[f"grads_when_asking_{wanted}"] = calls[0]
-    mx._mix_backward = orig
+    mx._mix_backward = orig  # type: ignore[assignment]
     out["supported_65_rows"] = mx.supported(torch.randn(1, 65, device=device), torch.randn(2, 65, 3, device=device),
                                             None)
-    out["native_when_unsupported"] = _rel(mx.mix_rows(m.double(), h.double(), None, "triton"),
-                                          mx.mix_rows_native(m.double(), h.double()))
+    out["native_when_unsupported"] = _rel(mx.mix_rows(m.double(), [h.double(), h2.double()], None, "triton"),
+                                          mx.mix_rows_native(m.double(), torch.cat([h, h2], 1).double()))
+    out["supported_four_operands"] = mx.supported(m, [h[:, :1], h[:, 1:2], h[:, 2:], h2], None)
     for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32)):
         x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
         y = avg_pool_3x3(x)
@@ -292,6 +316,18 @@ def batchnorm(device: str) -> dict[str, Any]:
     return out
 
 
+class _CatCount(TorchDispatchMode):
+    """Counts ``aten.cat`` calls."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.n += func is torch.ops.aten.cat.default
+        return func(*args, **(kwargs or {}))
+
+
 def nb201(device: str) -> dict[str, Any]:
     """The fused NB201 supernet (DARTS mixture and masked one-hot sample) with the Triton mixing,
     pooling and BatchNorm kernels against the native ones: same loss, gradients and running
@@ -332,7 +368,11 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
-            loss = F.cross_entropy(model(x, {spec.name: w}), y)
+            with _CatCount() as cats:
+                logits = model(x, {spec.name: w})
+            # the Triton weighted sum reads each source's row groups where they lie: no concatenation
+            out[f"{hard or 'mixture'}_{impl}_forward_cats"] = cats.n
+            loss = F.cross_entropy(logits, y)
             results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
             out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
             buffers[impl] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
@@ -564,9 +604,16 @@ def opcheck(device: str) -> dict[str, Any]:
               ("grouped_pointwise_grad_input", ops.grouped_pointwise_grad_input, (gy, w, 2)),
               ("grouped_pointwise_grad_weight", ops.grouped_pointwise_grad_weight, (gy, x, w, 2))]
     m, o, acc = r(2, 5), r(3, 5, 70), r(3, 4, 70)[:, 1:3]  # the accumulated term: a strided view
-    cases += [("mix_rows", ops.mix_rows, (m, o, acc)), ("mix_rows no acc", ops.mix_rows, (m, o, None)),
-              ("mix_rows_backward", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, True)),
-              ("mix_rows_backward operand only", ops.mix_rows_backward, (r(3, 2, 70), m, o, True, False))]
+    o0, o1, o2 = r(3, 3, 70), r(3, 1, 70), r(3, 1, 70)
+    cases += [("mix_rows", ops.mix_rows, (m, o, None, None, acc)),
+              ("mix_rows no acc", ops.mix_rows, (m, o, None, None, None)),
+              ("mix_rows three operands", ops.mix_rows, (m, o0, o1, o2, acc)),
+              ("mix_rows_backward", ops.mix_rows_backward, (r(3, 2, 70), m, o, None, None, [True, False, False],
+                                                            True)),
+              ("mix_rows_backward operand only", ops.mix_rows_backward,
+               (r(3, 2, 70), m, o, None, None, [True, False, False], False)),
+              ("mix_rows_backward three operands", ops.mix_rows_backward,
+               (r(3, 2, 70), m, o0, o1, o2, [True, False, True], True))]
     xp = r(2, 3, 9, 8)
     _, idx = ops.max_pool(xp, 3, 2, 1)
     xb = r(3, 4, 5, 6)

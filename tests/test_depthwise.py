@@ -83,11 +83,16 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert len(r["pool"]) == 4
     for name, errs in r["pool"].items():
         assert max(errs) < 2e-6, (name, errs)
-    # (operand gradient, coefficient gradient) computed: only what the pass asks for
-    assert r["grads_when_asking_operand"] == [True, False]
-    assert r["grads_when_asking_coefficients"] == [False, True]
-    assert r["grads_when_asking_both"] == [True, True]
+    assert len(r["operand_cases"]) == 3
+    for name, errs in r["operand_cases"].items():
+        assert max(errs) < 2e-6, (name, errs)
+    # ((gradient of each operand), coefficient gradient) computed: only what the pass asks for
+    assert r["grads_when_asking_operand"] == [[True, False, False], False]
+    assert r["grads_when_asking_coefficients"] == [[False, False, False], True]
+    assert r["grads_when_asking_both"] == [[True, False, False], True]
+    assert r["grads_when_asking_second operand"] == [[False, True, False], False]
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
+    assert r["supported_four_operands"] is False
 
 
 def assert_maxpool(r: dict[str, Any]) -> None:
@@ -114,6 +119,8 @@ def assert_nb201(r: dict[str, Any]) -> None:
         contiguous, pools = r[f"{kind}_triton_contiguous_pool_inputs"]
         assert contiguous == pools > 0  # the destination-major mixing output: every pool takes the kernels
         assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
+        # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls
+        assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3, (kind, r)
         assert r[f"{kind}_running_stats"] < 1e-5 and r[f"{kind}_running_stats_moved"] > 0, (kind, r)
         kept_native, kept_triton = r[f"{kind}_running_stats_kept"]
         assert kept_native == kept_triton, (kind, r)  # the same statistics left alone by both
@@ -226,8 +233,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
-    # 3 pointwise ops, the Triton 1x1 weight gradient, 4 weighted-sum cases, 2 max-pool ops, 2 batch-norm ops
-    assert len(r) == 23, sorted(r)
+    # 3 pointwise ops, the Triton 1x1 weight gradient, 6 weighted-sum cases (3 with rows in three operands),
+    # 2 max-pool ops, 2 batch-norm ops
+    assert len(r) == 25, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -24,7 +24,7 @@ arch)`` does.  Accumulation is fp32; same function as ``torch.baddbmm(acc, M.exp
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -35,56 +35,82 @@ from nas_cli.spaces.triton_support import as_graph_input, available, pass_needs,
 MAX_ROWS = 64
 #: destinations per call (NB201: a node feeds at most 3 later nodes)
 MAX_DESTS = 8
+#: operand tensors one call reads its rows from (NB201: conv/BN rows, skip row, pool row)
+MAX_OPERANDS = 3
 
 if triton is not None:
 
     @triton.jit
-    def _wsum_fwd_kernel(o_ptr, m_ptr, acc_ptr, y_ptr, N, E, o_sn, o_sp, a_sn, a_sq,
-                    P: tl.constexpr, Q: tl.constexpr, QP: tl.constexpr, HAS_ACC: tl.constexpr,
-                    BLOCK: tl.constexpr):
-        """y[n, q, e] = acc[n, q, e] + sum_p m[q, p] o[n, p, e]; one program per (image, block of e)."""
+    def _rows_fwd(acc, row, sp, m_ptr, q, q_live, live, P: tl.constexpr, START: tl.constexpr, COUNT: tl.constexpr):
+        """acc[q] += sum over the COUNT rows at ``row`` (row stride ``sp``) of m[q, START + p] * row p."""
+        for p in tl.static_range(COUNT):
+            ov = tl.load(row + p * sp, mask=live, other=0.0).to(tl.float32)
+            mv = tl.load(m_ptr + q * P + START + p, mask=q_live, other=0.0).to(tl.float32)
+            acc += mv[:, None] * ov[None, :]
+        return acc
+
+    @triton.jit
+    def _wsum_fwd_kernel(o0_ptr, o1_ptr, o2_ptr, m_ptr, acc_ptr, y_ptr, N, E, o0_sn, o0_sp, o1_sn, o1_sp,
+                         o2_sn, o2_sp, a_sn, a_sq, P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr,
+                         Q: tl.constexpr, QP: tl.constexpr, HAS_ACC: tl.constexpr, BLOCK: tl.constexpr):
+        """y[n, q, e] = acc[n, q, e] + sum_p m[q, p] o[n, p, e], the rows p of o held by up to three
+        operands (P0, P1, P2 rows); one program per (image, block of e)."""
         n = tl.program_id(0)
         e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         live = e < E
         q = tl.arange(0, QP)
         q_live = q < Q
+        n64 = n.to(tl.int64)
         acc = tl.zeros([QP, BLOCK], dtype=tl.float32)
-        o_row = o_ptr + n.to(tl.int64) * o_sn + e
-        for p in tl.static_range(P):
-            ov = tl.load(o_row + p * o_sp, mask=live, other=0.0).to(tl.float32)
-            mv = tl.load(m_ptr + q * P + p, mask=q_live, other=0.0).to(tl.float32)
-            acc += mv[:, None] * ov[None, :]
+        acc = _rows_fwd(acc, o0_ptr + n64 * o0_sn + e, o0_sp, m_ptr, q, q_live, live, P0 + P1 + P2, 0, P0)
+        acc = _rows_fwd(acc, o1_ptr + n64 * o1_sn + e, o1_sp, m_ptr, q, q_live, live, P0 + P1 + P2, P0, P1)
+        acc = _rows_fwd(acc, o2_ptr + n64 * o2_sn + e, o2_sp, m_ptr, q, q_live, live, P0 + P1 + P2, P0 + P1, P2)
         both = q_live[:, None] & live[None, :]
         if HAS_ACC:
-            acc += tl.load(acc_ptr + n.to(tl.int64) * a_sn + q[:, None] * a_sq + e[None, :], mask=both,
+            acc += tl.load(acc_ptr + n64 * a_sn + q[:, None] * a_sq + e[None, :], mask=both,
                            other=0.0).to(tl.float32)
         # destination-major output: y[n, q, e] lives at (q * N + n) * E + e
-        tl.store(y_ptr + (q[:, None] * N + n.to(tl.int64)) * E + e[None, :], acc.to(y_ptr.dtype.element_ty),
-                 mask=both)
+        tl.store(y_ptr + (q[:, None] * N + n64) * E + e[None, :], acc.to(y_ptr.dtype.element_ty), mask=both)
 
     @triton.jit
-    def _wsum_bwd_kernel(g_ptr, o_ptr, m_ptr, go_ptr, part_ptr, E, BLOCKS, g_sn, g_sq, o_sn, o_sp,
-                    P: tl.constexpr, Q: tl.constexpr, QP: tl.constexpr, NEED_GO: tl.constexpr,
-                    NEED_GM: tl.constexpr, BLOCK: tl.constexpr):
-        """go[n, p, e] = sum_q m[q, p] g[n, q, e];  part[n*BLOCKS + b, q, p] = sum_e g[n, q, e] o[n, p, e]."""
+    def _rows_bwd(g, row, sp, go_row, go_sp, part_row, m_ptr, q, q_live, live, P: tl.constexpr,
+                  START: tl.constexpr, COUNT: tl.constexpr, NEED_GO: tl.constexpr, NEED_GM: tl.constexpr):
+        """For the COUNT rows at ``row``: go[p] = sum_q m[q, START + p] g[q] and the partial sums
+        part[q, START + p] = sum_e g[q, e] o[p, e]."""
+        for p in tl.static_range(COUNT):
+            mv = tl.load(m_ptr + q * P + START + p, mask=q_live, other=0.0).to(tl.float32)
+            if NEED_GO:
+                tl.store(go_row + p * go_sp, tl.sum(mv[:, None] * g, axis=0).to(go_row.dtype.element_ty),
+                         mask=live)
+            if NEED_GM:
+                ov = tl.load(row + p * sp, mask=live, other=0.0).to(tl.float32)
+                tl.store(part_row + START + p, tl.sum(g * ov[None, :], axis=1))
+
+    @triton.jit
+    def _wsum_bwd_kernel(g_ptr, o0_ptr, o1_ptr, o2_ptr, m_ptr, go0_ptr, go1_ptr, go2_ptr, part_ptr, E, BLOCKS,
+                         g_sn, g_sq, o0_sn, o0_sp, o1_sn, o1_sp, o2_sn, o2_sp, P0: tl.constexpr,
+                         P1: tl.constexpr, P2: tl.constexpr, Q: tl.constexpr, QP: tl.constexpr,
+                         GO0: tl.constexpr, GO1: tl.constexpr, GO2: tl.constexpr, NEED_GM: tl.constexpr,
+                         BLOCK: tl.constexpr):
+        """go_i[n, p, e] = sum_q m[q, p] g[n, q, e] per operand i (contiguous (N, P_i, E));
+        part[n*BLOCKS + b, q, p] = sum_e g[n, q, e] o[n, p, e]."""
         n = tl.program_id(0)
         b = tl.program_id(1)
         e = b * BLOCK + tl.arange(0, BLOCK)
         live = e < E
         q = tl.arange(0, QP)
         q_live = q < Q
-        g = tl.load(g_ptr + n.to(tl.int64) * g_sn + q[:, None] * g_sq + e[None, :],
+        n64 = n.to(tl.int64)
+        g = tl.load(g_ptr + n64 * g_sn + q[:, None] * g_sq + e[None, :],
                     mask=q_live[:, None] & live[None, :], other=0.0).to(tl.float32)
-        o_row = o_ptr + n.to(tl.int64) * o_sn + e
-        go_row = go_ptr + n.to(tl.int64) * (P * E) + e
+        P = P0 + P1 + P2
         part_row = part_ptr + ((n * BLOCKS + b) * QP + q) * P
-        for p in tl.static_range(P):
-            mv = tl.load(m_ptr + q * P + p, mask=q_live, other=0.0).to(tl.float32)
-            if NEED_GO:
-                tl.store(go_row + p * E, tl.sum(mv[:, None] * g, axis=0).to(go_ptr.dtype.element_ty), mask=live)
-            if NEED_GM:
-                ov = tl.load(o_row + p * o_sp, mask=live, other=0.0).to(tl.float32)
-                tl.store(part_row + p, tl.sum(g * ov[None, :], axis=1))
+        _rows_bwd(g, o0_ptr + n64 * o0_sn + e, o0_sp, go0_ptr + n64 * (P0 * E) + e, E, part_row, m_ptr, q,
+                  q_live, live, P, 0, P0, GO0, NEED_GM)
+        _rows_bwd(g, o1_ptr + n64 * o1_sn + e, o1_sp, go1_ptr + n64 * (P1 * E) + e, E, part_row, m_ptr, q,
+                  q_live, live, P, P0, P1, GO1, NEED_GM)
+        _rows_bwd(g, o2_ptr + n64 * o2_sn + e, o2_sp, go2_ptr + n64 * (P2 * E) + e, E, part_row, m_ptr, q,
+                  q_live, live, P, P0 + P1, P2, GO2, NEED_GM)
 
 
 #: positions per program: enough work per program to hide latency, few enough partial sums
@@ -100,17 +126,28 @@ def _rows_contiguous(t: Tensor) -> Tensor:
     return t if t.stride(2) == 1 else t.contiguous()
 
 
+def _operands(o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor]) -> tuple[list[Tensor], list[int], list[int]]:
+    """The operands with unit stride along E, each operand's rows (0 for an absent one, whose place
+    ``o0`` fills), and the six (image, row) strides the kernels take."""
+    ops = [_rows_contiguous(o) if o is not None else None for o in (o0, o1, o2)]
+    rows = [o.shape[1] if o is not None else 0 for o in ops]
+    full = [o if o is not None else ops[0] for o in ops]
+    strides = [s for o in full for s in (o.stride(0), o.stride(1))]
+    return full, rows, strides  # type: ignore[return-value]
+
+
 @torch.library.custom_op("nas_cli::mix_rows", mutates_args=())
-def _mix(m: Tensor, o: Tensor, acc: Optional[Tensor]) -> Tensor:
-    n, p, e = o.shape
+def _mix(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor]) -> Tensor:
+    n, _, e = o0.shape
     q = m.shape[0]
-    o = _rows_contiguous(o)
+    full, (p0, p1, p2), strides = _operands(o0, o1, o2)
     if acc is not None:
         acc = _rows_contiguous(acc)
-    y = _output(o, q)
+    y = _output(o0, q)
     a = acc if acc is not None else y
-    _wsum_fwd_kernel[(n, _blocks(e))](o, m.contiguous(), a, y, n, e, o.stride(0), o.stride(1), a.stride(0), a.stride(1),
-                                 P=p, Q=q, QP=pow2(q), HAS_ACC=acc is not None, BLOCK=_BLOCK)
+    _wsum_fwd_kernel[(n, _blocks(e))](*full, m.contiguous(), a, y, n, e, *strides, a.stride(0), a.stride(1),
+                                      P0=p0, P1=p1, P2=p2, Q=q, QP=pow2(q), HAS_ACC=acc is not None,
+                                      BLOCK=_BLOCK)
     return y
 
 
@@ -123,69 +160,98 @@ def _output(o: Tensor, q: int) -> Tensor:
 
 
 @_mix.register_fake
-def _mix_fake(m: Tensor, o: Tensor, acc: Optional[Tensor]) -> Tensor:
-    return _output(o, m.shape[0])
+def _mix_fake(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor]) -> Tensor:
+    return _output(o0, m.shape[0])
 
 
 @torch.library.custom_op("nas_cli::mix_rows_backward", mutates_args=())
-def _mix_backward(g: Tensor, m: Tensor, o: Tensor, need_go: bool, need_gm: bool) -> tuple[Tensor, Tensor]:
-    n, p, e = o.shape
+def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
+                  need_go: list[bool], need_gm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(go0, go1, go2, gm): each operand's gradient where ``need_go`` says so (else empty), and the
+    coefficients' gradient where ``need_gm`` does."""
+    n, _, e = o0.shape
     q = m.shape[0]
-    g, o = _rows_contiguous(g), _rows_contiguous(o)
+    g = _rows_contiguous(g)
+    full, rows, strides = _operands(o0, o1, o2)
     blocks = _blocks(e)
-    go = torch.empty((n, p, e) if need_go else (0,), device=o.device, dtype=o.dtype)
-    part = torch.empty((n * blocks, pow2(q), p) if need_gm else (0,), device=o.device, dtype=torch.float32)
-    if need_go or need_gm:
-        _wsum_bwd_kernel[(n, blocks)](g, o, m.contiguous(), go, part, e, blocks, g.stride(0), g.stride(1), o.stride(0),
-                                 o.stride(1), P=p, Q=q, QP=pow2(q), NEED_GO=need_go, NEED_GM=need_gm, BLOCK=_BLOCK)
+    wanted = [bool(w) and r > 0 for w, r in zip(need_go, rows)]
+    gos = [torch.empty((n, r, e) if w else (0,), device=o0.device, dtype=o0.dtype) for w, r in zip(wanted, rows)]
+    p = sum(rows)
+    part = torch.empty((n * blocks, pow2(q), p) if need_gm else (0,), device=o0.device, dtype=torch.float32)
+    if any(wanted) or need_gm:
+        _wsum_bwd_kernel[(n, blocks)](g, *full, m.contiguous(), *gos, part, e, blocks, g.stride(0), g.stride(1),
+                                      *strides, P0=rows[0], P1=rows[1], P2=rows[2], Q=q, QP=pow2(q),
+                                      GO0=wanted[0], GO1=wanted[1], GO2=wanted[2], NEED_GM=need_gm, BLOCK=_BLOCK)
     gm = part.sum(0)[:q].to(m.dtype) if need_gm else m.new_empty((0,))
-    return go, gm
+    return gos[0], gos[1], gos[2], gm
 
 
 @_mix_backward.register_fake
-def _mix_backward_fake(g: Tensor, m: Tensor, o: Tensor, need_go: bool, need_gm: bool) -> tuple[Tensor, Tensor]:
-    return (o.new_empty(o.shape if need_go else (0,)), m.new_empty(m.shape if need_gm else (0,)))
+def _mix_backward_fake(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
+                       need_go: list[bool], need_gm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    gos = [o.new_empty(o.shape if (w and o is not None) else (0,)) if o is not None else o0.new_empty((0,))
+           for w, o in zip(need_go, (o0, o1, o2))]
+    return gos[0], gos[1], gos[2], m.new_empty(m.shape if need_gm else (0,))
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    m, o, acc = inputs
-    ctx.save_for_backward(m, o)
-    ctx.nodes = (m.grad_fn, o.grad_fn)  # which gradients a backward pass needs (pass_needs)
+    m, o0, o1, o2, acc = inputs
+    ctx.save_for_backward(m, o0, o1, o2)
+    # which gradients a backward pass needs (pass_needs)
+    ctx.nodes = tuple(t.grad_fn if t is not None else None for t in (m, o0, o1, o2))
 
 
 def _backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
-    m, o = ctx.saved_tensors
+    m, o0, o1, o2 = ctx.saved_tensors
     need_gm = pass_needs(ctx, 0, ctx.nodes[0])
-    need_go = pass_needs(ctx, 1, ctx.nodes[1])
-    go, gm = _mix_backward(g, m, o, need_go, need_gm)
-    return (gm if need_gm else None, go if need_go else None, g if ctx.needs_input_grad[2] else None)
+    need_go = [o is not None and pass_needs(ctx, i + 1, ctx.nodes[i + 1]) for i, o in enumerate((o0, o1, o2))]
+    go0, go1, go2, gm = _mix_backward(g, m, o0, o1, o2, need_go, need_gm)
+    return (gm if need_gm else None, *(go if need else None for go, need in zip((go0, go1, go2), need_go)),
+            g if ctx.needs_input_grad[4] else None)
 
 
 _mix.register_autograd(_backward, setup_context=_setup)
 
 
-def mix_rows_native(m: Tensor, o: Tensor, acc: Tensor | None = None) -> Tensor:
-    """``acc + M @ O`` per image as batched matmuls (the reference formulation)."""
-    mm = m.to(o.dtype).expand(o.shape[0], -1, -1)
-    return torch.bmm(mm, o) if acc is None else torch.baddbmm(acc, mm, o)
+def _rows(o: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    return [o] if isinstance(o, Tensor) else list(o)
 
 
-def supported(m: Tensor, o: Tensor, acc: Tensor | None) -> bool:
+def mix_rows_native(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None) -> Tensor:
+    """``acc + M @ O`` per image as batched matmuls (the reference formulation); a sequence ``o`` is
+    concatenated along its rows first."""
+    rows = _rows(o)
+    cat = rows[0] if len(rows) == 1 else torch.cat(rows, 1)
+    mm = m.to(cat.dtype).expand(cat.shape[0], -1, -1)
+    return torch.bmm(mm, cat) if acc is None else torch.baddbmm(acc, mm, cat)
+
+
+def supported(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None) -> bool:
     """Whether the Triton kernels compute this weighted sum."""
-    return (o.dim() == 3 and m.dim() == 2 and m.shape[1] == o.shape[1]
-            and 1 <= o.shape[1] <= MAX_ROWS and 1 <= m.shape[0] <= MAX_DESTS
-            and o.dtype in (torch.float32, torch.bfloat16, torch.float16)
-            and (acc is None or (acc.shape == (o.shape[0], m.shape[0], o.shape[2]) and acc.dtype == o.dtype))
-            and available(o.device) and o.numel() < 2**31)
+    rows = _rows(o)
+    if not 1 <= len(rows) <= MAX_OPERANDS or any(t.dim() != 3 for t in rows):
+        return False
+    n, _, e = rows[0].shape
+    p = sum(t.shape[1] for t in rows)
+    return (m.dim() == 2 and m.shape[1] == p and 1 <= p <= MAX_ROWS and 1 <= m.shape[0] <= MAX_DESTS
+            and all(t.shape[0] == n and t.shape[2] == e and t.shape[1] > 0 and t.dtype == rows[0].dtype
+                    for t in rows)
+            and rows[0].dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and (acc is None or (acc.shape == (n, m.shape[0], e) and acc.dtype == rows[0].dtype))
+            and available(rows[0].device) and max(t.numel() for t in rows) < 2**31 and n * m.shape[0] * e < 2**31)
 
 
-def mix_rows(m: Tensor, o: Tensor, acc: Tensor | None = None, impl: str = "native") -> Tensor:
+def mix_rows(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None, impl: str = "native") -> Tensor:
     """``out[n, q] = acc[n, q] + Σ_p m[q, p] o[n, p]`` for ``m`` (Q, P), ``o`` (N, P, E), ``acc`` (N, Q, E).
 
-    ``impl="triton"`` runs the kernels above where :func:`supported` allows, batched matmuls otherwise.
+    ``o`` may also be up to :data:`MAX_OPERANDS` tensors (N, P_i, E) whose rows, in order, make up
+    the P rows: the Triton kernels then read each where it lies, so the caller needs no
+    concatenation (the NB201 cell's conv/BN rows, skip row and pool row).  ``impl="triton"`` runs the
+    kernels above where :func:`supported` allows, batched matmuls otherwise.
     """
     if impl == "triton" and supported(m, o, acc):
-        return _mix(as_graph_input(m.to(o.dtype)), as_graph_input(o), acc)  # type: ignore[arg-type]
+        rows = [as_graph_input(t) for t in _rows(o)] + [None] * (MAX_OPERANDS - len(_rows(o)))
+        return _mix(as_graph_input(m.to(rows[0].dtype)), *rows, acc)  # type: ignore[arg-type]
     return mix_rows_native(m, o, acc)
 
 

@@ -59,7 +59,6 @@ from nas_cli.spaces.darts_fused import (
     Slot,
     StatsUpdate,
     _BN,
-    _cat,
     _Pool,
     _same,
     _Stage,
@@ -169,7 +168,7 @@ class _SharedInputConvs(_Stage):
 
 
 class _Source(nn.Module):
-    """Every op reading one node: ``forward(x_j) -> O_j`` of shape (N, P, C*H*W)."""
+    """Every op reading one node: ``forward(x_j) -> O_j`` of shape (N, P, C*H*W), as row groups."""
 
     def __init__(self, ops: Sequence[Sequence[nn.Module]], kinds: Sequence[str], merge_1x1: bool) -> None:
         """``ops[q][o]``: reference op module of column o on the q-th outgoing edge."""
@@ -191,8 +190,10 @@ class _Source(nn.Module):
         if "avg_pool_3x3" in col:
             self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
 
-    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None) -> Tensor:
-        """``bn_update``: which BN channels' running statistics take this batch (None: all)."""
+    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None) -> list[Tensor]:
+        """O_j as its row groups (conv/BN rows, skip row, pool row; each (N, rows, C*H*W)), not
+        concatenated: the Triton weighted sum reads each where it lies, the native one concatenates.
+        ``bn_update``: which BN channels' running statistics take this batch (None: all)."""
         rows: list[Tensor] = []
         if self.conv is not None and self.bn is not None:
             rows.append(self.bn(self.conv(F.relu(x)), bn_update))
@@ -201,7 +202,7 @@ class _Source(nn.Module):
         if self.pool is not None:
             rows.append(self.pool(x))
         n, c, h, w = x.shape
-        return _cat(rows).reshape(n, -1, c * h * w)
+        return [r.reshape(n, -1, c * h * w) for r in rows]
 
 
 # --------------------------------------------------------------------- cell
