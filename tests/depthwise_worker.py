@@ -271,7 +271,10 @@ def maxpool(device: str) -> dict[str, Any]:
         assert mp.supported(x, k, s, p)
         y, yr = mp.max_pool2d(x, k, s, p), F.max_pool2d(x, k, s, p)
         gy = torch.randn(yr.shape, device=device, generator=g)
-        (gx,), (gxr,) = torch.autograd.grad(y, x, gy), torch.autograd.grad(yr, x, gy)
+        with _OpCount(*_ZERO_FILLS) as fills:  # none for the indices output, which takes no gradient
+            (gx,) = torch.autograd.grad(y, x, gy)
+        out["zero_fills"] = out.get("zero_fills", 0) + fills.n
+        (gxr,) = torch.autograd.grad(yr, x, gy)
         out["cases"][f"{n}x{c}x{h}x{w} k{k} s{s} p{p}"] = [
             bool(torch.equal(torch.nan_to_num(y), torch.nan_to_num(yr))),
             _rel(torch.nan_to_num(gx), torch.nan_to_num(gxr)),
@@ -316,16 +319,21 @@ def batchnorm(device: str) -> dict[str, Any]:
     return out
 
 
-class _CatCount(TorchDispatchMode):
-    """Counts ``aten.cat`` calls."""
+class _OpCount(TorchDispatchMode):
+    """Counts the calls of the ATen ops named (overload packets, e.g. ``"cat"``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *names: str) -> None:
         super().__init__()
+        self.names = set(names)
         self.n = 0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        self.n += func is torch.ops.aten.cat.default
+        self.n += func.overloadpacket.__name__ in self.names
         return func(*args, **(kwargs or {}))
+
+
+#: the ops that fill a tensor with zeros (the autograd engine materialising an unused output's gradient)
+_ZERO_FILLS = ("zeros", "zeros_like", "zero_", "fill_", "new_zeros")
 
 
 def nb201(device: str) -> dict[str, Any]:
@@ -368,12 +376,14 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
-            with _CatCount() as cats:
+            with _OpCount("cat") as cats:
                 logits = model(x, {spec.name: w})
             # the Triton weighted sum reads each source's row groups where they lie: no concatenation
             out[f"{hard or 'mixture'}_{impl}_forward_cats"] = cats.n
             loss = F.cross_entropy(logits, y)
-            results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
+            with _OpCount(*_ZERO_FILLS) as fills:
+                results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
+            out[f"{hard or 'mixture'}_{impl}_backward_zero_fills"] = fills.n
             out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
             buffers[impl] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
         # relative to the buffer's scale, at least 1: a running mean can be ~1e-8 (the mean of a BN

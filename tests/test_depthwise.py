@@ -101,6 +101,7 @@ def assert_maxpool(r: dict[str, Any]) -> None:
         assert same_output and grad_err < 2e-6 and same_receivers, (name, r["cases"][name])
     assert r["supported_dilated"] is False
     assert r["kernel_calls"] == 6  # every case ran the kernels, not F.max_pool2d
+    assert r["zero_fills"] == 0  # the indices output's gradient is not materialised
     assert r["native_when_disabled"] and r["kernel_calls_when_disabled"] == 0  # maxpool.ENABLED off
 
 
@@ -121,6 +122,9 @@ def assert_nb201(r: dict[str, Any]) -> None:
         assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
         # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls
         assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3, (kind, r)
+        # the BN kernels' statistics outputs take no gradient, and none is zero-filled for them (the
+        # native path's fills are elsewhere; before, each Triton BN added three)
+        assert r[f"{kind}_triton_backward_zero_fills"] == r[f"{kind}_native_backward_zero_fills"] <= 1, (kind, r)
         assert r[f"{kind}_running_stats"] < 1e-5 and r[f"{kind}_running_stats_moved"] > 0, (kind, r)
         kept_native, kept_triton = r[f"{kind}_running_stats_kept"]
         assert kept_native == kept_triton, (kind, r)  # the same statistics left alone by both

@@ -186,10 +186,14 @@ def _bn_backward_fake(g: Tensor, xhat: Tensor, invstd: Tensor) -> Tensor:
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
     y, invstd, mean, var = output
     ctx.mark_non_differentiable(invstd, mean, var)
+    # no zero-filled gradients for the three statistics (one fill kernel each per BN and backward)
+    ctx.set_materialize_grads(False)
     ctx.save_for_backward(y, invstd)
 
 
-def _backward(ctx: Any, g: Tensor, *_stats: Any) -> tuple[Tensor | None, ...]:
+def _backward(ctx: Any, g: Tensor | None, *_stats: Any) -> tuple[Tensor | None, ...]:
+    if g is None:  # grads are not materialised: the output took no gradient
+        return None, None
     y, invstd = ctx.saved_tensors
     return _bn_backward(g, y, invstd), None
 

@@ -134,11 +134,14 @@ def _pool_backward_fake(gy: Tensor, idx: Tensor, h: int, w: int, k: int, s: int,
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
     x, k, s, p = inputs
     ctx.mark_non_differentiable(output[1])
+    ctx.set_materialize_grads(False)  # no zero-filled gradient for the indices
     ctx.save_for_backward(output[1])
     ctx.geometry = (x.shape[2], x.shape[3], k, s, p)
 
 
-def _backward(ctx: Any, gy: Tensor, _gidx: Any) -> tuple[Tensor | None, ...]:
+def _backward(ctx: Any, gy: Tensor | None, _gidx: Any) -> tuple[Tensor | None, ...]:
+    if gy is None:  # grads are not materialised: the output took no gradient
+        return None, None, None, None
     (idx,) = ctx.saved_tensors
     return _pool_backward(gy, idx, *ctx.geometry), None, None, None
 
