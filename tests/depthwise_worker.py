@@ -314,6 +314,11 @@ def batchnorm(device: str) -> dict[str, Any]:
             errs += [_rel(y, yr), _rel(gx, gxr)]
         out["cases"][f"{n}x{c}x{h}x{w}"] = errs + [_rel(rm, rmr), _rel(rv, rvr)]
     x = torch.randn(4, 6, 5, 5, device=device, generator=g)
+    # the running estimates take the kernels' unbiased variance through one multi-tensor lerp
+    rm, rv = torch.zeros(6, device=device), torch.ones(6, device=device)
+    with _OpCount("_foreach_lerp_") as multi, _OpCount("lerp_", "lerp", "mul", "mul_", "div") as single:
+        BN_IMPLS["triton"](x, rm, rv, 0.1, 1e-5)
+    out["stat_update_ops"] = [multi.n, single.n]
     out["supported_strided"] = bn_kernels.supported(x[:, ::2])
     out["supported_float64"] = bn_kernels.supported(x.double())
     return out

@@ -110,6 +110,7 @@ def assert_batchnorm(r: dict[str, Any]) -> None:
     for name, errs in r["cases"].items():
         assert max(errs) < 2e-6, (name, errs)
     assert r["supported_strided"] is False and r["supported_float64"] is False
+    assert r["stat_update_ops"] == [1, 0]  # one multi-tensor lerp, no per-estimate ops
 
 
 def assert_nb201(r: dict[str, Any]) -> None:

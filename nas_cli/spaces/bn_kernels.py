@@ -55,8 +55,10 @@ if triton is not None:
         tl.store(m2_ptr + r, m2)
 
     @triton.jit
-    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, BLOCK: tl.constexpr):
-        """Per channel c: mean and biased variance over the N rows (exact), and invstd."""
+    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, unbias,
+                        BLOCK: tl.constexpr):
+        """Per channel c: mean over the N rows, invstd from the biased variance (exact), and the
+        unbiased variance (biased times ``unbias``), which the running estimate takes."""
         c = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         s = 0.0
@@ -72,7 +74,7 @@ if triton is not None:
             acc += tl.sum(tl.where(live, m2 / L + (mi - mean) * (mi - mean), 0.0), axis=0)
         var = acc / N
         tl.store(mean_ptr + c, mean)
-        tl.store(var_ptr + c, var)
+        tl.store(var_ptr + c, var * unbias)
         tl.store(invstd_ptr + c, 1.0 / tl.sqrt(var + eps))
 
     @triton.jit
@@ -139,7 +141,8 @@ def _block(length: int) -> int:
 
 @torch.library.custom_op("nas_cli::batch_norm_train", mutates_args=())
 def _bn(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(xhat, invstd, batch mean, biased batch variance) of training-mode non-affine BN."""
+    """(xhat, invstd, batch mean, unbiased batch variance) of training-mode non-affine BN (the
+    unbiased variance is what the running estimate takes, as in ``F.batch_norm``)."""
     n, c = x.shape[:2]
     length = x.numel() // (n * c)
     mean_i = torch.empty((n, c), device=x.device, dtype=torch.float32)
@@ -148,7 +151,9 @@ def _bn(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     mean = torch.empty(c, device=x.device, dtype=torch.float32)
     var = torch.empty_like(mean)
     invstd = torch.empty_like(mean)
-    _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, BLOCK=_block(n))
+    count = n * length
+    _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, count / max(count - 1, 1),
+                          BLOCK=_block(n))
     y = torch.empty_like(x)
     block = _block(length)
     _normalize_kernel[(n * c, (length + block - 1) // block)](x, mean, invstd, y, c, length, BLOCK=block)
@@ -215,8 +220,6 @@ def batch_norm_triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum:
         return fallback(x, rm, rv, momentum, eps)
     y, _, mean, var = _bn(x, float(eps))
     if rm is not None and rv is not None:  # as F.batch_norm: the unbiased variance enters the estimate
-        count = x.numel() // x.shape[1]
-        with torch.no_grad():
-            rm.lerp_(mean.to(rm.dtype), momentum)
-            rv.lerp_((var * (count / max(count - 1, 1))).to(rv.dtype), momentum)
+        with torch.no_grad():  # one multi-tensor kernel for both estimates
+            torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)
     return y
