@@ -1,8 +1,9 @@
 """Pooling kernels: PyTorch's against the Triton ones, per kernel and as whole search steps.
 
-* 3x3 average pooling (stride 1, padding excluded from the count) through the depthwise kernels
-  (``avg_pool_3x3`` in spaces/depthwise.py): the product uses it with ``runtime.depthwise=triton``
-  since 2026-12-02 (fifth session; measured there, docs/speed.md).
+* 3x3 average pooling (stride 1, padding excluded from the count; ``avg_pool_3x3`` in
+  spaces/avgpool.py): the product uses Triton kernels for it with ``runtime.depthwise=triton`` since
+  2026-12-02 (fifth session, then as an all-ones depthwise conv times the tap counts' reciprocals;
+  its own kernels since the ninth session; docs/speed.md).
 * max pooling (spaces/maxpool.py: 3x3 stride 1/2 of the ``max_pool_3x3`` edges, 2x2 stride 2 of the
   PC-DARTS bypass): on (``maxpool.ENABLED``) since this measured the search step faster (sixth session).
 
@@ -43,7 +44,7 @@ def _native(kind: str, k: int, s: int, p: int):
 
 def _triton(kind: str, k: int, s: int, p: int):
     from nas_cli.spaces import maxpool
-    from nas_cli.spaces.depthwise import avg_pool_3x3
+    from nas_cli.spaces.avgpool import avg_pool_3x3
 
     maxpool.ENABLED = True  # per-kernel checks and times (step_times switches it itself)
     return avg_pool_3x3 if kind == "avg" else (lambda t: maxpool.max_pool2d(t, k, s, p))

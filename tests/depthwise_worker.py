@@ -175,7 +175,7 @@ def mixing(device: str) -> dict[str, Any]:
     destinations, an accumulated term read through a strided view, a strided operand, and which
     gradients a backward pass computes.  Also the 3x3 average pool through the depthwise kernels."""
     from nas_cli.spaces import mixing as mx
-    from nas_cli.spaces.depthwise import avg_pool_3x3
+    from nas_cli.spaces.avgpool import avg_pool_3x3
 
     out: dict[str, Any] = {"cases": {}, "pool": {}}
     g = torch.Generator(device=device).manual_seed(0)
@@ -236,11 +236,17 @@ def mixing(device: str) -> dict[str, Any]:
     out["native_when_unsupported"] = _rel(mx.mix_rows(m.double(), [h.double(), h2.double()], None, "triton"),
                                           mx.mix_rows_native(m.double(), torch.cat([h, h2], 1).double()))
     out["supported_four_operands"] = mx.supported(m, [h[:, :1], h[:, 1:2], h[:, 2:], h2], None)
-    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32)):
+    out["pool_ops"] = []
+    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32), (2, 2, 6, 1)):
         x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
-        y = avg_pool_3x3(x)
+        # one kernel per direction: no separate scaling by the tap counts, no F.avg_pool2d fallback
+        with _OpCount("mul", "div", "avg_pool2d", "convolution") as other, _OpCount("avg_pool_3x3") as fwd:
+            y = avg_pool_3x3(x)
         gy = torch.randn(y.shape, device=device, generator=g)
-        (gx,) = torch.autograd.grad(y, x, gy)
+        with _OpCount("mul", "div", "avg_pool2d_backward", "convolution_backward") as other_b, \
+                _OpCount("avg_pool_3x3_backward") as bwd:
+            (gx,) = torch.autograd.grad(y, x, gy)
+        out["pool_ops"].append([fwd.n, bwd.n, other.n + other_b.n])
         xr = x.detach().double().requires_grad_()
         yr = F.avg_pool2d(xr, 3, 1, 1, count_include_pad=False)
         (gxr,) = torch.autograd.grad(yr, xr, gy.double())
@@ -589,6 +595,7 @@ def opcheck(device: str) -> dict[str, Any]:
     import nas_cli.spaces.depthwise  # noqa: F401  (registers the ops; also those of depthwise_nhwc)
     import nas_cli.spaces.bn_kernels  # noqa: F401
     import nas_cli.spaces.maxpool  # noqa: F401
+    import nas_cli.spaces.avgpool  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
     from nas_cli.spaces import pointwise as pw
 
@@ -629,6 +636,8 @@ def opcheck(device: str) -> dict[str, Any]:
                (r(3, 2, 70), m, o, None, None, [True, False, False], False)),
               ("mix_rows_backward three operands", ops.mix_rows_backward,
                (r(3, 2, 70), m, o0, o1, o2, [True, False, True], True))]
+    cases += [("avg_pool_3x3", ops.avg_pool_3x3, (r(2, 3, 9, 8),)),
+              ("avg_pool_3x3_backward", ops.avg_pool_3x3_backward, (r(2, 3, 9, 8),))]
     xp = r(2, 3, 9, 8)
     _, idx = ops.max_pool(xp, 3, 2, 1)
     xb = r(3, 4, 5, 6)

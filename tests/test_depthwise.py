@@ -80,9 +80,10 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert len(r["cases"]) == 4
     for name, errs in r["cases"].items():
         assert max(errs) < 2e-6, (name, errs)
-    assert len(r["pool"]) == 4
+    assert len(r["pool"]) == 5
     for name, errs in r["pool"].items():
         assert max(errs) < 2e-6, (name, errs)
+    assert r["pool_ops"] == [[1, 1, 0]] * 5  # the pool's own kernel per direction, nothing else
     assert len(r["operand_cases"]) == 3
     for name, errs in r["operand_cases"].items():
         assert max(errs) < 2e-6, (name, errs)
@@ -239,8 +240,8 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 6 weighted-sum cases (3 with rows in three operands),
-    # 2 max-pool ops, 2 batch-norm ops
-    assert len(r) == 25, sorted(r)
+    # 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops
+    assert len(r) == 27, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -38,7 +38,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
-from nas_cli.spaces.depthwise import avg_pool_3x3, depthwise_conv2d, is_depthwise
+from nas_cli.spaces.avgpool import avg_pool_3x3
+from nas_cli.spaces.depthwise import depthwise_conv2d, is_depthwise
 from nas_cli.spaces.pointwise import grouped_pointwise_triton
 from nas_cli.spaces import maxpool
 from nas_cli.spaces.mixing import mix_rows
@@ -267,10 +268,9 @@ class _BN(_Stage):
 class _Pool(_Stage):
     """Pooling is per channel: the reference module applied once to the stack.
 
-    A stride-1 ``avg_pool_3x3`` (``count_include_pad=False``) is a depthwise conv with an all-ones
-    kernel divided by the number of valid taps, so with ``runtime.depthwise=triton`` it runs through
-    the depthwise kernels (:func:`avg_pool_3x3`): PyTorch's average-pool backward was most of the
-    pooling's device time in the NB201 step.
+    A stride-1 ``avg_pool_3x3`` (``count_include_pad=False``) runs with ``runtime.depthwise=triton``
+    through the kernels of ``spaces/avgpool.py`` (:func:`avg_pool_3x3`): PyTorch's average-pool
+    backward was most of the pooling's device time in the NB201 step.
     """
 
     def __init__(self, pools: Sequence[nn.Module]) -> None:

@@ -261,35 +261,6 @@ def depthwise_conv2d(x: Tensor, weight: Tensor, stride: Any = 1, padding: Any = 
                  _uniform(padding), _uniform(dilation))
 
 
-def avg_pool_3x3(x: Tensor) -> Tensor:
-    """``F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)`` as the depthwise kernels compute it:
-    an all-ones 3x3 depthwise conv (a constant kernel: no weight gradient) times the reciprocal of
-    each position's number of valid taps.  ``F.avg_pool2d`` for what the kernels do not take."""
-    ones = _constant(x, "ones", lambda: torch.ones(x.shape[1], 1, 3, 3, device=x.device, dtype=x.dtype))
-    if not supported(x, ones, 1, 1, 1):
-        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-    h, w = x.shape[2:]
-    inv = _constant(x, "inv", lambda: F.avg_pool2d(torch.ones(1, 1, h, w, device=x.device, dtype=torch.float32),
-                                                    3, 1, 1, count_include_pad=True).mul(9.0).reciprocal().to(x.dtype))
-    y = _conv(autocast_input(x), ones, 3, 1, 1, 1)
-    return y * (inv if inv.dtype == y.dtype else inv.to(y.dtype))
-
-
-#: constant tensors of avg_pool_3x3 by (what, shape, device, dtype); created outside graph capture
-#: only (a tensor allocated during capture belongs to that graph's memory pool)
-_CONSTANTS: dict[tuple[Any, ...], Tensor] = {}
-
-
-def _constant(x: Tensor, what: str, make: Any) -> Tensor:
-    key = (what, tuple(x.shape[1:]), x.device, x.dtype)
-    t = _CONSTANTS.get(key)
-    if t is None:
-        t = make()
-        if not (x.is_cuda and torch.cuda.is_current_stream_capturing()):
-            _CONSTANTS[key] = t
-    return t
-
-
 def is_depthwise(conv: nn.Conv2d) -> bool:
     """A bias-free, zero-padded conv with one filter per input channel (what the kernels compute)."""
     return (conv.groups == conv.in_channels == conv.out_channels and conv.bias is None
@@ -369,7 +340,7 @@ def use_depthwise_impl(model: nn.Module, impl: str) -> int:
     Plain depthwise ``nn.Conv2d`` modules are switched in place to :class:`DepthwiseConv2d`; fused
     stages that stack depthwise convs (``supports_depthwise_impl``) get the setting as an attribute,
     and so do the fused pooling stages (a stride-1 3x3 average pool is an all-ones depthwise conv:
-    :func:`avg_pool_3x3`; max pools: the experimental ``spaces/maxpool.py``).
+    ``spaces/avgpool.py``; max pools: ``spaces/maxpool.py``).
     """
     check_impl(impl, "depthwise")
     count = 0
