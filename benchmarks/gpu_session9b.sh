@@ -7,8 +7,8 @@
 set -u
 source benchmarks/device_env.sh
 stamp cuda-checks
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
-  -k "cuda and (mixing or nb201 or batchnorm or opcheck or supernet)" 2>&1 | grep -E "passed|failed|^E " | head -8
+timeout 230 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or batchnorm or maxpool or opcheck or supernet)" 2>&1 | grep -E "passed|failed|^E " | head -8
 stamp hard-forward-gpu
 timeout 70 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py 2>&1 \
   | grep -E "passed|failed|^E " | head -6
