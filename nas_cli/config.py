@@ -316,6 +316,9 @@ class RuntimeConfig:
     #: what is compiled: "cells" (each cell separately; cells of one shape share code: fast to
     #: compile) or "model" (the whole forward as one graph)
     compile_scope: str = "cells"
+    #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
+    #: {coordinate_descent_tuning: true}); merged over compile_mode's own options
+    compile_options: Dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -474,6 +477,9 @@ def validate(cfg: DictConfig) -> None:
     _check(str(rt.compile_mode) not in ("reduce-overhead", "max-autotune"),
            f"runtime.compile_mode={rt.compile_mode} would capture CUDA graphs inside the step that "
            "runtime.cuda_graphs already captures; use default or max-autotune-no-cudagraphs")
+    from nas_cli.runtime.compile import check_compile_options
+
+    check_compile_options(rt.get("compile_options") or {}, str(rt.compile_backend))
     _check(str(rt.cuda_graphs).lower() in ("auto", "true", "false"),
            f"runtime.cuda_graphs must be auto, true or false, got '{rt.cuda_graphs}'")
     _check(str(cfg.resume).lower() in ("auto", "true", "false"),

@@ -52,10 +52,43 @@ def test_compile_decision() -> None:
     ("runtime.compile=maybe", "runtime.compile must"),
     ("runtime.compile_scope=layer", "compile_scope"),
     ("runtime.compile_mode=reduce-overhead", "CUDA graphs"),
+    ("+runtime.compile_options.no_such_option=true", "'no_such_option' is not an Inductor option"),
+    ("+runtime.compile_options.triton.nonexistent=1", "'triton.nonexistent' is not an Inductor option"),
+    ("+runtime.compile_options.triton.cudagraphs=true", "CUDA graphs"),
 ])
 def test_bad_compile_settings_are_config_errors(override: str, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         validate(make_cfg(["experiment=demo", override]))
+
+
+def test_compile_options_need_inductor() -> None:
+    with pytest.raises(ConfigError, match="Inductor options"):
+        validate(make_cfg(["experiment=demo", "runtime.compile_backend=aot_eager",
+                           "+runtime.compile_options.coordinate_descent_tuning=true"]))
+
+
+def test_compile_options_merge_over_the_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile takes a mode or options, never both: with options the mode's own options are
+    merged under them, and every compiled cell gets the same keyword arguments."""
+    from nas_cli.runtime.compile import compile_kwargs, compile_module
+
+    rt = make_cfg(["experiment=demo"]).runtime
+    assert compile_kwargs(rt) == {"backend": "inductor", "dynamic": False}
+    rt.compile_mode = "max-autotune-no-cudagraphs"
+    assert compile_kwargs(rt) == {"backend": "inductor", "dynamic": False, "mode": "max-autotune-no-cudagraphs"}
+    rt.compile_options = {"conv_1x1_as_mm": True, "coordinate_descent_tuning": False}
+    validate_rt = make_cfg(["experiment=demo", "runtime.compile_mode=max-autotune-no-cudagraphs",
+                            "+runtime.compile_options.conv_1x1_as_mm=true"])
+    validate(validate_rt)
+    assert compile_kwargs(rt) == {"backend": "inductor", "dynamic": False,
+                                  "options": {"max_autotune": True, "coordinate_descent_tuning": False,
+                                              "conv_1x1_as_mm": True}}
+    seen: list[dict] = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: seen.append(kw))
+    net = torch.nn.Module()
+    net.cells = torch.nn.ModuleList([torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)])
+    assert len(compile_module(net, rt)) == 2
+    assert seen == [compile_kwargs(rt)] * 2
 
 
 def test_one_hot_sampling_cannot_compile(tmp_path: Path) -> None:
@@ -83,7 +116,8 @@ def test_execution_settings_do_not_change_the_resume_fingerprint() -> None:
     # runtime.fused too: the momentum is re-laid out on resume (runtime/optstate.py)
     for o in ("runtime.compile=true", "runtime.compile_scope=model", "runtime.cuda_graphs=false",
               "runtime.batchnorm=function", "runtime.fused=false", "runtime.deterministic=true",
-              "runtime.sync_bn=false", "runtime.channels_last=true"):
+              "runtime.sync_bn=false", "runtime.channels_last=true",
+              "+runtime.compile_options.coordinate_descent_tuning=true"):
         assert config_fingerprint(make_cfg(["experiment=demo", o]))[0] == base, o
     assert config_fingerprint(make_cfg(["experiment=demo", "search.lr=0.05"]))[0] != base
 

@@ -77,6 +77,62 @@ def toolchain_blocker(device: torch.device) -> str | None:
     return None
 
 
+#: Inductor options that would capture CUDA graphs inside the step (runtime.cuda_graphs captures it whole)
+_GRAPH_OPTIONS = ("triton.cudagraphs", "triton.cudagraph_trees")
+
+
+def flat_compile_options(options: Any) -> dict[str, Any]:
+    """``runtime.compile_options`` as Inductor's dotted names: Hydra turns
+    ``+runtime.compile_options.triton.x=1`` into a nested mapping, ``torch.compile`` wants ``triton.x``.
+    ConfigError for a name that ``torch._inductor.config`` does not have."""
+    import torch._inductor.config as inductor_config
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any, mapping: Any) -> None:
+        for key, value in dict(mapping).items():
+            name = f"{prefix}{key}"
+            if not hasattr(node, str(key)):
+                raise ConfigError(f"runtime.compile_options: '{name}' is not an Inductor option (torch._inductor.config)")
+            target = getattr(node, str(key))
+            if hasattr(value, "items") and not isinstance(target, dict):
+                walk(f"{name}.", target, value)  # a sub-config such as ``triton``
+            else:
+                flat[name] = value
+
+    walk("", inductor_config, options or {})
+    return flat
+
+
+def check_compile_options(options: Any, backend: str) -> None:
+    """ConfigError unless ``runtime.compile_options`` names Inductor options that leave CUDA graphs to
+    ``runtime.cuda_graphs``."""
+    if not options:
+        return
+    if backend != "inductor":
+        raise ConfigError(f"runtime.compile_options are Inductor options; runtime.compile_backend is '{backend}'")
+    for key, value in flat_compile_options(options).items():
+        if key in _GRAPH_OPTIONS and value:
+            raise ConfigError(f"runtime.compile_options.{key} would capture CUDA graphs inside the step that "
+                              "runtime.cuda_graphs already captures")
+
+
+def compile_kwargs(runtime: Any) -> dict[str, Any]:
+    """``torch.compile`` keyword arguments for ``runtime``: backend, static shapes, and either the mode
+    or -- with ``compile_options`` -- the mode's own Inductor options with those merged over them
+    (torch.compile takes a mode or options, not both)."""
+    kwargs: dict[str, Any] = {"backend": str(runtime.compile_backend), "dynamic": False}
+    mode = str(runtime.get("compile_mode") or "default")
+    extra = flat_compile_options(runtime.get("compile_options"))
+    if extra:
+        import torch._inductor
+
+        kwargs["options"] = {**torch._inductor.list_mode_options(mode), **extra}
+    elif mode != "default":
+        kwargs["mode"] = mode
+    return kwargs
+
+
 def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
     """Compile ``module`` in place as ``runtime.compile_scope`` says; returns the compiled modules.
 
@@ -86,10 +142,7 @@ def compile_module(module: nn.Module, runtime: Any) -> list[nn.Module]:
     less than one whole-network graph -- while the stem and head (a few kernels) stay eager.
     ``model``: the whole forward as one graph (more fusion across cells, longer compilation).
     Shapes are static: every training step has the same batch shape."""
-    kwargs: dict[str, Any] = {"backend": str(runtime.compile_backend), "dynamic": False}
-    mode = str(runtime.get("compile_mode") or "default")
-    if mode != "default":
-        kwargs["mode"] = mode
+    kwargs = compile_kwargs(runtime)
     if str(runtime.get("compile", "auto")).lower() == "auto":
         # a default should never stop a run: a failed compilation falls back to the eager code
         torch._dynamo.config.suppress_errors = True
