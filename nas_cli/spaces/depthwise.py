@@ -339,8 +339,8 @@ def use_depthwise_impl(model: nn.Module, impl: str) -> int:
 
     Plain depthwise ``nn.Conv2d`` modules are switched in place to :class:`DepthwiseConv2d`; fused
     stages that stack depthwise convs (``supports_depthwise_impl``) get the setting as an attribute,
-    and so do the fused pooling stages (a stride-1 3x3 average pool is an all-ones depthwise conv:
-    ``spaces/avgpool.py``; max pools: ``spaces/maxpool.py``).
+    and so do the fused pooling stages (the stride-1 3x3 average pool: ``spaces/avgpool.py``; max pools:
+    ``spaces/maxpool.py``).
     """
     check_impl(impl, "depthwise")
     count = 0

@@ -17,6 +17,11 @@ The kernels read every operand once per direction:
   the coefficient gradient, reduces ``g · O`` over the block into per-program partial sums that are
   added in a fixed order afterwards (deterministic, no atomics).
 
+The rows of O may come from up to ``MAX_OPERANDS`` tensors (NB201: a source's conv/BN rows, its skip
+row and its pool row), read in place: the Triton path never concatenates them, and the backward
+writes one gradient per operand, only for the operands the pass needs.  The native path concatenates
+them and gives the same bits as before.
+
 Only the gradients the running backward pass needs are computed (``pass_needs``): the weight step of
 a first-order search needs no coefficient gradient, the architecture step's ``autograd.grad(loss,
 arch)`` does.  Accumulation is fp32; same function as ``torch.baddbmm(acc, M.expand(N, -1, -1), O)``.

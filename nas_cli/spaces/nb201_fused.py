@@ -23,7 +23,8 @@ The mixture of source j is then one batched matmul: with the P op outputs stacke
 its m destinations are ``M_j @ O_j`` -> (N, m, C*H*W), where ``M_j[q, p]`` is the arch weight of
 (edge q, op of row p) and 0 where a conv row belongs to another edge.  A destination node is the
 sum of its sources' contributions.  All ``M_j`` come from one gather of the (6, |O|) arch tensor,
-done once per supernet forward (all cells share it) -- see :func:`mixture_index`.
+done once per supernet forward (all cells share it) -- see :func:`mixture_index`.  With the Triton
+mixing (``runtime.mixing``) O_j is never stacked: its three parts are the kernels' separate operands.
 
 Parameters live in stacked tensors; the state-dict hooks of darts_fused.py present them under
 the reference keys (same keys, shapes, values, parameter count), and the cell is built *from* a
