@@ -297,6 +297,10 @@ class RuntimeConfig:
     #: auto (= triton for fp32 CUDA-graph-replayed steps when Triton is installed, batched matmul
     #: otherwise), native (batched matmul), triton (spaces/mixing.py)
     mixing: str = "auto"
+    #: the evaluation networks' dense stride-1 1x1 convs: "conv" (aten.convolution: cuDNN), "matmul"
+    #: (F.linear over the NHWC view of channels_last activations, which Inductor can tune and fuse;
+    #: NCHW inputs keep the conv), "auto" (= conv; spaces/conv1x1.py)
+    conv1x1: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
     #: reference: only the sampled op of each edge; the choice goes to the host every forward, so
     #: the step runs eagerly), "masked" (every op through the fused cells, the others times exact
@@ -465,6 +469,8 @@ def validate(cfg: DictConfig) -> None:
     for key in ("depthwise", "pointwise", "mixing"):  # the Triton kernel settings (spaces/triton_support.py)
         _check(str(rt[key]).lower() in ("auto", "native", "triton"),
                f"runtime.{key} must be auto, native or triton, got '{rt[key]}'")
+    _check(str(rt.conv1x1).lower() in ("auto", "conv", "matmul"),
+           f"runtime.conv1x1 must be auto, conv or matmul, got '{rt.conv1x1}'")
     _check(str(rt.channels_last).lower() in LAYOUT_CHOICES,
            f"runtime.channels_last must be {', '.join(LAYOUT_CHOICES[:-1])} or {LAYOUT_CHOICES[-1]}, "
            f"got '{rt.channels_last}'")

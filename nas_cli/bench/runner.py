@@ -80,7 +80,7 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         "cuda_graphs": str(rt.cuda_graphs).lower(), "batchnorm": str(rt.batchnorm).lower(),
         "depthwise": str(rt.depthwise).lower(),
         "pointwise": str(rt.pointwise).lower(),
-        "mixing": str(rt.mixing).lower(), "compile": str(rt.compile).lower(),
+        "mixing": str(rt.mixing).lower(), "conv1x1": str(rt.conv1x1).lower(), "compile": str(rt.compile).lower(),
         "stepper": prep.stepper,
         "overrides": [*spec.extra, *spec.overrides], **prep.info, "error": None,
     }

@@ -28,6 +28,7 @@ def settings_text(r: dict[str, Any]) -> str:
     return (f"{r['precision']} {'NHWC' if r['channels_last'] else 'NCHW'} {'fused' if r['fused'] else 'unfused'} "
             f"graphs={r['cuda_graphs']} bn={r.get('batchnorm', 'auto')} dw={r.get('depthwise', 'native')} pw={r.get('pointwise', 'native')} "
             f"mix={r.get('mixing', 'native')} "
+            f"{'1x1=' + r['conv1x1'] + ' ' if r.get('conv1x1', 'auto') != 'auto' else ''}"
             f"compile={r.get('compile', 'false')} "
             f"{r['stepper']}")
 

@@ -24,7 +24,7 @@ from nas_cli.registry import Registry
 TARGET_DEVICE = "H100"
 #: settings that select the eager reference path (``--compare``)
 EAGER_OVERRIDES = ("runtime.fused=false", "runtime.cuda_graphs=false", "runtime.batchnorm=native",
-                   "runtime.depthwise=native", "runtime.pointwise=native", "runtime.mixing=native",
+                   "runtime.depthwise=native", "runtime.pointwise=native", "runtime.mixing=native", "runtime.conv1x1=conv",
                    "runtime.hard_forward=selected",
                    "runtime.compile=false")
 

@@ -1,0 +1,59 @@
+"""Dense stride-1 1x1 convolutions as matmuls over the NHWC view (``runtime.conv1x1``).
+
+Why: in a channels_last network a 1x1 conv *is* a matmul, ``y[n, h, w, :] = W @ x[n, h, w, :]``, over
+the (N*H*W, C) view that the NHWC layout already is in memory.  The evaluation networks run about a
+hundred of them per step at 36..144 channels (the cells' preprocessing and every SepConv/DilConv
+pointwise conv); as ``aten.convolution`` they are cuDNN/cutlass calls that Inductor can only call, in
+all three directions.  Written as ``F.linear`` on the NHWC view, the forward and both gradients are
+plain matmuls that Inductor can tune and fuse with its neighbours like any other ``mm`` (see
+``runtime.compile_options``).  The permutes are views: no data moves.
+
+Same function as ``F.conv2d(x, w)`` with a 1x1 kernel: the same products summed over the input
+channels, in another order (fp32 accumulation).  Same parameters and state_dict: the module stays an
+``nn.Conv2d`` whose class is switched in place (as ``DepthwiseConv2d`` is); NCHW inputs keep the conv.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nas_cli.errors import ConfigError
+
+#: values of runtime.conv1x1
+CHOICES = ("auto", "conv", "matmul")
+
+
+class MatmulConv1x1(nn.Conv2d):
+    """A dense stride-1 1x1 ``nn.Conv2d`` that runs as ``F.linear`` over a channels_last input's NHWC view."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous():
+            y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
+            return y.permute(0, 3, 1, 2)
+        return super().forward(x)
+
+
+def is_dense_1x1(m: nn.Module) -> bool:
+    """A plain 1x1 conv this module can run as a matmul: stride 1, no padding, one group."""
+    return (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride == (1, 1)
+            and m.padding in ((0, 0), "valid") and m.groups == 1 and m.padding_mode == "zeros")
+
+
+def resolve_conv1x1(name: str) -> str:
+    """``runtime.conv1x1`` -> ``conv`` or ``matmul``; ``auto`` keeps the conv (the measured default)."""
+    name = str(name).lower()
+    if name not in CHOICES:
+        raise ConfigError(f"runtime.conv1x1 must be one of {', '.join(CHOICES)}, got '{name}'")
+    return "conv" if name == "auto" else name
+
+
+def use_conv1x1_impl(model: nn.Module, impl: str) -> int:
+    """Run every dense stride-1 1x1 conv of ``model`` as ``impl`` (``conv`` or ``matmul``); returns how many."""
+    target = {"conv": nn.Conv2d, "matmul": MatmulConv1x1}[impl]
+    count = 0
+    for m in model.modules():
+        if type(m) in (nn.Conv2d, MatmulConv1x1) and is_dense_1x1(m):
+            m.__class__ = target
+            count += 1
+    return count
