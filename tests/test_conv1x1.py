@@ -78,15 +78,20 @@ def test_setting_values() -> None:
 
 
 @pytest.mark.parametrize("compile_mode", ["false", "true"])
-def test_eval_trainer_with_matmul_1x1_matches_the_conv(tmp_path: Path, compile_mode: str) -> None:
+def test_eval_trainer_with_matmul_1x1_matches_the_conv(tmp_path: Path, compile_mode: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Same losses and test metrics; compiled (aot_eager: Dynamo + AOTAutograd graphs) as well."""
     torch._dynamo.reset()
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # restored afterwards
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     out = {}
     for impl in ("conv", "matmul"):
         cfg = make_cfg([*EVAL, f"runtime.conv1x1={impl}", f"runtime.compile={compile_mode}",
                         "runtime.compile_backend=aot_eager"])
         tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / impl)
         assert tr.conv1x1 == impl
+        if impl == "matmul":  # the matmuls get the convs' precision (TF32 where cuDNN may use it)
+            assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32
         assert any(isinstance(m, MatmulConv1x1) for m in tr.model.modules()) == (impl == "matmul")
         tr.begin_epoch(0)
         torch.manual_seed(0)

@@ -44,7 +44,7 @@ from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.spaces.base import count_parameters
 from nas_cli.spaces.batchnorm import use_sync_batchnorm
-from nas_cli.spaces.conv1x1 import resolve_conv1x1, use_conv1x1_impl
+from nas_cli.spaces.conv1x1 import match_conv_precision, resolve_conv1x1, use_conv1x1_impl
 from nas_cli.spaces.depthwise import use_depthwise_impl
 from nas_cli.spaces.triton_support import resolve_kernel_impl
 from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds
@@ -170,7 +170,8 @@ class EvalTrainer:
                                              precision=str(cfg.runtime.precision))
         use_depthwise_impl(self.model, self.depthwise)
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1))
-        use_conv1x1_impl(self.model, self.conv1x1)
+        if use_conv1x1_impl(self.model, self.conv1x1) and self.conv1x1 == "matmul":
+            match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
         if self.compiled:
             compile_module(self.model, cfg.runtime)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
