@@ -11,7 +11,7 @@ timeout 200 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step
   --json $OUT/eval_mm_tf32.json >$OUT/eval_mm_tf32.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_mm_tf32.json | cut -c1-210
 stamp eval-cd-tuning
-timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+timeout 260 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
   +runtime.compile_options.coordinate_descent_tuning=true \
   --json $OUT/eval_cd.json >$OUT/eval_cd.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_cd.json | cut -c1-210
