@@ -11,6 +11,7 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
   python benchmarks/eval_convs.py --genotype DARTS_V2
   python benchmarks/eval_convs.py --nhwc               # + the NHWC Triton depthwise kernels per direction
   python benchmarks/eval_convs.py --routes             # depthwise convs: forward+backward per channels_last route
+  python benchmarks/eval_convs.py --conv1x1            # dense 1x1 convs: cuDNN conv vs matmul (runtime.conv1x1)
 
 ``--routes`` times what ``runtime.depthwise=triton`` runs for a channels_last input
 (``spaces/depthwise.py`` ``channels_last_route``): each route forced in turn, the module's forward and
@@ -143,6 +144,51 @@ def routes_main(census: Counter, repeats: int) -> None:
         f"{r} {v / 1e3:.2f}" for r, v in totals.items()))
 
 
+def _conv1x1_times(shape: tuple, cout: int, repeats: int) -> list[float]:
+    """us per direction (forward, input gradient, weight gradient) of a dense 1x1 conv on a channels_last
+    input: cuDNN's conv, then the matmuls ``runtime.conv1x1=matmul`` runs (TF32 as cuDNN may use it)."""
+    from torch.nn import functional as F
+
+    dev = torch.device("cuda")
+    n, cin, h, w = shape
+    x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last)
+    wt = torch.randn(cout, cin, 1, 1, device=dev).to(memory_format=torch.channels_last)
+    gy = torch.randn(n, cout, h, w, device=dev).to(memory_format=torch.channels_last)
+    x2, gy2, w2 = x.permute(0, 2, 3, 1).reshape(-1, cin), gy.permute(0, 2, 3, 1).reshape(-1, cout), wt.flatten(1)
+
+    def conv_bwd(mask: list[bool]) -> object:
+        return torch.ops.aten.convolution_backward(gy, x, wt, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        with torch.no_grad():
+            conv = [_time(lambda: F.conv2d(x, wt), repeats), _time(lambda: conv_bwd([True, False, False]), repeats),
+                    _time(lambda: conv_bwd([False, True, False]), repeats)]
+            mm = [_time(lambda: F.linear(x2, w2), repeats), _time(lambda: gy2 @ w2, repeats),
+                  _time(lambda: gy2.t() @ x2, repeats)]
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+    return conv + mm
+
+
+def conv1x1_main(census: Counter, repeats: int) -> None:
+    """Per dense 1x1 conv of the network, conv vs matmul per direction; totals per step."""
+    from nas_cli.spaces.conv1x1 import is_dense_1x1
+
+    totals = [0.0, 0.0]
+    print(f"{'calls':>5s} {'input':>18s} {'out':>4s} | {'conv fwd/dgrad/wgrad us':>24s} | {'matmul fwd/dgrad/wgrad us':>26s}")
+    for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
+        if not is_dense_1x1(nn.Conv2d(shape[1], cout, k, s, p, d, g)):
+            continue
+        t = _conv1x1_times(shape, cout, repeats)
+        totals[0] += count * sum(t[:3])
+        totals[1] += count * sum(t[3:])
+        print(f"{count:5d} {str(shape):>18s} {cout:4d} | " + " ".join(f"{v:7.1f}" for v in t[:3]) + " | "
+              + " ".join(f"{v:7.1f}" for v in t[3:]))
+    print(f"per step, dense 1x1 convs, every direction: conv {totals[0] / 1e3:.2f} ms, matmul {totals[1] / 1e3:.2f} ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--genotype", default="GAEA_PCDARTS_cifar10")
@@ -154,11 +200,16 @@ def main() -> None:
                     help="also time spaces/depthwise_nhwc.py's kernels (stride-1 depthwise convs, channels_last)")
     ap.add_argument("--routes", action="store_true",
                     help="only the depthwise convs: forward+backward per channels_last route of runtime.depthwise=triton")
+    ap.add_argument("--conv1x1", action="store_true",
+                    help="only the dense 1x1 convs: cuDNN conv vs the matmuls of runtime.conv1x1=matmul, per direction")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
     census = conv_census(args.genotype, args.channels, args.layers, args.batch)
     if args.routes:
         routes_main(census, args.repeats)
+        return
+    if args.conv1x1:
+        conv1x1_main(census, args.repeats)
         return
     dev = torch.device("cuda")
     rows = []
