@@ -11,7 +11,7 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
   python benchmarks/eval_convs.py --genotype DARTS_V2
   python benchmarks/eval_convs.py --nhwc               # + the NHWC Triton depthwise kernels per direction
   python benchmarks/eval_convs.py --routes             # depthwise convs: forward+backward per channels_last route
-  python benchmarks/eval_convs.py --conv1x1            # dense 1x1 convs: cuDNN conv vs matmul (runtime.conv1x1)
+  python benchmarks/eval_convs.py --conv1x1            # dense 1x1 convs: cuDNN conv vs matmul vs Triton (runtime.conv1x1)
 
 ``--routes`` times what ``runtime.depthwise=triton`` runs for a channels_last input
 (``spaces/depthwise.py`` ``channels_last_route``): each route forced in turn, the module's forward and
@@ -146,8 +146,13 @@ def routes_main(census: Counter, repeats: int) -> None:
 
 def _conv1x1_times(shape: tuple, cout: int, repeats: int) -> list[float]:
     """us per direction (forward, input gradient, weight gradient) of a dense 1x1 conv on a channels_last
-    input: cuDNN's conv, then the matmuls ``runtime.conv1x1=matmul`` runs (TF32 as cuDNN may use it)."""
+    input: cuDNN's conv, the matmuls ``runtime.conv1x1=matmul`` runs (TF32 as cuDNN may use it), and the
+    Triton kernels of ``runtime.conv1x1=triton``."""
     from torch.nn import functional as F
+
+    import nas_cli.spaces.dense1x1_kernels  # noqa: F401  (registers the ops)
+
+    ops = torch.ops.nas_cli
 
     dev = torch.device("cuda")
     n, cin, h, w = shape
@@ -167,26 +172,30 @@ def _conv1x1_times(shape: tuple, cout: int, repeats: int) -> list[float]:
                     _time(lambda: conv_bwd([False, True, False]), repeats)]
             mm = [_time(lambda: F.linear(x2, w2), repeats), _time(lambda: gy2 @ w2, repeats),
                   _time(lambda: gy2.t() @ x2, repeats)]
+            tri = [_time(lambda: ops.conv1x1_nhwc(x, wt), repeats), _time(lambda: ops.conv1x1_nhwc_grad_input(gy, wt), repeats),
+                   _time(lambda: ops.conv1x1_nhwc_grad_weight(gy, x, wt), repeats)]
     finally:
         torch.backends.cuda.matmul.allow_tf32 = tf32
-    return conv + mm
+    return conv + mm + tri
 
 
 def conv1x1_main(census: Counter, repeats: int) -> None:
     """Per dense 1x1 conv of the network, conv vs matmul per direction; totals per step."""
     from nas_cli.spaces.conv1x1 import is_dense_1x1
 
-    totals = [0.0, 0.0]
-    print(f"{'calls':>5s} {'input':>18s} {'out':>4s} | {'conv fwd/dgrad/wgrad us':>24s} | {'matmul fwd/dgrad/wgrad us':>26s}")
+    totals = [0.0, 0.0, 0.0]
+    print(f"{'calls':>5s} {'input':>18s} {'out':>4s} | {'conv fwd/dgrad/wgrad us':>24s} | {'matmul fwd/dgrad/wgrad us':>26s}"
+          f" | {'Triton fwd/dgrad/wgrad us':>26s}")
     for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
         if not is_dense_1x1(nn.Conv2d(shape[1], cout, k, s, p, d, g)):
             continue
         t = _conv1x1_times(shape, cout, repeats)
-        totals[0] += count * sum(t[:3])
-        totals[1] += count * sum(t[3:])
-        print(f"{count:5d} {str(shape):>18s} {cout:4d} | " + " ".join(f"{v:7.1f}" for v in t[:3]) + " | "
-              + " ".join(f"{v:7.1f}" for v in t[3:]))
-    print(f"per step, dense 1x1 convs, every direction: conv {totals[0] / 1e3:.2f} ms, matmul {totals[1] / 1e3:.2f} ms")
+        for i in range(3):
+            totals[i] += count * sum(t[3 * i:3 * i + 3])
+        print(f"{count:5d} {str(shape):>18s} {cout:4d} | "
+              + " | ".join(" ".join(f"{v:7.1f}" for v in t[3 * i:3 * i + 3]) for i in range(3)))
+    print(f"per step, dense 1x1 convs, every direction: conv {totals[0] / 1e3:.2f} ms, matmul {totals[1] / 1e3:.2f} ms, "
+          f"Triton {totals[2] / 1e3:.2f} ms")
 
 
 def main() -> None:
@@ -201,7 +210,7 @@ def main() -> None:
     ap.add_argument("--routes", action="store_true",
                     help="only the depthwise convs: forward+backward per channels_last route of runtime.depthwise=triton")
     ap.add_argument("--conv1x1", action="store_true",
-                    help="only the dense 1x1 convs: cuDNN conv vs the matmuls of runtime.conv1x1=matmul, per direction")
+                    help="only the dense 1x1 convs: cuDNN conv vs the matmuls and Triton kernels of runtime.conv1x1, per direction")
     args = ap.parse_args()
     torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
     census = conv_census(args.genotype, args.channels, args.layers, args.batch)

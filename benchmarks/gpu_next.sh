@@ -2,8 +2,9 @@
 # Prepared 2026-12-03 (tenth session) for the next session's device calls; each part is one call of up to
 # ~10 min on a cold machine ("bash benchmarks/gpu_next.sh a", ...).
 # (a) The dense 1x1 convs per shape and direction, cuDNN conv vs the matmuls of runtime.conv1x1=matmul
-#     (TF32 both): where the matmul variant lost 1.6 ms per step (0.0416 s vs 0.0400 s); then the Inductor
-#     GPU test of the matmul variant and the CUDA kernel checks.
+#     vs the Triton kernels of runtime.conv1x1=triton (TF32 all; the Triton ones never ran on a GPU):
+#     where the matmul variant lost 1.6 ms per step (0.0416 s vs 0.0400 s); then the Inductor GPU tests
+#     (incl. the matmul and triton variants) and the CUDA kernel checks (incl. dense1x1 and opcheck).
 # (b) The conv default with Inductor's coordinate-descent tuning (runtime.compile_options): it did not
 #     finish compiling within 260 s in gpu_session10b.sh.
 # (c) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in

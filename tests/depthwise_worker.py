@@ -588,6 +588,57 @@ def search(device: str, steps: int = 2) -> dict[str, Any]:
     return out
 
 
+def dense1x1(device: str) -> dict[str, Any]:
+    """Dense 1x1 convs on channels_last tensors (``spaces/dense1x1_kernels.py``) against ``F.conv2d`` in
+    float64: the evaluation network's channel counts (inner dimensions under and over one 64-wide block,
+    output channels over several blocks), odd sizes, a weight gradient over several row slices; which
+    gradients a pass computes; the module path of ``runtime.conv1x1=triton``."""
+    from torch import nn
+
+    from nas_cli.spaces import dense1x1_kernels as dk
+    from nas_cli.spaces.conv1x1 import MatmulConv1x1, use_conv1x1_impl
+
+    out: dict[str, Any] = {"cases": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+    cl = torch.channels_last
+    for n, ci, co, h, w in ((2, 36, 36, 5, 6), (2, 144, 36, 3, 3), (1, 5, 72, 7, 3), (2, 20, 24, 16, 16)):
+        x = torch.randn(n, ci, h, w, device=device, generator=g).to(memory_format=cl).requires_grad_(True)
+        wt = torch.randn(co, ci, 1, 1, device=device, generator=g, requires_grad=True)
+        assert dk.supported(x, wt)
+        y = dk.conv1x1_nhwc(x, wt)
+        gy = torch.randn(y.shape, device=device, generator=g).to(memory_format=cl)
+        gx, gw = torch.autograd.grad(y, (x, wt), gy)
+        xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+        yr = F.conv2d(xr, wr)
+        gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
+        out["cases"][f"n{n} {ci}->{co} {h}x{w}"] = {
+            "errors": [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr)],
+            "channels_last": [y.is_contiguous(memory_format=cl), gx.is_contiguous(memory_format=cl)],
+            "slices": dk.row_slices(x, n * h * w, co, ci)[1]}
+    calls: list[str] = []
+    _count_calls(dk, ("_grad_input", "_grad_weight"), calls)
+    x = torch.randn(2, 8, 4, 4, device=device, generator=g).to(memory_format=cl).requires_grad_(True)
+    wt = torch.randn(6, 8, 1, 1, device=device, generator=g, requires_grad=True)
+    for wanted in ("input", "weight"):
+        calls.clear()
+        torch.autograd.grad(dk.conv1x1_nhwc(x * 1.0, wt).sum(), [x] if wanted == "input" else [wt])
+        out[f"grads_computed_when_asking_{wanted}"] = sorted(calls)
+    out["supported"] = {"nchw": dk.supported(x.detach().contiguous(), wt),
+                        "float64": dk.supported(x.detach().double(), wt.double())}
+    # the module path: a channels_last network's 1x1 convs with runtime.conv1x1=triton
+    conv = nn.Conv2d(8, 6, 1, bias=False).to(device)
+    ref = conv(x.detach())
+    use_conv1x1_impl(conv, "triton")
+    forwards: list[str] = []
+    _count_calls(dk, ("conv1x1_nhwc",), forwards)
+    assert isinstance(conv, MatmulConv1x1)
+    out["module_error"] = _rel(conv(x.detach()), ref)
+    out["module_kernel_calls"] = len(forwards)
+    conv(x.detach().contiguous())  # NCHW: the conv, not the kernels
+    out["module_kernel_calls_after_nchw"] = len(forwards)
+    return out
+
+
 def opcheck(device: str) -> dict[str, Any]:
     """``torch.library.opcheck`` of every custom op: schema, fake (meta) kernels against the real
     ones -- shapes, dtypes and strides, which torch.compile relies on -- and AOT dispatch.  A
@@ -597,6 +648,7 @@ def opcheck(device: str) -> dict[str, Any]:
     import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.avgpool  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
+    import nas_cli.spaces.dense1x1_kernels  # noqa: F401
     from nas_cli.spaces import pointwise as pw
 
     ops = torch.ops.nas_cli
@@ -636,6 +688,11 @@ def opcheck(device: str) -> dict[str, Any]:
                (r(3, 2, 70), m, o, None, None, [True, False, False], False)),
               ("mix_rows_backward three operands", ops.mix_rows_backward,
                (r(3, 2, 70), m, o0, o1, o2, [True, False, True], True))]
+    x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
+                r(2, 20, 5, 3).to(memory_format=torch.channels_last))
+    cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),
+              ("conv1x1_nhwc_grad_input", ops.conv1x1_nhwc_grad_input, (gy, w)),
+              ("conv1x1_nhwc_grad_weight", ops.conv1x1_nhwc_grad_weight, (gy, x, w))]
     cases += [("avg_pool_3x3", ops.avg_pool_3x3, (r(2, 3, 9, 8),)),
               ("avg_pool_3x3_backward", ops.avg_pool_3x3_backward, (r(2, 3, 9, 8),))]
     xp = r(2, 3, 9, 8)
@@ -663,7 +720,7 @@ def opcheck(device: str) -> dict[str, Any]:
 
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
     "kernels": kernels, "nhwc": nhwc, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "batchnorm": batchnorm, "supernet": supernet, "search": search, "opcheck": opcheck,
-    "wiring": lambda device: search(device, steps=0)}
+    "dense1x1": dense1x1, "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":
     check, dest = sys.argv[1], Path(sys.argv[2])

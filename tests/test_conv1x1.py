@@ -75,6 +75,9 @@ def test_setting_values() -> None:
         resolve_conv1x1("gemm")
     with pytest.raises(ConfigError, match="runtime.conv1x1 must be"):
         validate(make_cfg(["experiment=demo", "runtime.conv1x1=gemm"]))
+    validate(make_cfg(["experiment=demo", "runtime.conv1x1=triton"]))  # a valid value ...
+    with pytest.raises(ConfigError, match="runtime.conv1x1=triton needs Triton and a CUDA device"):
+        resolve_conv1x1("triton", torch.device("cpu"))  # ... that a CPU run cannot take (no interpreter here)
 
 
 @pytest.mark.parametrize("compile_mode", ["false", "true"])

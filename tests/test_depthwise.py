@@ -180,6 +180,29 @@ def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
     assert_pointwise(run_worker("pointwise", tmp_path))
 
 
+def assert_dense1x1(r: dict[str, Any], tol: float = 2e-6) -> None:
+    assert len(r["cases"]) == 4
+    for name, case in r["cases"].items():
+        assert max(case["errors"]) < tol and case["channels_last"] == [True, True], (name, case)
+    assert max(case["slices"] for case in r["cases"].values()) > 1  # a weight gradient over several row slices
+    assert r["grads_computed_when_asking_input"] == ["_grad_input"]
+    assert r["grads_computed_when_asking_weight"] == ["_grad_weight"]
+    assert r["supported"] == {"nchw": False, "float64": False}
+    assert r["module_error"] < tol and r["module_kernel_calls"] == 1 and r["module_kernel_calls_after_nchw"] == 1
+
+
+@needs_triton
+def test_dense1x1_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
+    assert_dense1x1(run_worker("dense1x1", tmp_path))
+
+
+@needs_triton
+@needs_cuda
+def test_dense1x1_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
+    """On a GPU the products are TF32 where cuDNN may use it (as the convs they replace): ~1e-3."""
+    assert_dense1x1(run_worker("dense1x1", tmp_path, device="cuda"), tol=5e-3)
+
+
 @needs_triton
 def test_mixing_and_pool_kernels_match_reference_interpreted(tmp_path: Path) -> None:
     assert_mixing(run_worker("mixing", tmp_path))
@@ -240,8 +263,8 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 6 weighted-sum cases (3 with rows in three operands),
-    # 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops
-    assert len(r) == 27, sorted(r)
+    # 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
+    assert len(r) == 30, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

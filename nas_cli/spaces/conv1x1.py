@@ -8,6 +8,9 @@ all three directions.  Written as ``F.linear`` on the NHWC view, the forward and
 plain matmuls that Inductor can tune and fuse with its neighbours like any other ``mm`` (see
 ``runtime.compile_options``).  The permutes are views: no data moves.
 
+``triton`` runs the same GEMMs as this project's Triton kernels (``spaces/dense1x1_kernels.py``; not
+yet measured on a GPU).
+
 Same function as ``F.conv2d(x, w)`` with a 1x1 kernel: the same products summed over the input
 channels, in another order (fp32 accumulation).  Same parameters and state_dict: the module stays an
 ``nn.Conv2d`` whose class is switched in place (as ``DepthwiseConv2d`` is); NCHW inputs keep the conv.
@@ -20,15 +23,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.errors import ConfigError
+from nas_cli.spaces import dense1x1_kernels as kernels
+from nas_cli.spaces.triton_support import available
 
 #: values of runtime.conv1x1
-CHOICES = ("auto", "conv", "matmul")
+CHOICES = ("auto", "conv", "matmul", "triton")
 
 
 class MatmulConv1x1(nn.Conv2d):
-    """A dense stride-1 1x1 ``nn.Conv2d`` that runs as ``F.linear`` over a channels_last input's NHWC view."""
+    """A dense stride-1 1x1 ``nn.Conv2d`` that runs as ``F.linear`` over a channels_last input's NHWC view
+    (``impl = "matmul"``) or as the Triton GEMMs (``"triton"``, fp32 without a bias)."""
+
+    impl: str = "matmul"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.impl == "triton" and self.bias is None and kernels.supported(x, self.weight):
+            return kernels.conv1x1_nhwc(x, self.weight)
         if x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous():
             y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
             return y.permute(0, 3, 1, 2)
@@ -41,11 +51,14 @@ def is_dense_1x1(m: nn.Module) -> bool:
             and m.padding in ((0, 0), "valid") and m.groups == 1 and m.padding_mode == "zeros")
 
 
-def resolve_conv1x1(name: str) -> str:
-    """``runtime.conv1x1`` -> ``conv`` or ``matmul``; ``auto`` keeps the conv (the measured default)."""
+def resolve_conv1x1(name: str, device: torch.device | None = None) -> str:
+    """``runtime.conv1x1`` -> ``conv``, ``matmul`` or ``triton``; ``auto`` keeps the conv (the measured
+    default); ``triton`` where the kernels cannot run is a ConfigError."""
     name = str(name).lower()
     if name not in CHOICES:
         raise ConfigError(f"runtime.conv1x1 must be one of {', '.join(CHOICES)}, got '{name}'")
+    if name == "triton" and not available(device or torch.device("cpu")):
+        raise ConfigError("runtime.conv1x1=triton needs Triton and a CUDA device (use runtime.conv1x1=matmul or conv)")
     return "conv" if name == "auto" else name
 
 
@@ -58,11 +71,15 @@ def match_conv_precision() -> None:
 
 
 def use_conv1x1_impl(model: nn.Module, impl: str) -> int:
-    """Run every dense stride-1 1x1 conv of ``model`` as ``impl`` (``conv`` or ``matmul``); returns how many."""
-    target = {"conv": nn.Conv2d, "matmul": MatmulConv1x1}[impl]
+    """Run every dense stride-1 1x1 conv of ``model`` as ``impl`` (``conv``, ``matmul`` or ``triton``);
+    returns how many."""
+    if impl not in CHOICES[1:]:
+        raise ConfigError(f"runtime.conv1x1 implementation must be conv, matmul or triton, got '{impl}'")
     count = 0
     for m in model.modules():
         if type(m) in (nn.Conv2d, MatmulConv1x1) and is_dense_1x1(m):
-            m.__class__ = target
+            m.__class__ = nn.Conv2d if impl == "conv" else MatmulConv1x1
+            if impl != "conv":
+                m.impl = impl  # type: ignore[assignment]
             count += 1
     return count

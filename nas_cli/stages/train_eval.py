@@ -169,7 +169,7 @@ class EvalTrainer:
                                              replayed=self.graphs and (self.channels_last or not self.compiled),
                                              precision=str(cfg.runtime.precision))
         use_depthwise_impl(self.model, self.depthwise)
-        self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1))
+        self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
         if use_conv1x1_impl(self.model, self.conv1x1) and self.conv1x1 == "matmul":
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
         if self.compiled:
