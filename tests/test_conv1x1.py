@@ -21,27 +21,35 @@ EVAL = ["experiment=demo", "runtime.device=cpu", "dataset.num_train=64", "datase
         "train.eval_batch_size=32", "train.drop_path=0.0", "runtime.channels_last=true"]
 
 
-@pytest.mark.parametrize("bias", [False, True])
-def test_matmul_equals_the_conv_with_gradients(bias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("impl,bias", [("matmul", False), ("matmul", True), ("wgrad_matmul", False)])
+def test_matmul_equals_the_conv_with_gradients(impl: str, bias: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(5, 7, 1, bias=bias).double()
     mm = nn.Conv2d(5, 7, 1, bias=bias).double()
     mm.load_state_dict(conv.state_dict())
-    mm.__class__ = MatmulConv1x1
+    use_conv1x1_impl(mm, impl)
+    assert isinstance(mm, MatmulConv1x1) and mm.impl == impl
+    backward_ops: list[str] = []
     x = torch.randn(3, 5, 6, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     g = torch.randn(3, 7, 6, 4, dtype=torch.float64)
     outs = []
     for m in (conv, mm):
         xi = x.clone().requires_grad_(True)
-        if m is mm:  # the matmul path, not the conv behind another name
+        if m is mm and impl == "matmul":  # the matmul path, not the conv behind another name
             monkeypatch.setattr(torch.nn.functional, "conv2d", None)
         y = m(xi)
+        if m is mm and impl == "wgrad_matmul":  # cuDNN's forward; the weight gradient is a matmul
+            assert type(y.grad_fn).__name__ == "_ConvMatmulWeightGradBackward"
+            real = torch.ops.aten.convolution_backward
+            monkeypatch.setattr(torch.ops.aten, "convolution_backward",
+                                lambda *a: (backward_ops.append(str(a[-1])), real(*a))[1])
         (y * g).sum().backward()
         outs.append((y, xi.grad, *[p.grad for p in m.parameters()]))
     y_mm = outs[1][0]
     assert y_mm.is_contiguous(memory_format=torch.channels_last) and y_mm.shape == (3, 7, 6, 4)
     for a, b in zip(*outs):
         torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    assert backward_ops == (["[True, False, False]"] if impl == "wgrad_matmul" else [])
 
 
 def test_nchw_input_keeps_the_conv() -> None:
@@ -80,26 +88,26 @@ def test_setting_values() -> None:
         resolve_conv1x1("triton", torch.device("cpu"))  # ... that a CPU run cannot take (no interpreter here)
 
 
-@pytest.mark.parametrize("compile_mode", ["false", "true"])
-def test_eval_trainer_with_matmul_1x1_matches_the_conv(tmp_path: Path, compile_mode: str,
+@pytest.mark.parametrize("compile_mode,variant", [("false", "matmul"), ("true", "matmul"), ("true", "wgrad_matmul")])
+def test_eval_trainer_with_matmul_1x1_matches_the_conv(tmp_path: Path, compile_mode: str, variant: str,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """Same losses and test metrics; compiled (aot_eager: Dynamo + AOTAutograd graphs) as well."""
     torch._dynamo.reset()
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)  # restored afterwards
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     out = {}
-    for impl in ("conv", "matmul"):
+    for impl in ("conv", variant):
         cfg = make_cfg([*EVAL, f"runtime.conv1x1={impl}", f"runtime.compile={compile_mode}",
                         "runtime.compile_backend=aot_eager"])
         tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / impl)
         assert tr.conv1x1 == impl
-        if impl == "matmul":  # the matmuls get the convs' precision (TF32 where cuDNN may use it)
+        if impl != "conv":  # the matmuls get the convs' precision (TF32 where cuDNN may use it)
             assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32
-        assert any(isinstance(m, MatmulConv1x1) for m in tr.model.modules()) == (impl == "matmul")
+        assert any(isinstance(m, MatmulConv1x1) for m in tr.model.modules()) == (impl != "conv")
         tr.begin_epoch(0)
         torch.manual_seed(0)
         batches = tr.stream.forever()
         losses = [float(tr.train_step(*next(batches))[0]) for _ in range(3)]
         out[impl] = (losses, tr.evaluate(tr.test))
-    assert out["matmul"][0] == pytest.approx(out["conv"][0], rel=1e-5)
-    assert out["matmul"][1] == pytest.approx(out["conv"][1], rel=1e-5)
+    assert out[variant][0] == pytest.approx(out["conv"][0], rel=1e-5)
+    assert out[variant][1] == pytest.approx(out["conv"][1], rel=1e-5)

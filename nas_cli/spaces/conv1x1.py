@@ -18,6 +18,8 @@ channels, in another order (fp32 accumulation).  Same parameters and state_dict:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -27,19 +29,51 @@ from nas_cli.spaces import dense1x1_kernels as kernels
 from nas_cli.spaces.triton_support import available
 
 #: values of runtime.conv1x1
-CHOICES = ("auto", "conv", "matmul", "triton")
+CHOICES = ("auto", "conv", "matmul", "wgrad_matmul", "triton")
+
+
+def _rows(t: Tensor) -> Tensor:
+    """(N*H*W, C): a view for channels_last tensors, a copy otherwise."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+class _ConvMatmulWeightGrad(torch.autograd.Function):
+    """``F.conv2d(x, w)`` (1x1, no bias) with cuDNN's forward and input gradient and the weight gradient
+    as one ``gy^T x`` matmul over the NHWC rows: per shape the fastest kernels of each direction
+    measured on the H200 (``benchmarks/eval_convs.py --conv1x1``, 2026-12-03; e.g. 72 channels at 16x16:
+    weight gradient 15.4 us as a matmul, 28.3 us as cuDNN's)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x, w)
+        return F.conv2d(x, w)
+
+    @staticmethod
+    def backward(ctx: Any, gy: Tensor) -> tuple[Tensor | None, Tensor | None]:  # type: ignore[override]
+        x, w = ctx.saved_tensors
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+                                                     [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            gw = (_rows(gy).t() @ _rows(x)).view(w.shape)
+        return gx, gw
 
 
 class MatmulConv1x1(nn.Conv2d):
-    """A dense stride-1 1x1 ``nn.Conv2d`` that runs as ``F.linear`` over a channels_last input's NHWC view
-    (``impl = "matmul"``) or as the Triton GEMMs (``"triton"``, fp32 without a bias)."""
+    """A dense stride-1 1x1 ``nn.Conv2d`` on a channels_last input: as ``F.linear`` over its NHWC view
+    (``impl = "matmul"``), as cuDNN's conv with the weight gradient as a matmul (``"wgrad_matmul"``,
+    no bias), or as the Triton GEMMs (``"triton"``, fp32, no bias)."""
 
     impl: str = "matmul"
 
     def forward(self, x: Tensor) -> Tensor:
         if self.impl == "triton" and self.bias is None and kernels.supported(x, self.weight):
             return kernels.conv1x1_nhwc(x, self.weight)
-        if x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous():
+        nhwc = x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous()
+        if self.impl == "wgrad_matmul" and self.bias is None and nhwc:
+            return _ConvMatmulWeightGrad.apply(x, self.weight)  # type: ignore[no-any-return]
+        if self.impl == "matmul" and nhwc:
             y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
             return y.permute(0, 3, 1, 2)
         return super().forward(x)
@@ -52,7 +86,7 @@ def is_dense_1x1(m: nn.Module) -> bool:
 
 
 def resolve_conv1x1(name: str, device: torch.device | None = None) -> str:
-    """``runtime.conv1x1`` -> ``conv``, ``matmul`` or ``triton``; ``auto`` keeps the conv (the measured
+    """``runtime.conv1x1`` -> ``conv``, ``matmul``, ``wgrad_matmul`` or ``triton``; ``auto`` keeps the conv (the measured
     default); ``triton`` where the kernels cannot run is a ConfigError."""
     name = str(name).lower()
     if name not in CHOICES:
@@ -71,10 +105,10 @@ def match_conv_precision() -> None:
 
 
 def use_conv1x1_impl(model: nn.Module, impl: str) -> int:
-    """Run every dense stride-1 1x1 conv of ``model`` as ``impl`` (``conv``, ``matmul`` or ``triton``);
+    """Run every dense stride-1 1x1 conv of ``model`` as ``impl`` (``conv``, ``matmul``, ``wgrad_matmul``, ``triton``);
     returns how many."""
     if impl not in CHOICES[1:]:
-        raise ConfigError(f"runtime.conv1x1 implementation must be conv, matmul or triton, got '{impl}'")
+        raise ConfigError(f"runtime.conv1x1 implementation must be one of {', '.join(CHOICES[1:])}, got '{impl}'")
     count = 0
     for m in model.modules():
         if type(m) in (nn.Conv2d, MatmulConv1x1) and is_dense_1x1(m):

@@ -170,7 +170,7 @@ class EvalTrainer:
                                              precision=str(cfg.runtime.precision))
         use_depthwise_impl(self.model, self.depthwise)
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
-        if use_conv1x1_impl(self.model, self.conv1x1) and self.conv1x1 == "matmul":
+        if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
         if self.compiled:
             compile_module(self.model, cfg.runtime)
