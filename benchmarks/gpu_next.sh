@@ -5,9 +5,12 @@
 #     vs the Triton kernels of runtime.conv1x1=triton (TF32 all; the Triton ones never ran on a GPU):
 #     where the matmul variant lost 1.6 ms per step (0.0416 s vs 0.0400 s); then the Inductor GPU tests
 #     (incl. the matmul and triton variants) and the CUDA kernel checks (incl. dense1x1 and opcheck).
-# (b) The conv default with Inductor's coordinate-descent tuning (runtime.compile_options): it did not
+# (b) The evaluation step with runtime.conv1x1=wgrad_matmul (cuDNN forward and input gradient, the weight
+#     gradient as a matmul: about 1.1 ms per step less than the convs by the per-shape sums of
+#     gpu_session10c.sh; never run in the step: the device time ran out), beside the conv default.
+# (c) The conv default with Inductor's coordinate-descent tuning (runtime.compile_options): it did not
 #     finish compiling within 260 s in gpu_session10b.sh.
-# (c) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
+# (d) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
 #     gpu_session10a.sh.
 set -u
 source benchmarks/device_env.sh
@@ -23,13 +26,23 @@ timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_d
   | grep -E "passed|failed|^E " | head -8
 fi
 if [ "$part" = b ]; then
+stamp eval-wgrad-matmul
+timeout 270 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.conv1x1=wgrad_matmul \
+  --json $OUT/eval_wgrad_mm.json >$OUT/eval_wgrad_mm.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_wgrad_mm.json | cut -c1-210
+stamp eval-defaults
+timeout 270 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+  --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_defaults.json | cut -c1-210
+fi
+if [ "$part" = c ]; then
 stamp eval-cd-tuning
 timeout 560 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
   +runtime.compile_options.coordinate_descent_tuning=true \
   --json $OUT/eval_cd.json >$OUT/eval_cd.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_cd.json | cut -c1-210
 fi
-if [ "$part" = c ]; then
+if [ "$part" = d ]; then
 stamp eval-1x1-matmul-autotune
 timeout 560 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.conv1x1=matmul \
   +runtime.compile_options.max_autotune_gemm=true \

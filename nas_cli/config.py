@@ -300,8 +300,8 @@ class RuntimeConfig:
     #: the evaluation networks' dense stride-1 1x1 convs: "conv" (aten.convolution: cuDNN), "matmul"
     #: (F.linear over the NHWC view of channels_last activations, which Inductor can tune and fuse;
     #: NCHW inputs keep the conv), "wgrad_matmul" (cuDNN's forward and input gradient, the weight
-    #: gradient as a matmul: the per-direction best measured), "triton" (the same GEMMs as Triton kernels: spaces/dense1x1_kernels.py,
-    #: not yet measured on a GPU), "auto" (= conv; spaces/conv1x1.py)
+    #: gradient as a matmul: the per-direction best measured per conv), "triton" (the same GEMMs as
+    #: Triton kernels: spaces/dense1x1_kernels.py, measured 3x slower), "auto" (= conv; spaces/conv1x1.py)
     conv1x1: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
     #: reference: only the sampled op of each edge; the choice goes to the host every forward, so

@@ -204,7 +204,7 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Inductor kernels)")
 @pytest.mark.parametrize("layout,conv1x1", [("false", "auto"), ("auto", "auto"), ("auto", "matmul"),
-                                                ("auto", "triton")])
+                                                ("auto", "wgrad_matmul"), ("auto", "triton")])
 def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path, layout: str, conv1x1: str) -> None:
     """Inductor computes the same function with other kernels (fused reductions, another summation
     order): the first step agrees to float precision; over a 2-epoch training run the trajectories

@@ -8,8 +8,11 @@ all three directions.  Written as ``F.linear`` on the NHWC view, the forward and
 plain matmuls that Inductor can tune and fuse with its neighbours like any other ``mm`` (see
 ``runtime.compile_options``).  The permutes are views: no data moves.
 
-``triton`` runs the same GEMMs as this project's Triton kernels (``spaces/dense1x1_kernels.py``; not
-yet measured on a GPU).
+``wgrad_matmul`` keeps cuDNN's forward and input gradient and computes only the weight gradient as a
+matmul: per shape the fastest of each direction on the H200 (``benchmarks/eval_convs.py --conv1x1``).
+``triton`` runs the same GEMMs as this project's Triton kernels (``spaces/dense1x1_kernels.py``;
+their first version measured about 3x slower than cuDNN).  ``auto`` is ``conv``: the matmuls were
+measured slower in the step (0.0416 s against 0.0400 s), ``wgrad_matmul`` is not yet measured in it.
 
 Same function as ``F.conv2d(x, w)`` with a 1x1 kernel: the same products summed over the input
 channels, in another order (fp32 accumulation).  Same parameters and state_dict: the module stays an
@@ -86,8 +89,8 @@ def is_dense_1x1(m: nn.Module) -> bool:
 
 
 def resolve_conv1x1(name: str, device: torch.device | None = None) -> str:
-    """``runtime.conv1x1`` -> ``conv``, ``matmul``, ``wgrad_matmul`` or ``triton``; ``auto`` keeps the conv (the measured
-    default); ``triton`` where the kernels cannot run is a ConfigError."""
+    """``runtime.conv1x1`` -> ``conv``, ``matmul``, ``wgrad_matmul`` or ``triton``; ``auto`` keeps the conv
+    (the measured default); ``triton`` where the kernels cannot run is a ConfigError."""
     name = str(name).lower()
     if name not in CHOICES:
         raise ConfigError(f"runtime.conv1x1 must be one of {', '.join(CHOICES)}, got '{name}'")
