@@ -52,13 +52,29 @@ def test_matmul_equals_the_conv_with_gradients(impl: str, bias: bool, monkeypatc
     assert backward_ops == (["[True, False, False]"] if impl == "wgrad_matmul" else [])
 
 
-def test_nchw_input_keeps_the_conv() -> None:
+@pytest.mark.parametrize("impl", ["matmul", "wgrad_matmul"])
+def test_nchw_input_keeps_the_conv(impl: str) -> None:
     torch.manual_seed(0)
     m = nn.Conv2d(4, 6, 1, bias=False)
     x = torch.randn(2, 4, 5, 5)
     ref = m(x)
-    m.__class__ = MatmulConv1x1
+    use_conv1x1_impl(m, impl)
     assert torch.equal(m(x), ref)  # NCHW: the very same conv call
+
+
+def test_wgrad_matmul_leaves_autocast_to_the_conv() -> None:
+    """Under autocast the conv computes in bf16 while the saved input and weight stay fp32: the custom
+    backward would mix dtypes, so autocast keeps the plain conv (which autocast handles)."""
+    torch.manual_seed(0)
+    m = nn.Conv2d(4, 6, 1, bias=False)
+    use_conv1x1_impl(m, "wgrad_matmul")
+    x = torch.randn(2, 4, 5, 5).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    assert type(m(x).grad_fn).__name__ == "_ConvMatmulWeightGradBackward"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert type(y.grad_fn).__name__ != "_ConvMatmulWeightGradBackward" and y.dtype == torch.bfloat16
+    y.float().sum().backward()
+    assert m.weight.grad is not None and m.weight.grad.dtype == torch.float32
 
 
 def test_only_dense_stride1_1x1_convs_switch_and_the_state_dict_stays() -> None:

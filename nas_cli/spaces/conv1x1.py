@@ -1,8 +1,8 @@
 """Dense stride-1 1x1 convolutions as matmuls over the NHWC view (``runtime.conv1x1``).
 
 Why: in a channels_last network a 1x1 conv *is* a matmul, ``y[n, h, w, :] = W @ x[n, h, w, :]``, over
-the (N*H*W, C) view that the NHWC layout already is in memory.  The evaluation networks run about a
-hundred of them per step at 36..144 channels (the cells' preprocessing and every SepConv/DilConv
+the (N*H*W, C) view that the NHWC layout already is in memory.  The paper's evaluation network runs
+259 of them per step at 36..576 channels (the cells' preprocessing and every SepConv/DilConv
 pointwise conv); as ``aten.convolution`` they are cuDNN/cutlass calls that Inductor can only call, in
 all three directions.  Written as ``F.linear`` on the NHWC view, the forward and both gradients are
 plain matmuls that Inductor can tune and fuse with its neighbours like any other ``mm`` (see
@@ -66,7 +66,8 @@ class _ConvMatmulWeightGrad(torch.autograd.Function):
 class MatmulConv1x1(nn.Conv2d):
     """A dense stride-1 1x1 ``nn.Conv2d`` on a channels_last input: as ``F.linear`` over its NHWC view
     (``impl = "matmul"``), as cuDNN's conv with the weight gradient as a matmul (``"wgrad_matmul"``,
-    no bias), or as the Triton GEMMs (``"triton"``, fp32, no bias)."""
+    no bias, not under autocast: its backward would mix dtypes), or as the Triton GEMMs (``"triton"``,
+    fp32, no bias)."""
 
     impl: str = "matmul"
 
@@ -74,7 +75,7 @@ class MatmulConv1x1(nn.Conv2d):
         if self.impl == "triton" and self.bias is None and kernels.supported(x, self.weight):
             return kernels.conv1x1_nhwc(x, self.weight)
         nhwc = x.dim() == 4 and x.permute(0, 2, 3, 1).is_contiguous()
-        if self.impl == "wgrad_matmul" and self.bias is None and nhwc:
+        if self.impl == "wgrad_matmul" and self.bias is None and nhwc and not torch.is_autocast_enabled(x.device.type):
             return _ConvMatmulWeightGrad.apply(x, self.weight)  # type: ignore[no-any-return]
         if self.impl == "matmul" and nhwc:
             y = F.linear(x.permute(0, 2, 3, 1), self.weight.flatten(1), self.bias)
