@@ -303,3 +303,16 @@ def test_compiled_eval_job_says_it_is_compiling(tmp_path: Path, capsys: pytest.C
         assert ("compiling the network" in capsys.readouterr().out) == (mode == "true")
         train_eval_network(cfg, job, tmp_path / mode)  # finished: reported, nothing compiled
         assert "compiling" not in capsys.readouterr().out
+
+
+def test_compile_message_warns_that_autotuning_options_take_longer(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas_cli.stages.train_eval as te
+
+    monkeypatch.setattr(te, "compile_module", lambda module, runtime: [])  # the message, not the compilation
+    job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)
+    for extra, longer in (([], False), (["+runtime.compile_options.coordinate_descent_tuning=true"], True)):
+        cfg = make_cfg([*EVAL, "train.epochs=1", "runtime.compile=true", *extra])
+        assert train_eval_network(cfg, job, tmp_path / str(longer))["status"] == "complete"
+        out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
+        assert "compiling the network" in out and ("longer with autotuning" in out) == longer

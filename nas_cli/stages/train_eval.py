@@ -345,9 +345,12 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         console.print(f"[bold]{job.stage}[/] {job.name} seed {job.seed}: {tr.params / 1e6:.3f}M params, "
                       f"epochs {state['epoch']}->{target}/{epochs}, device {tr.device}, {out_dir}")
         if tr.compiled and state["epoch"] < stop_at:
-            # H200, 2026-12-02: 90-139 s of Inductor and Triton compilation before the first timed step
+            # H200, 2026-12-02/03: 90-139 s of Inductor and Triton compilation before the first timed step;
+            # autotuning options took over 250 s (runtime.compile_options, docs/speed.md)
+            tuned = " with the defaults; longer with autotuning runtime.compile_options" if cfg.runtime.get(
+                "compile_options") else ""
             console.print("[dim]  compiling the network with torch.compile: the first epoch starts after "
-                          "the compilation (90-140 s measured on an H200)[/dim]")
+                          f"the compilation (90-140 s measured on an H200{tuned})[/dim]")
     eval_every = int(t.eval_every)
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
