@@ -17,6 +17,8 @@ examples:
   nas-bench runtime.precision=bf16 runtime.channels_last=true
   nas-bench runtime.depthwise=native runtime.pointwise=native   # native conv kernels
   nas-bench runtime.mixing=native                   # weighted sums as batched matmuls
+  nas-bench --workloads eval_step runtime.conv1x1=wgrad_matmul   # the evaluation network's 1x1 convs
+  nas-bench --workloads eval_step +runtime.compile_options.coordinate_descent_tuning=true  # Inductor options
   nas-bench --compare                               # default vs eager reference, with speed-up
   nas-bench dataset=cifar10 dataset.root=/data/cifar
 """
