@@ -199,19 +199,19 @@ def mixing(device: str) -> dict[str, Any]:
             [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
     # rows held by several operands (the NB201 cell's conv/BN rows, skip row, pool row): no concatenation
     out["operand_cases"] = {}
-    for n, q, splits, e, acc_on in ((2, 3, (6, 1, 1), 1500, True), (3, 1, (4, 1), 700, False),
+    for n, q, groups, e, acc_on in ((2, 3, (6, 1, 1), 1500, True), (3, 1, (4, 1), 700, False),
                                     (2, 2, (1, 2, 3), 1100, False)):
-        m = torch.randn(q, sum(splits), device=device, generator=g, requires_grad=True)
-        parts = [torch.randn(n, k, e, device=device, generator=g, requires_grad=True) for k in splits]
+        m = torch.randn(q, sum(groups), device=device, generator=g, requires_grad=True)
+        parts = [torch.randn(n, k, e, device=device, generator=g, requires_grad=True) for k in groups]
         acc = torch.randn(n, q, e, device=device, generator=g, requires_grad=True) if acc_on else None
         gy = torch.randn(n, q, e, device=device, generator=g)
         leaves = [m, *parts] + ([acc] if acc is not None else [])
         y = mx.mix_rows(m, parts, acc, "triton")
         grads = torch.autograd.grad(y, leaves, gy)
         ld = [t.detach().double().requires_grad_() for t in leaves]
-        yr = mx.mix_rows_native(ld[0], torch.cat(ld[1 : 1 + len(splits)], 1), ld[-1] if acc_on else None)
+        yr = mx.mix_rows_native(ld[0], torch.cat(ld[1 : 1 + len(groups)], 1), ld[-1] if acc_on else None)
         refs = torch.autograd.grad(yr, ld, gy.double())
-        out["operand_cases"][f"n{n} q{q} rows{splits} e{e}{' acc' if acc_on else ''}"] = (
+        out["operand_cases"][f"n{n} q{q} rows{groups} e{e}{' acc' if acc_on else ''}"] = (
             [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
     calls: list[tuple[list[bool], bool]] = []
     orig = mx._mix_backward

@@ -35,11 +35,6 @@ from nas_cli.spaces.triton_support import available
 CHOICES = ("auto", "conv", "matmul", "wgrad_matmul", "triton")
 
 
-def _rows(t: Tensor) -> Tensor:
-    """(N*H*W, C): a view for channels_last tensors, a copy otherwise."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
-
-
 class _ConvMatmulWeightGrad(torch.autograd.Function):
     """``F.conv2d(x, w)`` (1x1, no bias) with cuDNN's forward and input gradient and the weight gradient
     as one ``gy^T x`` matmul over the NHWC rows: per shape the fastest kernels of each direction
@@ -59,7 +54,7 @@ class _ConvMatmulWeightGrad(torch.autograd.Function):
             gx = torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
                                                      [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            gw = (_rows(gy).t() @ _rows(x)).view(w.shape)
+            gw = (kernels.nhwc_rows(gy).t() @ kernels.nhwc_rows(x)).view(w.shape)
         return gx, gw
 
 

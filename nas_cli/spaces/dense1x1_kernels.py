@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import as_graph_input, available, pass_needs, pow2, sm_count, tl, triton
+from nas_cli.spaces.triton_support import as_graph_input, available, pass_needs, pow2, splits, tl, triton
 
 if triton is not None:
 
@@ -89,10 +89,10 @@ def _precision(x: Tensor) -> str:
     return "tf32" if x.is_cuda and torch.backends.cudnn.allow_tf32 else "ieee"
 
 
-def _rows(t: Tensor) -> Tensor:
-    """The (N*H*W, C) matrix a channels_last (N, C, H, W) tensor is in memory (a view)."""
-    n, c, h, w = t.shape
-    return t.permute(0, 2, 3, 1).reshape(n * h * w, c)
+def nhwc_rows(t: Tensor) -> Tensor:
+    """The (N*H*W, C) matrix a channels_last (N, C, H, W) tensor is in memory (a view; a copy for
+    other layouts)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
 
 
 def _nhwc_empty(n: int, c: int, h: int, w: int, like: Tensor) -> Tensor:
@@ -114,7 +114,7 @@ def _gemm(a: Tensor, w: Tensor, transpose_w: bool, out: Tensor) -> None:
 def _conv(x: Tensor, w: Tensor) -> Tensor:
     n, _, h, wd = x.shape
     y = _nhwc_empty(n, w.shape[0], h, wd, x)
-    _gemm(_rows(x), w.reshape(w.shape[0], -1), False, _rows(y))
+    _gemm(nhwc_rows(x), w.reshape(w.shape[0], -1), False, nhwc_rows(y))
     return y
 
 
@@ -128,7 +128,8 @@ def _conv_fake(x: Tensor, w: Tensor) -> Tensor:
 def _grad_input(gy: Tensor, w: Tensor) -> Tensor:
     n, _, h, wd = gy.shape
     gx = _nhwc_empty(n, w.shape[1], h, wd, gy)
-    _gemm(_rows(gy.contiguous(memory_format=torch.channels_last)), w.reshape(w.shape[0], -1), True, _rows(gx))
+    _gemm(nhwc_rows(gy.contiguous(memory_format=torch.channels_last)), w.reshape(w.shape[0], -1), True,
+          nhwc_rows(gx))
     return gx
 
 
@@ -139,16 +140,15 @@ def _grad_input_fake(gy: Tensor, w: Tensor) -> Tensor:
 
 
 def row_slices(x: Tensor, m: int, n: int, k: int) -> tuple[int, int]:
-    """(rows per slice, slices) of the weight gradient over ``m`` rows: about 8 programs per SM."""
-    tiles = -(-n // _block(n)) * -(-k // _block(k))
-    want = max(1, (8 * sm_count(x) + tiles - 1) // tiles)
-    span = -(-(-(-m // want)) // _BLOCK_M) * _BLOCK_M
-    return span, -(-m // span)
+    """(rows per slice, slices) of the weight gradient over ``m`` rows: about 8 programs per SM over
+    the (n, k) output tiles (:func:`~nas_cli.spaces.triton_support.splits`)."""
+    slices, span = splits(x, -(-n // _block(n)) * -(-k // _block(k)), m, _BLOCK_M)
+    return span, slices
 
 
 @torch.library.custom_op("nas_cli::conv1x1_nhwc_grad_weight", mutates_args=())
 def _grad_weight(gy: Tensor, x: Tensor, w: Tensor) -> Tensor:
-    g, xr = _rows(gy.contiguous(memory_format=torch.channels_last)), _rows(x)
+    g, xr = nhwc_rows(gy.contiguous(memory_format=torch.channels_last)), nhwc_rows(x)
     m, k = xr.shape
     n = g.shape[1]
     bn, bk = _block(n), _block(k)

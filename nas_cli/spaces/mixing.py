@@ -194,7 +194,7 @@ def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Op
 @_mix_backward.register_fake
 def _mix_backward_fake(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
                        need_go: list[bool], need_gm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    gos = [o.new_empty(o.shape if (w and o is not None) else (0,)) if o is not None else o0.new_empty((0,))
+    gos = [o.new_empty(o.shape if w else (0,)) if o is not None else o0.new_empty((0,))
            for w, o in zip(need_go, (o0, o1, o2))]
     return gos[0], gos[1], gos[2], m.new_empty(m.shape if need_gm else (0,))
 
