@@ -213,22 +213,41 @@ def mixing(device: str) -> dict[str, Any]:
         refs = torch.autograd.grad(yr, ld, gy.double())
         out["operand_cases"][f"n{n} q{q} rows{groups} e{e}{' acc' if acc_on else ''}"] = (
             [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
-    calls: list[tuple[list[bool], bool]] = []
+    # a per-destination bias (the masked NB201 forward's rest terms): added everywhere, gradient Σ g
+    out["bias_cases"] = {}
+    for n, q, groups, e, acc_on in ((2, 3, (6, 1, 1), 1500, True), (3, 1, (4, 1), 700, False),
+                                    (2, 2, (3,), 2100, True)):
+        m = torch.randn(q, sum(groups), device=device, generator=g, requires_grad=True)
+        bias = torch.randn(q, device=device, generator=g, requires_grad=True)
+        parts = [torch.randn(n, k, e, device=device, generator=g, requires_grad=True) for k in groups]
+        acc = torch.randn(n, q, e, device=device, generator=g, requires_grad=True) if acc_on else None
+        gy = torch.randn(n, q, e, device=device, generator=g)
+        leaves = [m, bias, *parts] + ([acc] if acc is not None else [])
+        y = mx.mix_rows(m, parts, acc, "triton", bias)
+        grads = torch.autograd.grad(y, leaves, gy)
+        ld = [t.detach().double().requires_grad_() for t in leaves]
+        yr = mx.mix_rows_native(ld[0], torch.cat(ld[2 : 2 + len(groups)], 1), ld[-1] if acc_on else None, ld[1])
+        refs = torch.autograd.grad(yr, ld, gy.double())
+        out["bias_cases"][f"n{n} q{q} rows{groups} e{e}{' acc' if acc_on else ''}"] = (
+            [_rel(y, yr)] + [_rel(a, b) for a, b in zip(grads, refs)])
+    calls: list[tuple[list[bool], bool, bool]] = []
     orig = mx._mix_backward
 
-    def counted(g_: Any, m_: Any, o0: Any, o1: Any, o2: Any, need_go: list[bool], need_gm: bool) -> Any:
-        calls.append((list(need_go), need_gm))
-        return orig(g_, m_, o0, o1, o2, need_go, need_gm)
+    def counted(g_: Any, m_: Any, o0: Any, o1: Any, o2: Any, need_go: list[bool], need_gm: bool,
+                need_gb: bool) -> Any:
+        calls.append((list(need_go), need_gm, need_gb))
+        return orig(g_, m_, o0, o1, o2, need_go, need_gm, need_gb)
 
     mx._mix_backward = counted  # type: ignore[assignment]
     m = torch.randn(2, 4, device=device, generator=g, requires_grad=True)
     h = torch.randn(2, 3, 40, device=device, generator=g, requires_grad=True) * 1.0
     h2 = torch.randn(2, 1, 40, device=device, generator=g, requires_grad=True) * 1.0
-    for wanted in ("operand", "coefficients", "both", "second operand"):
+    b = torch.randn(2, device=device, generator=g, requires_grad=True)
+    for wanted in ("operand", "coefficients", "both", "second operand", "bias"):
         calls.clear()
-        y = mx.mix_rows(m * 1.0, [h, h2], None, "triton")
+        y = mx.mix_rows(m * 1.0, [h, h2], None, "triton", b)
         torch.autograd.grad(y.sum(), {"operand": [h], "coefficients": [m], "both": [h, m],
-                                      "second operand": [h2]}[wanted])
+                                      "second operand": [h2], "bias": [b]}[wanted])
         out[f"grads_when_asking_{wanted}"] = calls[0]
     mx._mix_backward = orig  # type: ignore[assignment]
     out["supported_65_rows"] = mx.supported(torch.randn(1, 65, device=device), torch.randn(2, 65, 3, device=device),
@@ -679,15 +698,20 @@ def opcheck(device: str) -> dict[str, Any]:
               ("grouped_pointwise_grad_weight", ops.grouped_pointwise_grad_weight, (gy, x, w, 2))]
     m, o, acc = r(2, 5), r(3, 5, 70), r(3, 4, 70)[:, 1:3]  # the accumulated term: a strided view
     o0, o1, o2 = r(3, 3, 70), r(3, 1, 70), r(3, 1, 70)
-    cases += [("mix_rows", ops.mix_rows, (m, o, None, None, acc)),
-              ("mix_rows no acc", ops.mix_rows, (m, o, None, None, None)),
-              ("mix_rows three operands", ops.mix_rows, (m, o0, o1, o2, acc)),
+    cases += [("mix_rows", ops.mix_rows, (m, o, None, None, acc, None)),
+              ("mix_rows no acc", ops.mix_rows, (m, o, None, None, None, None)),
+              ("mix_rows three operands", ops.mix_rows, (m, o0, o1, o2, acc, None)),
+              ("mix_rows bias", ops.mix_rows, (m, o0, o1, None, acc, r(2))),
               ("mix_rows_backward", ops.mix_rows_backward, (r(3, 2, 70), m, o, None, None, [True, False, False],
-                                                            True)),
+                                                            True, False)),
               ("mix_rows_backward operand only", ops.mix_rows_backward,
-               (r(3, 2, 70), m, o, None, None, [True, False, False], False)),
+               (r(3, 2, 70), m, o, None, None, [True, False, False], False, False)),
               ("mix_rows_backward three operands", ops.mix_rows_backward,
-               (r(3, 2, 70), m, o0, o1, o2, [True, False, True], True))]
+               (r(3, 2, 70), m, o0, o1, o2, [True, False, True], True, False)),
+              ("mix_rows_backward bias", ops.mix_rows_backward,
+               (r(3, 2, 70), m, o0, o1, o2, [False, False, False], True, True)),
+              ("mix_rows_backward bias only", ops.mix_rows_backward,
+               (r(3, 2, 70), m, o0, o1, None, [True, False, False], False, True))]
     x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
                 r(2, 20, 5, 3).to(memory_format=torch.channels_last))
     cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),

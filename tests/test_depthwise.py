@@ -87,11 +87,16 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert len(r["operand_cases"]) == 3
     for name, errs in r["operand_cases"].items():
         assert max(errs) < 2e-6, (name, errs)
-    # ((gradient of each operand), coefficient gradient) computed: only what the pass asks for
-    assert r["grads_when_asking_operand"] == [[True, False, False], False]
-    assert r["grads_when_asking_coefficients"] == [[False, False, False], True]
-    assert r["grads_when_asking_both"] == [[True, False, False], True]
-    assert r["grads_when_asking_second operand"] == [[False, True, False], False]
+    assert len(r["bias_cases"]) == 3
+    for name, errs in r["bias_cases"].items():
+        # the output, then the gradients of m, the bias, each operand and acc
+        assert len(errs) >= 4 and max(errs) < 2e-6, (name, errs)
+    # ((gradient of each operand), coefficient gradient, bias gradient) computed: only what the pass asks for
+    assert r["grads_when_asking_operand"] == [[True, False, False], False, False]
+    assert r["grads_when_asking_coefficients"] == [[False, False, False], True, False]
+    assert r["grads_when_asking_both"] == [[True, False, False], True, False]
+    assert r["grads_when_asking_second operand"] == [[False, True, False], False, False]
+    assert r["grads_when_asking_bias"] == [[False, False, False], False, True]
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
     assert r["supported_four_operands"] is False
 
@@ -262,9 +267,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
-    # 3 pointwise ops, the Triton 1x1 weight gradient, 6 weighted-sum cases (3 with rows in three operands),
-    # 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
-    assert len(r) == 30, sorted(r)
+    # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
+    # 3 with a bias), 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
+    assert len(r) == 33, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

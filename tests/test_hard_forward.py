@@ -135,7 +135,7 @@ def test_comparison_catches_a_missing_rest_term(monkeypatch: pytest.MonkeyPatch)
     ref, masked = build_pair()
     _, g_ref = forward_backward(ref, 0)
     mix = FusedNB201Cell.mix
-    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, rests=None, *args:
+    monkeypatch.setattr(FusedNB201Cell, "mix", lambda self, x, coefs, biases=None, *args:
                         mix(self, x, coefs, None, *args))
     _, g_bad = forward_backward(masked, 0)
     assert float((g_bad - g_ref).abs().max()) > 100 * ATOL

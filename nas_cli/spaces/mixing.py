@@ -17,6 +17,12 @@ The kernels read every operand once per direction:
   the coefficient gradient, reduces ``g · O`` over the block into per-program partial sums that are
   added in a fixed order afterwards (deterministic, no atomics).
 
+A per-destination constant ``bias[q]`` may be added as well (``out[n, q] += bias[q]`` at every
+position): the masked one-hot NB201 forward adds each node's ``rest``, a sum of zero-valued sample
+entries that exists only for its gradient, ``Σ_{n,e} g[n, q, e]``.  As a separate broadcast add it
+cost each node a non-vectorised elementwise kernel forward and a full reduction backward; here the
+forward adds it in registers and the backward sums ``g`` in the pass that already reads it.
+
 The rows of O may come from up to ``MAX_OPERANDS`` tensors (NB201: a source's conv/BN rows, its skip
 row and its pool row), read in place: the Triton path never concatenates them, and the backward
 writes one gradient per operand, only for the operands the pass needs.  The native path concatenates
@@ -55,11 +61,12 @@ if triton is not None:
         return acc
 
     @triton.jit
-    def _wsum_fwd_kernel(o0_ptr, o1_ptr, o2_ptr, m_ptr, acc_ptr, y_ptr, N, E, o0_sn, o0_sp, o1_sn, o1_sp,
+    def _wsum_fwd_kernel(o0_ptr, o1_ptr, o2_ptr, m_ptr, acc_ptr, b_ptr, y_ptr, N, E, o0_sn, o0_sp, o1_sn, o1_sp,
                          o2_sn, o2_sp, a_sn, a_sq, P0: tl.constexpr, P1: tl.constexpr, P2: tl.constexpr,
-                         Q: tl.constexpr, QP: tl.constexpr, HAS_ACC: tl.constexpr, BLOCK: tl.constexpr):
-        """y[n, q, e] = acc[n, q, e] + sum_p m[q, p] o[n, p, e], the rows p of o held by up to three
-        operands (P0, P1, P2 rows); one program per (image, block of e)."""
+                         Q: tl.constexpr, QP: tl.constexpr, HAS_ACC: tl.constexpr, HAS_BIAS: tl.constexpr,
+                         BLOCK: tl.constexpr):
+        """y[n, q, e] = acc[n, q, e] + b[q] + sum_p m[q, p] o[n, p, e], the rows p of o held by up to
+        three operands (P0, P1, P2 rows); one program per (image, block of e)."""
         n = tl.program_id(0)
         e = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
         live = e < E
@@ -67,6 +74,8 @@ if triton is not None:
         q_live = q < Q
         n64 = n.to(tl.int64)
         acc = tl.zeros([QP, BLOCK], dtype=tl.float32)
+        if HAS_BIAS:
+            acc += tl.load(b_ptr + q, mask=q_live, other=0.0).to(tl.float32)[:, None]
         acc = _rows_fwd(acc, o0_ptr + n64 * o0_sn + e, o0_sp, m_ptr, q, q_live, live, P0 + P1 + P2, 0, P0)
         acc = _rows_fwd(acc, o1_ptr + n64 * o1_sn + e, o1_sp, m_ptr, q, q_live, live, P0 + P1 + P2, P0, P1)
         acc = _rows_fwd(acc, o2_ptr + n64 * o2_sn + e, o2_sp, m_ptr, q, q_live, live, P0 + P1 + P2, P0 + P1, P2)
@@ -92,13 +101,14 @@ if triton is not None:
                 tl.store(part_row + START + p, tl.sum(g * ov[None, :], axis=1))
 
     @triton.jit
-    def _wsum_bwd_kernel(g_ptr, o0_ptr, o1_ptr, o2_ptr, m_ptr, go0_ptr, go1_ptr, go2_ptr, part_ptr, E, BLOCKS,
-                         g_sn, g_sq, o0_sn, o0_sp, o1_sn, o1_sp, o2_sn, o2_sp, P0: tl.constexpr,
+    def _wsum_bwd_kernel(g_ptr, o0_ptr, o1_ptr, o2_ptr, m_ptr, go0_ptr, go1_ptr, go2_ptr, part_ptr, bpart_ptr, E,
+                         BLOCKS, g_sn, g_sq, o0_sn, o0_sp, o1_sn, o1_sp, o2_sn, o2_sp, P0: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, Q: tl.constexpr, QP: tl.constexpr,
                          GO0: tl.constexpr, GO1: tl.constexpr, GO2: tl.constexpr, NEED_GM: tl.constexpr,
-                         BLOCK: tl.constexpr):
+                         NEED_GB: tl.constexpr, BLOCK: tl.constexpr):
         """go_i[n, p, e] = sum_q m[q, p] g[n, q, e] per operand i (contiguous (N, P_i, E));
-        part[n*BLOCKS + b, q, p] = sum_e g[n, q, e] o[n, p, e]."""
+        part[n*BLOCKS + b, q, p] = sum_e g[n, q, e] o[n, p, e]; bpart[n*BLOCKS + b, q] = sum_e g[n, q, e]
+        (the bias's gradient, summed over the programs afterwards)."""
         n = tl.program_id(0)
         b = tl.program_id(1)
         e = b * BLOCK + tl.arange(0, BLOCK)
@@ -116,6 +126,8 @@ if triton is not None:
                   q_live, live, P, P0, P1, GO1, NEED_GM)
         _rows_bwd(g, o2_ptr + n64 * o2_sn + e, o2_sp, go2_ptr + n64 * (P2 * E) + e, E, part_row, m_ptr, q,
                   q_live, live, P, P0 + P1, P2, GO2, NEED_GM)
+        if NEED_GB:
+            tl.store(bpart_ptr + (n * BLOCKS + b) * QP + q, tl.sum(g, axis=1))
 
 
 #: positions per program: enough work per program to hide latency, few enough partial sums
@@ -142,7 +154,8 @@ def _operands(o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor]) -> tuple[l
 
 
 @torch.library.custom_op("nas_cli::mix_rows", mutates_args=())
-def _mix(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor]) -> Tensor:
+def _mix(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor],
+         bias: Optional[Tensor]) -> Tensor:
     n, _, e = o0.shape
     q = m.shape[0]
     full, (p0, p1, p2), strides = _operands(o0, o1, o2)
@@ -150,9 +163,10 @@ def _mix(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc:
         acc = _rows_contiguous(acc)
     y = _output(o0, q)
     a = acc if acc is not None else y
-    _wsum_fwd_kernel[(n, _blocks(e))](*full, m.contiguous(), a, y, n, e, *strides, a.stride(0), a.stride(1),
+    b = bias.contiguous() if bias is not None else m
+    _wsum_fwd_kernel[(n, _blocks(e))](*full, m.contiguous(), a, b, y, n, e, *strides, a.stride(0), a.stride(1),
                                       P0=p0, P1=p1, P2=p2, Q=q, QP=pow2(q), HAS_ACC=acc is not None,
-                                      BLOCK=_BLOCK)
+                                      HAS_BIAS=bias is not None, BLOCK=_BLOCK)
     return y
 
 
@@ -165,15 +179,16 @@ def _output(o: Tensor, q: int) -> Tensor:
 
 
 @_mix.register_fake
-def _mix_fake(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor]) -> Tensor:
+def _mix_fake(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor], acc: Optional[Tensor],
+              bias: Optional[Tensor]) -> Tensor:
     return _output(o0, m.shape[0])
 
 
 @torch.library.custom_op("nas_cli::mix_rows_backward", mutates_args=())
 def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
-                  need_go: list[bool], need_gm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(go0, go1, go2, gm): each operand's gradient where ``need_go`` says so (else empty), and the
-    coefficients' gradient where ``need_gm`` does."""
+                  need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(go0, go1, go2, gm, gb): each operand's gradient where ``need_go`` says so (else empty), the
+    coefficients' gradient where ``need_gm`` does and the bias's (Q,) where ``need_gb`` does."""
     n, _, e = o0.shape
     q = m.shape[0]
     g = _rows_contiguous(g)
@@ -183,36 +198,41 @@ def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Op
     gos = [torch.empty((n, r, e) if w else (0,), device=o0.device, dtype=o0.dtype) for w, r in zip(wanted, rows)]
     p = sum(rows)
     part = torch.empty((n * blocks, pow2(q), p) if need_gm else (0,), device=o0.device, dtype=torch.float32)
-    if any(wanted) or need_gm:
-        _wsum_bwd_kernel[(n, blocks)](g, *full, m.contiguous(), *gos, part, e, blocks, g.stride(0), g.stride(1),
-                                      *strides, P0=rows[0], P1=rows[1], P2=rows[2], Q=q, QP=pow2(q),
-                                      GO0=wanted[0], GO1=wanted[1], GO2=wanted[2], NEED_GM=need_gm, BLOCK=_BLOCK)
+    bpart = torch.empty((n * blocks, pow2(q)) if need_gb else (0,), device=o0.device, dtype=torch.float32)
+    if any(wanted) or need_gm or need_gb:
+        _wsum_bwd_kernel[(n, blocks)](g, *full, m.contiguous(), *gos, part, bpart, e, blocks, g.stride(0),
+                                      g.stride(1), *strides, P0=rows[0], P1=rows[1], P2=rows[2], Q=q, QP=pow2(q),
+                                      GO0=wanted[0], GO1=wanted[1], GO2=wanted[2], NEED_GM=need_gm,
+                                      NEED_GB=need_gb, BLOCK=_BLOCK)
     gm = part.sum(0)[:q].to(m.dtype) if need_gm else m.new_empty((0,))
-    return gos[0], gos[1], gos[2], gm
+    gb = bpart.sum(0)[:q].to(m.dtype) if need_gb else m.new_empty((0,))
+    return gos[0], gos[1], gos[2], gm, gb
 
 
 @_mix_backward.register_fake
 def _mix_backward_fake(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
-                       need_go: list[bool], need_gm: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+                       need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     gos = [o.new_empty(o.shape if w else (0,)) if o is not None else o0.new_empty((0,))
            for w, o in zip(need_go, (o0, o1, o2))]
-    return gos[0], gos[1], gos[2], m.new_empty(m.shape if need_gm else (0,))
+    return (gos[0], gos[1], gos[2], m.new_empty(m.shape if need_gm else (0,)),
+            m.new_empty((m.shape[0],) if need_gb else (0,)))
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-    m, o0, o1, o2, acc = inputs
+    m, o0, o1, o2, acc, bias = inputs
     ctx.save_for_backward(m, o0, o1, o2)
     # which gradients a backward pass needs (pass_needs)
-    ctx.nodes = tuple(t.grad_fn if t is not None else None for t in (m, o0, o1, o2))
+    ctx.nodes = tuple(t.grad_fn if t is not None else None for t in (m, o0, o1, o2, acc, bias))
 
 
 def _backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
     m, o0, o1, o2 = ctx.saved_tensors
     need_gm = pass_needs(ctx, 0, ctx.nodes[0])
     need_go = [o is not None and pass_needs(ctx, i + 1, ctx.nodes[i + 1]) for i, o in enumerate((o0, o1, o2))]
-    go0, go1, go2, gm = _mix_backward(g, m, o0, o1, o2, need_go, need_gm)
+    need_gb = pass_needs(ctx, 5, ctx.nodes[5])
+    go0, go1, go2, gm, gb = _mix_backward(g, m, o0, o1, o2, need_go, need_gm, need_gb)
     return (gm if need_gm else None, *(go if need else None for go, need in zip((go0, go1, go2), need_go)),
-            g if ctx.needs_input_grad[4] else None)
+            g if ctx.needs_input_grad[4] else None, gb if need_gb else None)
 
 
 _mix.register_autograd(_backward, setup_context=_setup)
@@ -222,16 +242,18 @@ def _rows(o: Tensor | Sequence[Tensor]) -> list[Tensor]:
     return [o] if isinstance(o, Tensor) else list(o)
 
 
-def mix_rows_native(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None) -> Tensor:
-    """``acc + M @ O`` per image as batched matmuls (the reference formulation); a sequence ``o`` is
-    concatenated along its rows first."""
+def mix_rows_native(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None,
+                    bias: Tensor | None = None) -> Tensor:
+    """``acc + M @ O (+ bias)`` per image as batched matmuls (the reference formulation); a sequence
+    ``o`` is concatenated along its rows first; ``bias`` (Q,) is a broadcast add afterwards."""
     rows = _rows(o)
     cat = rows[0] if len(rows) == 1 else torch.cat(rows, 1)
     mm = m.to(cat.dtype).expand(cat.shape[0], -1, -1)
-    return torch.bmm(mm, cat) if acc is None else torch.baddbmm(acc, mm, cat)
+    y = torch.bmm(mm, cat) if acc is None else torch.baddbmm(acc, mm, cat)
+    return y if bias is None else y + bias.to(y.dtype).view(1, -1, 1)
 
 
-def supported(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None) -> bool:
+def supported(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None, bias: Tensor | None = None) -> bool:
     """Whether the Triton kernels compute this weighted sum."""
     rows = _rows(o)
     if not 1 <= len(rows) <= MAX_OPERANDS or any(t.dim() != 3 for t in rows):
@@ -243,21 +265,25 @@ def supported(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None) -> bo
                     for t in rows)
             and rows[0].dtype in (torch.float32, torch.bfloat16, torch.float16)
             and (acc is None or (acc.shape == (n, m.shape[0], e) and acc.dtype == rows[0].dtype))
+            and (bias is None or (bias.shape == (m.shape[0],) and bias.device == rows[0].device))
             and available(rows[0].device) and max(t.numel() for t in rows) < 2**31 and n * m.shape[0] * e < 2**31)
 
 
-def mix_rows(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None, impl: str = "native") -> Tensor:
-    """``out[n, q] = acc[n, q] + Σ_p m[q, p] o[n, p]`` for ``m`` (Q, P), ``o`` (N, P, E), ``acc`` (N, Q, E).
+def mix_rows(m: Tensor, o: Tensor | Sequence[Tensor], acc: Tensor | None = None, impl: str = "native",
+             bias: Tensor | None = None) -> Tensor:
+    """``out[n, q] = acc[n, q] + Σ_p m[q, p] o[n, p] + bias[q]`` for ``m`` (Q, P), ``o`` (N, P, E),
+    ``acc`` (N, Q, E) and ``bias`` (Q,) (added at every position; both optional).
 
     ``o`` may also be up to :data:`MAX_OPERANDS` tensors (N, P_i, E) whose rows, in order, make up
     the P rows: the Triton kernels then read each where it lies, so the caller needs no
     concatenation (the NB201 cell's conv/BN rows, skip row and pool row).  ``impl="triton"`` runs the
     kernels above where :func:`supported` allows, batched matmuls otherwise.
     """
-    if impl == "triton" and supported(m, o, acc):
+    if impl == "triton" and supported(m, o, acc, bias):
         rows = [as_graph_input(t) for t in _rows(o)] + [None] * (MAX_OPERANDS - len(_rows(o)))
-        return _mix(as_graph_input(m.to(rows[0].dtype)), *rows, acc)  # type: ignore[arg-type]
-    return mix_rows_native(m, o, acc)
+        b = as_graph_input(bias.to(rows[0].dtype)) if bias is not None else None
+        return _mix(as_graph_input(m.to(rows[0].dtype)), *rows, acc, b)  # type: ignore[arg-type]
+    return mix_rows_native(m, o, acc, bias)
 
 
 def use_mixing_impl(model: nn.Module, impl: str) -> int:

@@ -298,16 +298,16 @@ class NB201Supernet(_Macro):
         used = torch.nn.functional.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
         picked = w * used
         rest = w.sum(1) - picked.sum(1)
-        rests = HardSelection.node_sums(rest)
         if self.training:
             self.last_used = used
         mixer = self.cells[self._mixer]
         coefs = mixer.coefficients(picked)
+        biases = mixer.rest_biases(HardSelection.node_sums(rest))
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
         held = HeldBackStats(self._held_bns()) if self.training else None
         for layer in self.cells:
-            h = layer.mix(h, coefs, rests, used, memo, held) if hasattr(layer, "mix") else layer(h)
+            h = layer.mix(h, coefs, biases, used, memo, held) if hasattr(layer, "mix") else layer(h)
         if held is not None:
             held.commit()
         return self.head(h)

@@ -310,13 +310,21 @@ class FusedNB201Cell(nn.Module):
         one-hot (6, |O|) pattern, i.e. the op whose weights the row holds."""
         return [(p, list(self._owners[name])) for name, p in self.named_parameters()]
 
-    def mix(self, x: Tensor, coefs: Sequence[Tensor], rests: Sequence[Tensor] | None = None,
+    def rest_biases(self, rests: Sequence[Tensor]) -> list[Tensor]:
+        """Per source j, the (m_j,) vector that adds node j+1's ``rests[j]`` (a scalar) to source j's
+        first destination, node j+1, and 0 to the others: the ``bias`` of its weighted sum
+        (:func:`~nas_cli.spaces.mixing.mix_rows`), so the rest needs no kernels of its own.  Depends
+        only on the op list, like :meth:`coefficients`: computed once per forward for all cells."""
+        return [F.pad(r.reshape(1), (0, m - 1)) for r, (m, _) in zip(rests, self._mix_shapes)]
+
+    def mix(self, x: Tensor, coefs: Sequence[Tensor], biases: Sequence[Tensor] | None = None,
             used: Tensor | None = None, memo: dict[Any, Tensor] | None = None,
             held: HeldBackStats | None = None) -> Tensor:
         """The cell output from its input and the matrices of :meth:`coefficients`.
 
-        Masked one-hot forward: ``rests[j]`` is added to node j+1, and in training mode only the
-        ops ``used`` marks (one-hot (6, |O|)) update their BN running statistics and counters.
+        Masked one-hot forward: ``biases`` (:meth:`rest_biases`) add each node's rest term, and in
+        training mode only the ops ``used`` marks (one-hot (6, |O|)) update their BN running
+        statistics and counters.
         ``memo``: one dict per network forward for :meth:`owner_mask`; ``held``: the forward's
         :class:`HeldBackStats` (required with ``used`` in training mode), committed by the caller.
         """
@@ -337,16 +345,17 @@ class FusedNB201Cell(nn.Module):
                 bn_update = StatsUpdate(held, self.owner_mask(key, used, memo, dtype),
                                         self.owner_mask(key, used, memo, dtype, drop=True))
             o = src(node, bn_update)
-            # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (batched matmuls or spaces/mixing.py)
-            out = mix_rows(m, o, pending, self.mixing_impl)
+            # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (+ the rest of node j+1), as batched
+            # matmuls or spaces/mixing.py's kernels
+            out = mix_rows(m, o, pending, self.mixing_impl, None if biases is None else biases[j])
             if out.shape[1] == 1:
-                return out.view(x.shape) if rests is None else out.view(x.shape) + rests[j]
+                return out.view(x.shape)
             # split (not indexing): its backward is one cat, not a zero-fill per slice
             head, pending = out.split([1, out.shape[1] - 1], dim=1)
-            node = head.view(x.shape) if rests is None else head.view(x.shape) + rests[j]
+            node = head.view(x.shape)
         raise AssertionError("unreachable: the last source has exactly one destination")
 
     def forward(self, x: Tensor, weights: Tensor, chosen: object | None = None) -> Tensor:
         if chosen is not None:
-            raise ValueError("the fused NB201 cell runs one-hot samples masked (mix with rests and used)")
+            raise ValueError("the fused NB201 cell runs one-hot samples masked (mix with biases and used)")
         return self.mix(x, self.coefficients(weights))
