@@ -5,9 +5,8 @@
 #     vs the Triton kernels of runtime.conv1x1=triton (TF32 all; the Triton ones never ran on a GPU):
 #     where the matmul variant lost 1.6 ms per step (0.0416 s vs 0.0400 s); then the Inductor GPU tests
 #     (incl. the matmul and triton variants) and the CUDA kernel checks (incl. dense1x1 and opcheck).
-# (b) The evaluation step with runtime.conv1x1=wgrad_matmul (cuDNN forward and input gradient, the weight
-#     gradient as a matmul: about 1.1 ms per step less than the convs by the per-shape sums of
-#     gpu_session10c.sh; never run in the step: the device time ran out), beside the conv default.
+# (b) [measured in the eleventh session: runtime.conv1x1=wgrad_matmul gave 0.0400 s, the same as the convs;
+#     the part is kept to re-check it beside the default in one call]
 # (c) The conv default with Inductor's coordinate-descent tuning (runtime.compile_options): it did not
 #     finish compiling within 260 s in gpu_session10b.sh.
 # (d) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
