@@ -11,6 +11,8 @@
 #     finish compiling within 260 s in gpu_session10b.sh.
 # (d) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
 #     gpu_session10a.sh.
+# (e) Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only
+#     0.0385 s against 0.0400 s, with half the memory traffic of the activations; where does it go?).
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -47,5 +49,12 @@ timeout 560 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step
   +runtime.compile_options.max_autotune_gemm=true \
   --json $OUT/eval_mm_tuned.json >$OUT/eval_mm_tuned.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_mm_tuned.json | cut -c1-210
+fi
+if [ "$part" = e ]; then
+for p in bf16 fp32; do
+  stamp profile-eval-$p
+  ROWS=50 timeout 260 python3 benchmarks/profile_step.py --eval runtime.precision=$p >$OUT/prof_eval_$p.txt 2>&1
+  echo "profile rc $?"; grep -m1 "kernels per step" $OUT/prof_eval_$p.txt
+done
 fi
 stamp end

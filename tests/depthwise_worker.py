@@ -255,6 +255,21 @@ def mixing(device: str) -> dict[str, Any]:
     out["native_when_unsupported"] = _rel(mx.mix_rows(m.double(), [h.double(), h2.double()], None, "triton"),
                                           mx.mix_rows_native(m.double(), torch.cat([h, h2], 1).double()))
     out["supported_four_operands"] = mx.supported(m, [h[:, :1], h[:, 1:2], h[:, 2:], h2], None)
+    # the fused NB201 cell's merged conv weight, cat([w3, pad(w1)]), in one kernel: the same bits both ways
+    from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
+    out["merge_cases"] = {}
+    for a, b, c in ((6, 6, 4), (1, 2, 3), (48, 48, 16)):
+        w3 = torch.randn(a, c, 3, 3, device=device, generator=g, requires_grad=True)
+        w1 = torch.randn(b, c, 1, 1, device=device, generator=g, requires_grad=True)
+        gy = torch.randn(a + b, c, 3, 3, device=device, generator=g)
+        with _OpCount("cat", "constant_pad_nd") as kernel_ops:
+            got = merge_1x1_into_3x3(w3, w1, "triton")
+        with _OpCount("cat", "constant_pad_nd") as native_ops:
+            ref = merge_1x1_into_3x3(w3, w1, "native")
+        grads = [torch.autograd.grad(t, [w3, w1], gy) for t in (got, ref)]
+        # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path)]
+        out["merge_cases"][f"{a}+{b}x{c}"] = [torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)),
+                                              [kernel_ops.n, native_ops.n]]
     out["pool_ops"] = []
     for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32), (2, 2, 6, 1)):
         x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
@@ -406,9 +421,10 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
-            with _OpCount("cat") as cats:
+            with _OpCount("cat", "constant_pad_nd") as cats:
                 logits = model(x, {spec.name: w})
-            # the Triton weighted sum reads each source's row groups where they lie: no concatenation
+            # the Triton weighted sum reads each source's row groups where they lie, and one kernel
+            # builds each merged conv weight: no concatenation, no padding
             out[f"{hard or 'mixture'}_{impl}_forward_cats"] = cats.n
             loss = F.cross_entropy(logits, y)
             with _OpCount(*_ZERO_FILLS) as fills:
@@ -666,6 +682,7 @@ def opcheck(device: str) -> dict[str, Any]:
     import nas_cli.spaces.bn_kernels  # noqa: F401
     import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.avgpool  # noqa: F401
+    import nas_cli.spaces.conv_merge  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
     import nas_cli.spaces.dense1x1_kernels  # noqa: F401
     from nas_cli.spaces import pointwise as pw
@@ -711,7 +728,8 @@ def opcheck(device: str) -> dict[str, Any]:
               ("mix_rows_backward bias", ops.mix_rows_backward,
                (r(3, 2, 70), m, o0, o1, o2, [False, False, False], True, True)),
               ("mix_rows_backward bias only", ops.mix_rows_backward,
-               (r(3, 2, 70), m, o0, o1, None, [True, False, False], False, True))]
+               (r(3, 2, 70), m, o0, o1, None, [True, False, False], False, True)),
+              ("merge_1x1_into_3x3", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1)))]
     x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
                 r(2, 20, 5, 3).to(memory_format=torch.channels_last))
     cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),

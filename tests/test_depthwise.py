@@ -98,6 +98,9 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert r["grads_when_asking_second operand"] == [[False, True, False], False, False]
     assert r["grads_when_asking_bias"] == [[False, False, False], False, True]
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
+    assert len(r["merge_cases"]) == 3
+    for name, (same_value, same_grads, ops) in r["merge_cases"].items():
+        assert same_value and same_grads and ops == [0, 2], (name, r["merge_cases"][name])
     assert r["supported_four_operands"] is False
 
 
@@ -127,8 +130,9 @@ def assert_nb201(r: dict[str, Any]) -> None:
         contiguous, pools = r[f"{kind}_triton_contiguous_pool_inputs"]
         assert contiguous == pools > 0  # the destination-major mixing output: every pool takes the kernels
         assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
-        # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls
-        assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3, (kind, r)
+        # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls,
+        # and pads and concatenates its conv weights only without the merge kernel
+        assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3 * 3, (kind, r)
         # the BN kernels' statistics outputs take no gradient, and none is zero-filled for them (the
         # native path's fills are elsewhere; before, each Triton BN added three)
         assert r[f"{kind}_triton_backward_zero_fills"] == r[f"{kind}_native_backward_zero_fills"] <= 1, (kind, r)
@@ -268,8 +272,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
-    # 3 with a bias), 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
-    assert len(r) == 33, sorted(r)
+    # 3 with a bias), the merged NB201 conv weight, 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops,
+    # 3 dense 1x1 NHWC ops
+    assert len(r) == 34, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

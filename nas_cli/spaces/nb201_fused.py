@@ -66,6 +66,7 @@ from nas_cli.spaces.darts_fused import (
     adopt_reference_state,
     grouped_pointwise,
 )
+from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
 
@@ -156,15 +157,16 @@ class _SharedInputConvs(_Stage):
         #: can be switched at any time (same result, fewer kernels vs fewer FLOPs)
         self.merge_1x1 = merge_1x1
 
-    def forward(self, r: Tensor) -> Tensor:
+    def forward(self, r: Tensor, impl: str = "native") -> Tensor:
+        """``impl``: the cell's kernel setting (``runtime.mixing``); ``triton`` builds the merged
+        weight in one kernel (``spaces/conv_merge.py``)."""
         if self.weight3 is None:
             return grouped_pointwise(r, self.weight1, 1)  # type: ignore[arg-type]
         if self.weight1 is None:
             return F.conv2d(r, self.weight3, None, 1, 1)
         if self.merge_1x1:
             # the centre tap of a padding-1 3x3 conv reads exactly what a padding-0 1x1 conv reads
-            w = torch.cat([self.weight3, F.pad(self.weight1, (1, 1, 1, 1))], 0)
-            return F.conv2d(r, w, None, 1, 1)
+            return F.conv2d(r, merge_1x1_into_3x3(self.weight3, self.weight1, impl), None, 1, 1)
         return torch.cat([F.conv2d(r, self.weight3, None, 1, 1), grouped_pointwise(r, self.weight1, 1)], 1)
 
 
@@ -191,13 +193,14 @@ class _Source(nn.Module):
         if "avg_pool_3x3" in col:
             self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
 
-    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None) -> list[Tensor]:
+    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None, impl: str = "native") -> list[Tensor]:
         """O_j as its row groups (conv/BN rows, skip row, pool row; each (N, rows, C*H*W)), not
         concatenated: the Triton weighted sum reads each where it lies, the native one concatenates.
-        ``bn_update``: which BN channels' running statistics take this batch (None: all)."""
+        ``bn_update``: which BN channels' running statistics take this batch (None: all); ``impl``:
+        the cell's ``runtime.mixing`` kernels, which also build the merged conv weight."""
         rows: list[Tensor] = []
         if self.conv is not None and self.bn is not None:
-            rows.append(self.bn(self.conv(F.relu(x)), bn_update))
+            rows.append(self.bn(self.conv(F.relu(x), impl), bn_update))
         if self.skip:
             rows.append(x)
         if self.pool is not None:
@@ -261,7 +264,7 @@ class FusedNB201Cell(nn.Module):
         self._owner_index: dict[tuple[str, torch.device], Tensor] = {}
         #: equal owner lists share an id (the cells of a stage), so a forward gathers each mask once
         self._owner_ids = {key: _OWNER_IDS.setdefault(tuple(rows), len(_OWNER_IDS)) for key, rows in owners.items()}
-        #: the weighted sums' kernels (runtime.mixing; set by use_mixing_impl)
+        #: the kernels of the weighted sums and the merged conv weights (runtime.mixing; set by use_mixing_impl)
         self.supports_mixing_impl = True
         self.mixing_impl = "native"
 
@@ -344,7 +347,7 @@ class FusedNB201Cell(nn.Module):
                 key, dtype = f"fused.parts.{j}.bn.running_mean", src.bn.running_mean.dtype
                 bn_update = StatsUpdate(held, self.owner_mask(key, used, memo, dtype),
                                         self.owner_mask(key, used, memo, dtype, drop=True))
-            o = src(node, bn_update)
+            o = src(node, bn_update, self.mixing_impl)
             # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (+ the rest of node j+1), as batched
             # matmuls or spaces/mixing.py's kernels
             out = mix_rows(m, o, pending, self.mixing_impl, None if biases is None else biases[j])

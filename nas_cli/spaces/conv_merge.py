@@ -1,0 +1,84 @@
+"""The fused NB201 cell's merged conv weight, ``cat([w3, pad(w1)])``, as one Triton kernel.
+
+Why: each source node of the fused NB201 cell runs its edges' 3x3 and 1x1 convs as one 3x3 conv, with
+the 1x1 weights zero-padded to 3x3 (``nb201_fused._SharedInputConvs``).  Built from PyTorch ops, that
+weight costs a fill and a copy for the padding and a concatenation: three kernels per source and
+forward, about 270 per NB201 step (45 sources, two forward passes), each a microsecond or two of work
+between replayed kernels.  This kernel writes the merged weight in one pass: the 3x3 block copied, the
+1x1 block's centre taps copied and its other taps set to exact zeros.
+
+Same values and gradients as the PyTorch ops, bit for bit: both directions only move numbers.  The
+backward is views of the merged weight's gradient, the 3x3 block and the 1x1 block's centre taps,
+with no kernel of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nas_cli.spaces.triton_support import available, tl, triton
+
+if triton is not None:
+
+    @triton.jit
+    def _merge_kernel(w3_ptr, w1_ptr, out_ptr, N3, TOTAL, BLOCK: tl.constexpr):
+        """out[i] = w3[i] for i < N3; past it, w1[(i - N3) // 9] at the centre tap (4) and 0 elsewhere."""
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = i < TOTAL
+        in3 = i < N3
+        j = tl.maximum(i - N3, 0)
+        v3 = tl.load(w3_ptr + i, mask=live & in3, other=0.0)
+        v1 = tl.load(w1_ptr + j // 9, mask=live & (i >= N3) & (j % 9 == 4), other=0.0)
+        tl.store(out_ptr + i, tl.where(in3, v3, v1), mask=live)
+
+
+_BLOCK = 1024
+
+
+def _shape(w3: Tensor, w1: Tensor) -> tuple[int, int, int, int]:
+    return (w3.shape[0] + w1.shape[0], w3.shape[1], 3, 3)
+
+
+@torch.library.custom_op("nas_cli::merge_1x1_into_3x3", mutates_args=())
+def _merge(w3: Tensor, w1: Tensor) -> Tensor:
+    w3, w1 = w3.contiguous(), w1.contiguous()
+    out = w3.new_empty(_shape(w3, w1))
+    total = out.numel()
+    _merge_kernel[((total + _BLOCK - 1) // _BLOCK,)](w3, w1, out, w3.numel(), total, BLOCK=_BLOCK)
+    return out
+
+
+@_merge.register_fake
+def _merge_fake(w3: Tensor, w1: Tensor) -> Tensor:
+    return w3.new_empty(_shape(w3, w1))
+
+
+def _setup(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+    ctx.split = inputs[0].shape[0]
+
+
+def _backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:
+    return g[: ctx.split], g[ctx.split :, :, 1:2, 1:2]
+
+
+_merge.register_autograd(_backward, setup_context=_setup)
+
+
+def supported(w3: Tensor, w1: Tensor) -> bool:
+    """Whether the kernel builds this weight: (A, C, 3, 3) and (B, C, 1, 1) of one float dtype and device."""
+    return (w3.dim() == 4 and w1.dim() == 4 and tuple(w3.shape[2:]) == (3, 3) and tuple(w1.shape[2:]) == (1, 1)
+            and w3.shape[1] == w1.shape[1] and w3.dtype == w1.dtype and w3.device == w1.device
+            and w3.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and (w3.numel() + 9 * w1.numel()) < 2**31 and available(w3.device))
+
+
+def merge_1x1_into_3x3(w3: Tensor, w1: Tensor, impl: str = "native") -> Tensor:
+    """``torch.cat([w3, F.pad(w1, (1, 1, 1, 1))])``: one kernel with ``impl="triton"`` where
+    :func:`supported` allows, the PyTorch ops otherwise."""
+    if impl == "triton" and supported(w3, w1):
+        return _merge(w3, w1)
+    return torch.cat([w3, F.pad(w1, (1, 1, 1, 1))], 0)
