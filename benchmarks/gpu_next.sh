@@ -11,6 +11,9 @@
 #     finish compiling within 260 s in gpu_session10b.sh.
 # (d) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
 #     gpu_session10a.sh.
+# (f) The merged NB201 conv weight kernel (spaces/conv_merge.py, ENABLED off; written in the eleventh
+#     session, whose CUDA call was lost): the CUDA checks, then the NB201 steps with it off and on. If the
+#     checks pass and it is faster, set conv_merge.ENABLED = True.
 # (e) Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only
 #     0.0385 s against 0.0400 s, with half the memory traffic of the activations; where does it go?).
 set -u
@@ -49,6 +52,13 @@ timeout 560 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step
   +runtime.compile_options.max_autotune_gemm=true \
   --json $OUT/eval_mm_tuned.json >$OUT/eval_mm_tuned.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_mm_tuned.json | cut -c1-210
+fi
+if [ "$part" = f ]; then
+stamp cuda-checks
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+stamp nb201-merge
+timeout 300 python3 benchmarks/nb201_merge.py --steps 30 2>&1 | grep "per step"
 fi
 if [ "$part" = e ]; then
 for p in bf16 fp32; do

@@ -256,7 +256,9 @@ def mixing(device: str) -> dict[str, Any]:
                                           mx.mix_rows_native(m.double(), torch.cat([h, h2], 1).double()))
     out["supported_four_operands"] = mx.supported(m, [h[:, :1], h[:, 1:2], h[:, 2:], h2], None)
     # the fused NB201 cell's merged conv weight, cat([w3, pad(w1)]), in one kernel: the same bits both ways
+    from nas_cli.spaces import conv_merge as cm
     from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
+    cm.ENABLED = True  # off in the product until its CUDA check (conv_merge.py); the last case turns it off
     out["merge_cases"] = {}
     for a, b, c in ((6, 6, 4), (1, 2, 3), (48, 48, 16)):
         w3 = torch.randn(a, c, 3, 3, device=device, generator=g, requires_grad=True)
@@ -270,6 +272,10 @@ def mixing(device: str) -> dict[str, Any]:
         # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path)]
         out["merge_cases"][f"{a}+{b}x{c}"] = [torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)),
                                               [kernel_ops.n, native_ops.n]]
+    cm.ENABLED = False
+    with _OpCount("cat", "constant_pad_nd") as disabled_ops:
+        merge_1x1_into_3x3(w3, w1, "triton")
+    out["merge_ops_when_disabled"] = disabled_ops.n
     out["pool_ops"] = []
     for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32), (2, 2, 6, 1)):
         x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
@@ -393,6 +399,9 @@ def nb201(device: str) -> dict[str, Any]:
     from nas_cli.spaces.mixing import use_mixing_impl
     from nas_cli.spaces.base import RelaxationSpec
     from nas_cli.spaces.nb201 import NB201Space
+    from nas_cli.spaces import conv_merge
+
+    conv_merge.ENABLED = True  # the merged-weight kernel takes part (off in the product until its CUDA check)
 
     out: dict[str, Any] = {}
     g = torch.Generator(device=device).manual_seed(1)

@@ -101,6 +101,7 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert len(r["merge_cases"]) == 3
     for name, (same_value, same_grads, ops) in r["merge_cases"].items():
         assert same_value and same_grads and ops == [0, 2], (name, r["merge_cases"][name])
+    assert r["merge_ops_when_disabled"] == 2  # conv_merge.ENABLED off: the PyTorch ops
     assert r["supported_four_operands"] is False
 
 

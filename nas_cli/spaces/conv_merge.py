@@ -10,6 +10,11 @@ between replayed kernels.  This kernel writes the merged weight in one pass: the
 Same values and gradients as the PyTorch ops, bit for bit: both directions only move numbers.  The
 backward is views of the merged weight's gradient, the 3x3 block and the 1x1 block's centre taps,
 with no kernel of its own.
+
+``ENABLED`` is off: the kernel has run only under Triton's CPU interpreter.  The eleventh session's
+device call that was to check it on CUDA and time the NB201 steps with it was lost, so the PyTorch
+ops stay the product path until ``benchmarks/gpu_next.sh f`` has run (``benchmarks/nb201_merge.py``
+times both).
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ if triton is not None:
 
 
 _BLOCK = 1024
+#: whether ``merge_1x1_into_3x3(..., impl="triton")`` takes the kernel (see the module docstring)
+ENABLED = False
 
 
 def _shape(w3: Tensor, w1: Tensor) -> tuple[int, int, int, int]:
@@ -77,8 +84,8 @@ def supported(w3: Tensor, w1: Tensor) -> bool:
 
 
 def merge_1x1_into_3x3(w3: Tensor, w1: Tensor, impl: str = "native") -> Tensor:
-    """``torch.cat([w3, F.pad(w1, (1, 1, 1, 1))])``: one kernel with ``impl="triton"`` where
-    :func:`supported` allows, the PyTorch ops otherwise."""
-    if impl == "triton" and supported(w3, w1):
+    """``torch.cat([w3, F.pad(w1, (1, 1, 1, 1))])``: one kernel with ``impl="triton"`` where it is
+    ``ENABLED`` and :func:`supported` allows, the PyTorch ops otherwise."""
+    if impl == "triton" and ENABLED and supported(w3, w1):
         return _merge(w3, w1)
     return torch.cat([w3, F.pad(w1, (1, 1, 1, 1))], 0)
