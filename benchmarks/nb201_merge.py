@@ -4,7 +4,7 @@
     python benchmarks/nb201_merge.py --steps 50
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
-flag set before each step is built and captured.  Prints the mean step time over ``--steps`` steps
+flag set before each step is built and captured.  Prints the median step time over ``--steps`` steps
 after 4 warm-up steps, per method and setting, alternating settings twice to expose drift.
 """
 
@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 def time_step(method: str, enabled: bool, steps: int) -> float:
+    """Median step time of ``method`` with the kernel ``enabled``, through nas-bench's search seam and timer."""
     from benchmarks.search_step import compose
+    from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
     from nas_cli.spaces import conv_merge
 
@@ -30,15 +30,11 @@ def time_step(method: str, enabled: bool, steps: int) -> float:
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", f"method={method}",
                  "search_space=nb201", "search_space.preset=paper", "search.batch_size=64"]
     prep = prepare_search(compose(overrides), "")
-    for _ in range(4):
-        prep.step()
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        prep.step()
-    sync()
-    return (time.perf_counter() - t0) / steps
+    try:
+        timing, _, _ = time_steps(prep.step, prep.device, steps, warmup=4)
+    finally:
+        prep.keep.cleanup()
+    return timing.median
 
 
 def main() -> None:
