@@ -300,7 +300,7 @@ class RuntimeConfig:
     #: the evaluation networks' dense stride-1 1x1 convs: "conv" (aten.convolution: cuDNN), "matmul"
     #: (F.linear over the NHWC view of channels_last activations, which Inductor can tune and fuse;
     #: NCHW inputs keep the conv), "wgrad_matmul" (cuDNN's forward and input gradient, the weight
-    #: gradient as a matmul: the per-direction best measured per conv), "triton" (the same GEMMs as
+    #: gradient as a matmul: the per-direction best measured per conv, no faster in the compiled step), "triton" (the same GEMMs as
     #: Triton kernels: spaces/dense1x1_kernels.py, measured 3x slower), "auto" (= conv; spaces/conv1x1.py)
     conv1x1: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
@@ -471,8 +471,10 @@ def validate(cfg: DictConfig) -> None:
     for key in ("depthwise", "pointwise", "mixing"):  # the Triton kernel settings (spaces/triton_support.py)
         _check(str(rt[key]).lower() in ("auto", "native", "triton"),
                f"runtime.{key} must be auto, native or triton, got '{rt[key]}'")
-    _check(str(rt.conv1x1).lower() in ("auto", "conv", "matmul", "wgrad_matmul", "triton"),
-           f"runtime.conv1x1 must be auto, conv, matmul, wgrad_matmul or triton, got '{rt.conv1x1}'")
+    from nas_cli.spaces.conv1x1 import CHOICES as CONV1X1_CHOICES
+
+    _check(str(rt.conv1x1).lower() in CONV1X1_CHOICES,
+           f"runtime.conv1x1 must be {', '.join(CONV1X1_CHOICES[:-1])} or {CONV1X1_CHOICES[-1]}, got '{rt.conv1x1}'")
     _check(str(rt.channels_last).lower() in LAYOUT_CHOICES,
            f"runtime.channels_last must be {', '.join(LAYOUT_CHOICES[:-1])} or {LAYOUT_CHOICES[-1]}, "
            f"got '{rt.channels_last}'")
