@@ -11,7 +11,7 @@
 #     finish compiling within 260 s in gpu_session10b.sh.
 # (d) The matmul variant with Inductor's GEMM autotuning: it did not finish compiling within 250 s in
 #     gpu_session10a.sh.
-# (f) The merged NB201 conv weight kernel (spaces/conv_merge.py, ENABLED off; written in the eleventh
+# (f) [ran in the twelfth session: checks passed, faster, ENABLED now on] The merged NB201 conv weight kernel (written in the eleventh
 #     session, whose CUDA call was lost): the CUDA checks, then the NB201 steps with it off and on. If the
 #     checks pass and it is faster, set conv_merge.ENABLED = True.
 # (e) Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only

@@ -258,7 +258,7 @@ def mixing(device: str) -> dict[str, Any]:
     # the fused NB201 cell's merged conv weight, cat([w3, pad(w1)]), in one kernel: the same bits both ways
     from nas_cli.spaces import conv_merge as cm
     from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
-    cm.ENABLED = True  # off in the product until its CUDA check (conv_merge.py); the last case turns it off
+    cm.ENABLED = True  # the product default; the last case turns it off
     out["merge_cases"] = {}
     for a, b, c in ((6, 6, 4), (1, 2, 3), (48, 48, 16)):
         w3 = torch.randn(a, c, 3, 3, device=device, generator=g, requires_grad=True)
@@ -275,6 +275,7 @@ def mixing(device: str) -> dict[str, Any]:
     cm.ENABLED = False
     with _OpCount("cat", "constant_pad_nd") as disabled_ops:
         merge_1x1_into_3x3(w3, w1, "triton")
+    cm.ENABLED = True
     out["merge_ops_when_disabled"] = disabled_ops.n
     out["pool_ops"] = []
     for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32), (2, 2, 6, 1)):
@@ -401,7 +402,7 @@ def nb201(device: str) -> dict[str, Any]:
     from nas_cli.spaces.nb201 import NB201Space
     from nas_cli.spaces import conv_merge
 
-    conv_merge.ENABLED = True  # the merged-weight kernel takes part (off in the product until its CUDA check)
+    conv_merge.ENABLED = True  # the merged-weight kernel takes part (the product default)
 
     out: dict[str, Any] = {}
     g = torch.Generator(device=device).manual_seed(1)

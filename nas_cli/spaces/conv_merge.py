@@ -11,10 +11,10 @@ Same values and gradients as the PyTorch ops, bit for bit: both directions only 
 backward is views of the merged weight's gradient, the 3x3 block and the 1x1 block's centre taps,
 with no kernel of its own.
 
-``ENABLED`` is off: the kernel has run only under Triton's CPU interpreter.  The eleventh session's
-device call that was to check it on CUDA and time the NB201 steps with it was lost, so the PyTorch
-ops stay the product path until ``benchmarks/gpu_next.sh f`` has run (``benchmarks/nb201_merge.py``
-times both).
+``ENABLED`` is on since the twelfth session: the CUDA checks passed on the H200, and
+``benchmarks/nb201_merge.py`` (both settings in one process, two rounds) timed the NB201 GDAS step at
+0.01738 / 0.01769 s with the kernel against 0.01781 / 0.01839 s without, GAEA DARTS at 0.01684 /
+0.01705 s against 0.01683 / 0.01762 s.  Off, the weight is built from the PyTorch ops.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ if triton is not None:
 
 _BLOCK = 1024
 #: whether ``merge_1x1_into_3x3(..., impl="triton")`` takes the kernel (see the module docstring)
-ENABLED = False
+ENABLED = True
 
 
 def _shape(w3: Tensor, w1: Tensor) -> tuple[int, int, int, int]:
