@@ -1,7 +1,8 @@
-"""NB201 step time with and without the merged-conv-weight kernel (``spaces/conv_merge.py``, ``ENABLED``).
+"""NB201 step time with and without one of the fused NB201 cell's kernels (a module's ``ENABLED`` flag).
 
-    python benchmarks/nb201_merge.py                 # GDAS and GAEA DARTS, paper preset, batch 64
-    python benchmarks/nb201_merge.py --steps 50
+    python benchmarks/nb201_merge.py                 # the merged conv weight (spaces/conv_merge.py)
+    python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
+    python benchmarks/nb201_merge.py --steps 50 --methods gdas
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
 flag set before each step is built and captured.  Prints the median step time over ``--steps`` steps
@@ -19,14 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def time_step(method: str, enabled: bool, steps: int) -> float:
-    """Median step time of ``method`` with the kernel ``enabled``, through nas-bench's search seam and timer."""
+def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") -> float:
+    """Median step time of ``method`` with the kernels of ``nas_cli.spaces.<flag>`` ``enabled``, through
+    nas-bench's search seam and timer."""
+    import importlib
+
     from benchmarks.search_step import compose
     from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
-    from nas_cli.spaces import conv_merge
-
-    conv_merge.ENABLED = enabled
+    importlib.import_module(f"nas_cli.spaces.{flag}").ENABLED = enabled
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", f"method={method}",
                  "search_space=nb201", "search_space.preset=paper", "search.batch_size=64"]
     prep = prepare_search(compose(overrides), "")
@@ -41,11 +43,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--methods", nargs="+", default=["gdas", "gaea_darts"])
+    ap.add_argument("--flag", choices=["conv_merge", "source_inputs"], default="conv_merge")
     args = ap.parse_args()
+    what = {"conv_merge": "merge kernel", "source_inputs": "source-input kernels"}[args.flag]
     for method in args.methods:
         for enabled in (False, True, False, True):
-            print(f"{method:12s} merge kernel {'on ' if enabled else 'off'}: {time_step(method, enabled, args.steps):.5f} s per step",
-                  flush=True)
+            t = time_step(method, enabled, args.steps, args.flag)
+            print(f"{method:12s} {what} {'on ' if enabled else 'off'}: {t:.5f} s per step", flush=True)
 
 
 if __name__ == "__main__":

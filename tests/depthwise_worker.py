@@ -292,6 +292,36 @@ def mixing(device: str) -> dict[str, Any]:
         yr = F.avg_pool2d(xr, 3, 1, 1, count_include_pad=False)
         (gxr,) = torch.autograd.grad(yr, xr, gy.double())
         out["pool"][f"{n}x{c}x{hh}x{ww}"] = [_rel(y, yr), _rel(gx, gxr)]
+    # a fused NB201 source's ReLU, skip and pool: one kernel per direction, every output optional
+    from nas_cli.spaces import source_inputs as si
+    out["source_inputs"] = {}
+    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (2, 2, 6, 1)):
+        for need_r, need_s, need_p in ((True, True, True), (True, True, False), (False, True, True),
+                                       (True, False, True), (False, False, True)):
+            x = torch.randn(n, c, hh, ww, device=device, generator=g)
+            x[0, 0, 0, :1] = 0.0  # relu'(0) = 0, as PyTorch's
+            x.requires_grad_(True)
+            with _OpCount("relu", "threshold_backward", "avg_pool2d", "avg_pool2d_backward", "add", "add_",
+                          "avg_pool_3x3", "avg_pool_3x3_backward") as other, \
+                    _OpCount("source_inputs") as fwd, _OpCount("source_inputs_backward") as bwd:
+                r, sk, p = si.source_inputs(x, need_r, need_p)
+                used = [t for t, need in zip((r, sk.view_as(sk), p), (need_r, need_s, need_p)) if need]
+                gys = [torch.randn(t.shape, device=device, generator=g) for t in used]
+                (gx,) = torch.autograd.grad(used, x, gys)
+            xr = x.detach().double().requires_grad_()
+            refs = [t for t, need in zip(si.source_inputs_reference(xr), (need_r, need_s, need_p)) if need]
+            (gxr,) = torch.autograd.grad([t.view_as(t) for t in refs], xr, [t.double() for t in gys])
+            key = f"{n}x{c}x{hh}x{ww} {'r' * need_r}{'s' * need_s}{'p' * need_p}"
+            # [value errors of the present outputs, input-gradient error, the skip row is x's storage,
+            #  (source_inputs ops forward, backward, separate ReLU/pool/add ops)]
+            out["source_inputs"][key] = [max(_rel(a, b) for a, b in zip(used, refs)), _rel(gx, gxr),
+                                         sk.data_ptr() == x.data_ptr(), [fwd.n, bwd.n, other.n]]
+    xs = torch.randn(2, 3, 5, 5, device=device, generator=g)
+    si.ENABLED = False
+    disabled = si.supported(xs)
+    si.ENABLED = True
+    out["source_inputs_supported"] = [si.supported(xs), si.supported(xs.transpose(2, 3)),
+                                      si.supported(xs.double()), disabled]
     return out
 
 
@@ -431,15 +461,17 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
-            with _OpCount("cat", "constant_pad_nd") as cats:
+            with _OpCount("cat", "constant_pad_nd") as cats, _OpCount("source_inputs") as inputs_fwd:
                 logits = model(x, {spec.name: w})
             # the Triton weighted sum reads each source's row groups where they lie, and one kernel
             # builds each merged conv weight: no concatenation, no padding
             out[f"{hard or 'mixture'}_{impl}_forward_cats"] = cats.n
             loss = F.cross_entropy(logits, y)
-            with _OpCount(*_ZERO_FILLS) as fills:
+            with _OpCount(*_ZERO_FILLS) as fills, _OpCount("source_inputs_backward") as inputs_bwd:
                 results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]))
             out[f"{hard or 'mixture'}_{impl}_backward_zero_fills"] = fills.n
+            # ReLU, skip and pool of each source from the source-input kernels (forward, backward)
+            out[f"{hard or 'mixture'}_{impl}_source_inputs"] = [inputs_fwd.n, inputs_bwd.n]
             out[f"{hard or 'mixture'}_{impl}_contiguous_pool_inputs"] = [sum(pool_inputs), len(pool_inputs)]
             buffers[impl] = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
         # relative to the buffer's scale, at least 1: a running mean can be ~1e-8 (the mean of a BN
@@ -693,6 +725,7 @@ def opcheck(device: str) -> dict[str, Any]:
     import nas_cli.spaces.maxpool  # noqa: F401
     import nas_cli.spaces.avgpool  # noqa: F401
     import nas_cli.spaces.conv_merge  # noqa: F401
+    import nas_cli.spaces.source_inputs  # noqa: F401
     import nas_cli.spaces.mixing  # noqa: F401
     import nas_cli.spaces.dense1x1_kernels  # noqa: F401
     from nas_cli.spaces import pointwise as pw
@@ -747,6 +780,13 @@ def opcheck(device: str) -> dict[str, Any]:
               ("conv1x1_nhwc_grad_weight", ops.conv1x1_nhwc_grad_weight, (gy, x, w))]
     cases += [("avg_pool_3x3", ops.avg_pool_3x3, (r(2, 3, 9, 8),)),
               ("avg_pool_3x3_backward", ops.avg_pool_3x3_backward, (r(2, 3, 9, 8),))]
+    xi = r(2, 3, 9, 8)
+    cases += [("source_inputs", ops.source_inputs, (xi, True, True)),
+              ("source_inputs relu only", ops.source_inputs, (xi, True, False)),
+              ("source_inputs_backward", ops.source_inputs_backward,
+               ([2, 3, 9, 8], xi.relu(), r(2, 3, 9, 8), r(2, 3, 9, 8), r(2, 3, 9, 8))),
+              ("source_inputs_backward skip and pool", ops.source_inputs_backward,
+               ([2, 3, 9, 8], None, None, r(2, 3, 9, 8), r(2, 3, 9, 8)))]
     xp = r(2, 3, 9, 8)
     _, idx = ops.max_pool(xp, 3, 2, 1)
     xb = r(3, 4, 5, 6)

@@ -84,6 +84,13 @@ def assert_mixing(r: dict[str, Any]) -> None:
     for name, errs in r["pool"].items():
         assert max(errs) < 2e-6, (name, errs)
     assert r["pool_ops"] == [[1, 1, 0]] * 5  # the pool's own kernel per direction, nothing else
+    assert len(r["source_inputs"]) == 4 * 5
+    for name, (err, grad_err, skip_is_x, ops) in r["source_inputs"].items():
+        # ReLU / pool values and the summed input gradient against fp64 PyTorch ops; the skip row is x
+        # itself; one kernel per direction and no separate ReLU, pool or gradient additions
+        assert err < 2e-6 and grad_err < 2e-6 and skip_is_x and ops == [1, 1, 0], (name, r["source_inputs"][name])
+    # NCHW-contiguous float32/16 only, and only while ENABLED
+    assert r["source_inputs_supported"] == [True, False, False, False]
     assert len(r["operand_cases"]) == 3
     for name, errs in r["operand_cases"].items():
         assert max(errs) < 2e-6, (name, errs)
@@ -128,8 +135,12 @@ def assert_nb201(r: dict[str, Any]) -> None:
         assert r[f"{kind}_triton_cells"] == r[f"{kind}_native_cells"] == 3
         assert r[f"{kind}_triton_pools"] == r[f"{kind}_native_pools"] > 0
         assert r[f"{kind}_loss"] < 1e-5 and r[f"{kind}_grads"] < 1e-5, (kind, r)
-        contiguous, pools = r[f"{kind}_triton_contiguous_pool_inputs"]
-        assert contiguous == pools > 0  # the destination-major mixing output: every pool takes the kernels
+        # the destination-major mixing output makes every node contiguous, so each of the 3 cells' 3
+        # sources takes the source-input kernels (ReLU, skip and pool), and no pool runs on its own
+        assert r[f"{kind}_triton_source_inputs"] == [9, 9], (kind, r)
+        assert r[f"{kind}_triton_contiguous_pool_inputs"] == [0, 0], (kind, r)
+        assert r[f"{kind}_native_source_inputs"] == [0, 0]
+        assert r[f"{kind}_native_contiguous_pool_inputs"][1] == 9  # the native path pools on its own
         assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
         # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls,
         # and pads and concatenates its conv weights only without the merge kernel
@@ -273,9 +284,9 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
-    # 3 with a bias), the merged NB201 conv weight, 2 average-pool ops, 2 max-pool ops, 2 batch-norm ops,
-    # 3 dense 1x1 NHWC ops
-    assert len(r) == 34, sorted(r)
+    # 3 with a bias), the merged NB201 conv weight, 2 average-pool ops, 4 source-input cases (ReLU/skip/pool
+    # of an NB201 source, forward and backward), 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
+    assert len(r) == 38, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

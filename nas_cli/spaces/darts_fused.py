@@ -289,6 +289,11 @@ class _Pool(_Stage):
         self.supports_depthwise_impl = self._avg3 or self._max is not None
         self.depthwise_impl = "native"
 
+    @property
+    def is_avg3(self) -> bool:
+        """A stride-1 3x3 average pool without padded taps (what the Triton pooling kernels compute)."""
+        return self._avg3
+
     def forward(self, x: Tensor) -> Tensor:
         if self.depthwise_impl == "triton" and self._avg3:
             return avg_pool_3x3(x)

@@ -66,6 +66,7 @@ from nas_cli.spaces.darts_fused import (
     adopt_reference_state,
     grouped_pointwise,
 )
+from nas_cli.spaces import source_inputs
 from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
@@ -192,19 +193,34 @@ class _Source(nn.Module):
         self.pool: _Pool | None = None
         if "avg_pool_3x3" in col:
             self.pool = _Pool([edge[col["avg_pool_3x3"]] for edge in ops])
+        #: with ``runtime.mixing=triton``: ReLU, skip and a 3x3 average pool (stride 1, no padded taps)
+        #: as one kernel per direction (spaces/source_inputs.py); another pool keeps the separate ops
+        self.fused_inputs = self.pool is None or self.pool.is_avg3
 
     def forward(self, x: Tensor, bn_update: StatsUpdate | None = None, impl: str = "native") -> list[Tensor]:
         """O_j as its row groups (conv/BN rows, skip row, pool row; each (N, rows, C*H*W)), not
         concatenated: the Triton weighted sum reads each where it lies, the native one concatenates.
         ``bn_update``: which BN channels' running statistics take this batch (None: all); ``impl``:
-        the cell's ``runtime.mixing`` kernels, which also build the merged conv weight."""
+        the cell's ``runtime.mixing`` kernels, which also build the merged conv weight and compute
+        the ReLU, skip and pool rows with the source-input kernels."""
         rows: list[Tensor] = []
-        if self.conv is not None and self.bn is not None:
-            rows.append(self.bn(self.conv(F.relu(x), impl), bn_update))
-        if self.skip:
-            rows.append(x)
-        if self.pool is not None:
-            rows.append(self.pool(x))
+        has_conv = self.conv is not None and self.bn is not None
+        if impl == "triton" and self.fused_inputs and (has_conv or self.pool is not None) and source_inputs.supported(x):
+            # ReLU, skip and pool from one kernel per direction (spaces/source_inputs.py)
+            r, s, p = source_inputs.source_inputs(x, has_conv, self.pool is not None)
+            if has_conv:
+                rows.append(self.bn(self.conv(r, impl), bn_update))  # type: ignore[misc]
+            if self.skip:
+                rows.append(s)
+            if self.pool is not None:
+                rows.append(p)
+        else:
+            if has_conv:
+                rows.append(self.bn(self.conv(F.relu(x), impl), bn_update))  # type: ignore[misc]
+            if self.skip:
+                rows.append(x)
+            if self.pool is not None:
+                rows.append(self.pool(x))
         n, c, h, w = x.shape
         return [r.reshape(n, -1, c * h * w) for r in rows]
 

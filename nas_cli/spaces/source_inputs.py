@@ -1,0 +1,203 @@
+"""The ops that read a fused NB201 source's input, ReLU, skip and 3x3 average pool, as one Triton kernel per direction.
+
+Why: every source node x_j of the fused NB201 cell (``nb201_fused._Source``) feeds three consumers: the
+ReLU in front of its merged conv, the skip row of its weighted sum and the average pool.  From separate
+ops that is, per source, a ReLU and a pool kernel forward, and backward a ReLU gradient
+(``threshold_backward``), a pool gradient and two additions with which the autograd engine sums the
+three gradients of x_j: six kernels per source and step direction pair, about 540 per NB201 step (45
+sources, two forward and two backward passes), each one a full pass over a 1-4 MB tensor plus a
+microsecond between replayed kernels (the H200 profile of the eleventh session counted about 1,070
+small elementwise kernels per GDAS step).
+
+Here one kernel computes both outputs from one read of x_j:
+
+* forward: ``r = relu(x)``, the centre tap, and ``p = avg_pool_3x3(x)`` (``count_include_pad=False``,
+  the window sum divided by its valid taps), as in ``spaces/avgpool.py``;
+* backward: ``gx = [r > 0] * g_r + g_s + Σ_{o ∋ i} g_p[o] / count(o)``: the ReLU gradient, the skip
+  row's gradient and the pool gradient summed in registers.
+
+The skip row is ``x`` itself: :class:`_SourceInputs` returns its input unchanged as a second output,
+which autograd turns into a view of ``x`` whose gradient comes back to this function's backward instead
+of being added to x_j's gradient by the engine.  Each output is optional (a source without a conv has no
+ReLU, one without ``avg_pool_3x3`` no pool); gradients the pass does not produce are absent terms.
+
+Same function as ``F.relu`` and ``F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)``; the ReLU gradient
+passes where ``r > 0`` fails only for ``r <= 0``, as PyTorch's (a NaN passes its gradient).  The sum of
+the three gradients is formed in another order than the engine's, so results agree to rounding, not bit
+for bit.  On CPU the kernels run only under Triton's interpreter.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nas_cli.spaces.triton_support import available, plane_tile, tl, triton
+
+if triton is not None:
+    from nas_cli.spaces.avgpool import _count
+
+    @triton.jit
+    def _inputs_fwd_kernel(x_ptr, r_ptr, p_ptr, NC, H, W, NEED_R: tl.constexpr, NEED_P: tl.constexpr,
+                           PL: tl.constexpr, R: tl.constexpr, WP: tl.constexpr):
+        """r = relu(x) and p = window sum of x / count at the centre, for a tile of planes x rows x columns."""
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
+        oh = tl.program_id(1) * R + tl.arange(0, R)
+        ow = tl.arange(0, WP)
+        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+        here = (oh[:, None] * W + ow[None, :])[None, :, :]
+        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
+        if NEED_P:
+            acc = tl.zeros([PL, R, WP], dtype=tl.float32)
+            for a in tl.static_range(3):
+                ih = oh - 1 + a
+                row_ok = (oh < H) & (ih >= 0) & (ih < H)
+                for b in tl.static_range(3):
+                    iw = ow - 1 + b
+                    col_ok = (ow < W) & (iw >= 0) & (iw < W)
+                    tap_ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
+                    acc += tl.load(x_ptr + planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=tap_ok,
+                                   other=0.0).to(tl.float32)
+            acc = acc / (_count(oh, H)[:, None] * _count(ow, W)[None, :])[None, :, :]
+            tl.store(p_ptr + planes + here, acc.to(p_ptr.dtype.element_ty), mask=ok)
+        if NEED_R:
+            # the centre tap again: a cached read; ``x <= 0 -> 0`` keeps a NaN a NaN, as F.relu does
+            v = tl.load(x_ptr + planes + here, mask=ok, other=0.0)
+            tl.store(r_ptr + planes + here, tl.where(v <= 0, 0.0, v).to(r_ptr.dtype.element_ty), mask=ok)
+
+    @triton.jit
+    def _inputs_bwd_kernel(r_ptr, gr_ptr, gs_ptr, gp_ptr, gx_ptr, NC, H, W, HAS_GR: tl.constexpr,
+                           HAS_GS: tl.constexpr, HAS_GP: tl.constexpr, PL: tl.constexpr, R: tl.constexpr,
+                           WP: tl.constexpr):
+        """gx = [r > 0] g_r + g_s + window sum of g_p / count at each tap (the present terms only)."""
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
+        oh = tl.program_id(1) * R + tl.arange(0, R)
+        ow = tl.arange(0, WP)
+        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+        here = (oh[:, None] * W + ow[None, :])[None, :, :]
+        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
+        acc = tl.zeros([PL, R, WP], dtype=tl.float32)
+        if HAS_GP:
+            for a in tl.static_range(3):
+                ih = oh - 1 + a
+                row_ok = (oh < H) & (ih >= 0) & (ih < H)
+                for b in tl.static_range(3):
+                    iw = ow - 1 + b
+                    col_ok = (ow < W) & (iw >= 0) & (iw < W)
+                    tap_ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
+                    v = tl.load(gp_ptr + planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=tap_ok,
+                                other=0.0).to(tl.float32)
+                    acc += v / (_count(ih, H)[:, None] * _count(iw, W)[None, :])[None, :, :]
+        if HAS_GS:
+            acc += tl.load(gs_ptr + planes + here, mask=ok, other=0.0).to(tl.float32)
+        if HAS_GR:
+            rv = tl.load(r_ptr + planes + here, mask=ok, other=0.0)
+            gv = tl.load(gr_ptr + planes + here, mask=ok, other=0.0).to(tl.float32)
+            acc += tl.where(rv <= 0, 0.0, gv)
+        tl.store(gx_ptr + planes + here, acc.to(gx_ptr.dtype.element_ty), mask=ok)
+
+
+_TILE = 512  # pixels per program, as the pooling and depthwise kernels
+#: whether the fused NB201 cell takes these kernels (with ``runtime.mixing=triton``); off, it runs the
+#: separate ReLU and pool ops (``benchmarks/nb201_merge.py --flag source_inputs`` times both)
+ENABLED = True
+
+
+def _grid(shape: torch.Size) -> tuple[tuple[int, int], dict[str, int]]:
+    n, c, h, w = shape
+    planes, rows, wp, warps = plane_tile(h, w, _TILE)
+    return ((n * c + planes - 1) // planes, (h + rows - 1) // rows), {"PL": planes, "R": rows, "WP": wp,
+                                                                      "num_warps": warps}
+
+
+def _empty(x: Tensor) -> Tensor:
+    return x.new_empty((0,))
+
+
+@torch.library.custom_op("nas_cli::source_inputs", mutates_args=())
+def _inputs(x: Tensor, need_r: bool, need_p: bool) -> tuple[Tensor, Tensor]:
+    """(relu(x) or empty, avg_pool_3x3(x) or empty) of an NCHW-contiguous x."""
+    r = torch.empty_like(x) if need_r else _empty(x)
+    p = torch.empty_like(x) if need_p else _empty(x)
+    if need_r or need_p:
+        grid, tile = _grid(x.shape)
+        n, c, h, w = x.shape
+        _inputs_fwd_kernel[grid](x, r if need_r else x, p if need_p else x, n * c, h, w, NEED_R=need_r,
+                                 NEED_P=need_p, **tile)
+    return r, p
+
+
+@_inputs.register_fake
+def _inputs_fake(x: Tensor, need_r: bool, need_p: bool) -> tuple[Tensor, Tensor]:
+    return (torch.empty_like(x) if need_r else _empty(x)), (torch.empty_like(x) if need_p else _empty(x))
+
+
+@torch.library.custom_op("nas_cli::source_inputs_backward", mutates_args=())
+def _inputs_backward(shape: list[int], r: Optional[Tensor], gr: Optional[Tensor], gs: Optional[Tensor],
+                     gp: Optional[Tensor]) -> Tensor:
+    """x's gradient of shape ``shape`` from the present output gradients (``r``: the ReLU output,
+    needed with ``gr``); an output gradient may come strided, the kernel reads NCHW-contiguous."""
+    grads = [t.contiguous() if t is not None else None for t in (gr, gs, gp)]
+    like = next(t for t in grads if t is not None)
+    gx = like.new_empty(shape)
+    grid, tile = _grid(gx.shape)
+    n, c, h, w = shape
+    rr = r if r is not None and gr is not None else gx
+    _inputs_bwd_kernel[grid](rr, *(t if t is not None else gx for t in grads), gx, n * c, h, w,
+                             HAS_GR=gr is not None, HAS_GS=gs is not None, HAS_GP=gp is not None, **tile)
+    return gx
+
+
+@_inputs_backward.register_fake
+def _inputs_backward_fake(shape: list[int], r: Optional[Tensor], gr: Optional[Tensor], gs: Optional[Tensor],
+                          gp: Optional[Tensor]) -> Tensor:
+    like = next(t for t in (gr, gs, gp) if t is not None)
+    return like.new_empty(shape)
+
+
+class _SourceInputs(torch.autograd.Function):
+    """x -> (relu(x), x, avg_pool_3x3(x)); the middle output is x itself (autograd makes it a view),
+    so its gradient reaches :meth:`backward` beside the other two and is summed in the same kernel."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, need_r: bool, need_p: bool) -> tuple[Tensor, Tensor, Tensor]:  # type: ignore[override]
+        r, p = _inputs(x, need_r, need_p)
+        ctx.save_for_backward(r if need_r else None)
+        ctx.shape = list(x.shape)
+        ctx.set_materialize_grads(False)  # an unused output's gradient stays absent, not a zero tensor
+        if not need_r:
+            ctx.mark_non_differentiable(r)
+        if not need_p:
+            ctx.mark_non_differentiable(p)
+        return r, x, p
+
+    @staticmethod
+    def backward(ctx: Any, gr: Optional[Tensor], gs: Optional[Tensor],  # type: ignore[override]
+                 gp: Optional[Tensor]) -> tuple[Optional[Tensor], None, None]:
+        if gr is None and gs is None and gp is None:
+            return None, None, None
+        (r,) = ctx.saved_tensors
+        return _inputs_backward(ctx.shape, r, gr, gs, gp), None, None
+
+
+def supported(x: Tensor) -> bool:
+    """Whether the kernels take ``x`` (``ENABLED``, NCHW-contiguous, float, on CUDA or under the interpreter, not
+    while torch.compile traces: Inductor fuses the separate ops itself)."""
+    return (ENABLED and x.dim() == 4 and x.is_contiguous() and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and 0 < x.numel() < 2**31 and available(x.device) and not torch.compiler.is_compiling())
+
+
+def source_inputs(x: Tensor, need_r: bool, need_p: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """``(relu(x), x, avg_pool_3x3(x))`` (an output not ``need``-ed is an empty tensor) in one kernel
+    per direction; the caller checks :func:`supported` (the separate ops are the caller's fallback)."""
+    return _SourceInputs.apply(x, need_r, need_p)
+
+
+def source_inputs_reference(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The same three outputs from the separate PyTorch ops (tests)."""
+    return F.relu(x), x, F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
