@@ -10,7 +10,7 @@ source benchmarks/device_env.sh
 stamp cuda-checks
 timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
   -k "cuda and (mixing or nb201 or opcheck or search_steps)" 2>&1 | grep -E "passed|failed|^E " | head -8
-timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "cuda or gpu" 2>&1 \
+timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph_replay" 2>&1 \
   | grep -E "passed|failed|^E " | head -6
 stamp nb201-source-inputs
 timeout 200 python3 benchmarks/nb201_merge.py --flag source_inputs --steps 30 2>&1 | grep "per step"
