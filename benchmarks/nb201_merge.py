@@ -1,7 +1,8 @@
-"""NB201 step time with and without one of the fused NB201 cell's kernels (a module's ``ENABLED`` flag).
+"""NB201 step time with and without one of the fused NB201 cell's kernels (a module's switch, ``--flag``).
 
     python benchmarks/nb201_merge.py                 # the merged conv weight (spaces/conv_merge.py)
     python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
+    python benchmarks/nb201_merge.py --flag bn_fused_stats  # BN with two kernels per direction (spaces/bn_kernels.py)
     python benchmarks/nb201_merge.py --steps 50 --methods gdas
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
@@ -20,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+#: --flag -> (module of nas_cli.spaces, its switch, what it switches)
+FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
+         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels"),
+         "bn_fused_stats": ("bn_kernels", "FUSED_STATS", "BN fused stats")}
+
+
 def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") -> float:
     """Median step time of ``method`` with the kernels of ``nas_cli.spaces.<flag>`` ``enabled``, through
     nas-bench's search seam and timer."""
@@ -28,7 +35,8 @@ def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") 
     from benchmarks.search_step import compose
     from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
-    importlib.import_module(f"nas_cli.spaces.{flag}").ENABLED = enabled
+    module, attr, _ = FLAGS[flag]
+    setattr(importlib.import_module(f"nas_cli.spaces.{module}"), attr, enabled)
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", f"method={method}",
                  "search_space=nb201", "search_space.preset=paper", "search.batch_size=64"]
     prep = prepare_search(compose(overrides), "")
@@ -43,9 +51,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--methods", nargs="+", default=["gdas", "gaea_darts"])
-    ap.add_argument("--flag", choices=["conv_merge", "source_inputs"], default="conv_merge")
+    ap.add_argument("--flag", choices=sorted(FLAGS), default="conv_merge")
     args = ap.parse_args()
-    what = {"conv_merge": "merge kernel", "source_inputs": "source-input kernels"}[args.flag]
+    what = FLAGS[args.flag][2]
     for method in args.methods:
         for enabled in (False, True, False, True):
             t = time_step(method, enabled, args.steps, args.flag)
