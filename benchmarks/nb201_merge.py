@@ -3,7 +3,7 @@
     python benchmarks/nb201_merge.py                 # the merged conv weight (spaces/conv_merge.py)
     python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
     python benchmarks/nb201_merge.py --flag bn_fused_stats  # BN with two kernels per direction (spaces/bn_kernels.py)
-    python benchmarks/nb201_merge.py --steps 50 --methods gdas
+    python benchmarks/nb201_merge.py --steps 50 --methods gdas pcdarts   # pcdarts: the DARTS-space step
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
 flag set before each step is built and captured.  Prints the median step time over ``--steps`` steps
@@ -37,8 +37,10 @@ def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") 
     from nas_cli.bench.prepare import prepare_search
     module, attr, _ = FLAGS[flag]
     setattr(importlib.import_module(f"nas_cli.spaces.{module}"), attr, enabled)
-    overrides = ["objective.warmup_epochs=0", "dataset.num_train=4096", "dataset.num_test=256", f"method={method}",
-                 "search_space=nb201", "search_space.preset=paper", "search.batch_size=64"]
+    # the NB201 methods at batch 64; a DARTS-space method (pcdarts, gaea_pcdarts) as its nas-bench workload
+    space, batch = ("darts", 256) if "pcdarts" in method else ("nb201", 64)
+    overrides = ["objective.warmup_epochs=0", "dataset.num_train=8192", "dataset.num_test=256", f"method={method}",
+                 f"search_space={space}", "search_space.preset=paper", f"search.batch_size={batch}"]
     prep = prepare_search(compose(overrides), "")
     try:
         timing, _, _ = time_steps(prep.step, prep.device, steps, warmup=4)
