@@ -6,7 +6,7 @@ step's H200 profile (2026-12-02, fifth session) were elementwise and reduction k
 subtract and multiply forward; two reductions, a product and three elementwise passes backward) plus
 about ten tiny kernels on the per-channel statistics.
 
-Here each direction is three kernels and two full passes (two kernels with ``FUSED_STATS``, which
+Here each direction is three kernels and two full passes (``FUSED_STATS``, off: measured slower,
 folds the tiny per-channel step into the following elementwise kernel):
 
 * forward: per (sample, channel) row the mean and the sum of squared deviations (one read; rows
@@ -197,10 +197,12 @@ if triton is not None:
 #: the largest block a program reduces at once; longer rows and larger batches loop over blocks
 _MAX_BLOCK = 1024
 #: two kernels per direction instead of three: the per-channel combination of the row statistics
-#: (forward) and of the row gradient sums (backward) is computed by every program of the following
-#: elementwise kernel instead of by a kernel of its own (same arithmetic, same bits; one launch and
-#: about 1 µs between replayed kernels fewer per BN and direction, for N extra L2 reads per program)
-FUSED_STATS = True
+#: (forward) and of the row gradient sums (backward) computed by every program of the following
+#: elementwise kernel instead of by a kernel of its own (same arithmetic, same bits).  Off: measured
+#: slower on the H200 (twelfth session, ``benchmarks/nb201_merge.py --flag bn_fused_stats``): NB201
+#: GDAS 0.0198 s against 0.0165-0.0175 s, PC-DARTS 0.112 s against 0.089 s.  Each program's N strided
+#: loads of its channel's row statistics cost more than the saved launch.
+FUSED_STATS = False
 
 
 def _block(length: int) -> int:
