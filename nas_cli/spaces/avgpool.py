@@ -33,15 +33,10 @@ if triton is not None:
         return (tl.minimum(r + 1, n - 1) - tl.maximum(r - 1, 0) + 1).to(tl.float32)
 
     @triton.jit
-    def _avg3_kernel(src_ptr, dst_ptr, NC, H, W, BACKWARD: tl.constexpr, PL: tl.constexpr, R: tl.constexpr,
-                     WP: tl.constexpr):
-        """Forward: dst = window sum of src / count at the centre.  Backward: dst = window sum of
-        src / count at each tap (src is the output gradient)."""
-        plane = tl.program_id(0) * PL + tl.arange(0, PL)
-        plane_ok = plane < NC
-        oh = tl.program_id(1) * R + tl.arange(0, R)
-        ow = tl.arange(0, WP)
-        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+    def _window_sum(src_ptr, planes, plane_ok, oh, ow, H, W, SCALE_TAPS: tl.constexpr, PL: tl.constexpr,
+                    R: tl.constexpr, WP: tl.constexpr):
+        """Σ over the valid taps of the 3x3 window around each (oh, ow) of src, each tap divided by its
+        own count when SCALE_TAPS (the backward's form); fp32, shape (PL, R, WP)."""
         acc = tl.zeros([PL, R, WP], dtype=tl.float32)
         for a in tl.static_range(3):
             ih = oh - 1 + a
@@ -52,9 +47,22 @@ if triton is not None:
                 ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
                 v = tl.load(src_ptr + planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=ok,
                             other=0.0).to(tl.float32)
-                if BACKWARD:
+                if SCALE_TAPS:
                     v = v / (_count(ih, H)[:, None] * _count(iw, W)[None, :])[None, :, :]
                 acc += v
+        return acc
+
+    @triton.jit
+    def _avg3_kernel(src_ptr, dst_ptr, NC, H, W, BACKWARD: tl.constexpr, PL: tl.constexpr, R: tl.constexpr,
+                     WP: tl.constexpr):
+        """Forward: dst = window sum of src / count at the centre.  Backward: dst = window sum of
+        src / count at each tap (src is the output gradient)."""
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
+        oh = tl.program_id(1) * R + tl.arange(0, R)
+        ow = tl.arange(0, WP)
+        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+        acc = _window_sum(src_ptr, planes, plane_ok, oh, ow, H, W, BACKWARD, PL, R, WP)
         if not BACKWARD:
             acc = acc / (_count(oh, H)[:, None] * _count(ow, W)[None, :])[None, :, :]
         ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]

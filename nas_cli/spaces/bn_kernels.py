@@ -56,32 +56,9 @@ if triton is not None:
         tl.store(m2_ptr + r, m2)
 
     @triton.jit
-    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, unbias,
-                        BLOCK: tl.constexpr):
-        """Per channel c: mean over the N rows, invstd from the biased variance (exact), and the
-        unbiased variance (biased times ``unbias``), which the running estimate takes."""
-        c = tl.program_id(0)
-        offs = tl.arange(0, BLOCK)
-        s = 0.0
-        for start in range(0, N, BLOCK):
-            live = start + offs < N
-            s += tl.sum(tl.load(mean_i_ptr + (start + offs) * C + c, mask=live, other=0.0), axis=0)
-        mean = s / N
-        acc = 0.0
-        for start in range(0, N, BLOCK):
-            live = start + offs < N
-            mi = tl.load(mean_i_ptr + (start + offs) * C + c, mask=live, other=0.0)
-            m2 = tl.load(m2_i_ptr + (start + offs) * C + c, mask=live, other=0.0)
-            acc += tl.sum(tl.where(live, m2 / L + (mi - mean) * (mi - mean), 0.0), axis=0)
-        var = acc / N
-        tl.store(mean_ptr + c, mean)
-        tl.store(var_ptr + c, var * unbias)
-        tl.store(invstd_ptr + c, 1.0 / tl.sqrt(var + eps))
-
-    @triton.jit
     def _channel_stats(mean_i_ptr, m2_i_ptr, c, N, C, L, eps, unbias, BLOCK: tl.constexpr):
-        """(mean, unbiased variance, invstd) of channel c from its N row statistics: the combine
-        kernel's arithmetic, in the same order (so both give the same bits)."""
+        """(mean, unbiased variance, invstd) of channel c from its N row statistics (law of total
+        variance over equal row sizes; invstd from the biased variance)."""
         offs = tl.arange(0, BLOCK)
         s = 0.0
         for start in range(0, N, BLOCK):
@@ -96,6 +73,17 @@ if triton is not None:
             acc += tl.sum(tl.where(live, m2 / L + (mi - mean) * (mi - mean), 0.0), axis=0)
         var = acc / N
         return mean, var * unbias, 1.0 / tl.sqrt(var + eps)
+
+    @triton.jit
+    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, unbias,
+                        BLOCK: tl.constexpr):
+        """Per channel c: mean over the N rows, invstd from the biased variance (exact), and the
+        unbiased variance (biased times ``unbias``), which the running estimate takes."""
+        c = tl.program_id(0)
+        mean, var, invstd = _channel_stats(mean_i_ptr, m2_i_ptr, c, N, C, L, eps, unbias, BLOCK)
+        tl.store(mean_ptr + c, mean)
+        tl.store(var_ptr + c, var)
+        tl.store(invstd_ptr + c, invstd)
 
     @triton.jit
     def _combine_normalize_kernel(x_ptr, mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, y_ptr, N, C, L, eps,

@@ -38,7 +38,7 @@ from torch import Tensor
 from nas_cli.spaces.triton_support import available, plane_tile, tl, triton
 
 if triton is not None:
-    from nas_cli.spaces.avgpool import _count
+    from nas_cli.spaces.avgpool import _count, _window_sum
 
     @triton.jit
     def _inputs_fwd_kernel(x_ptr, r_ptr, p_ptr, NC, H, W, NEED_R: tl.constexpr, NEED_P: tl.constexpr,
@@ -52,16 +52,7 @@ if triton is not None:
         here = (oh[:, None] * W + ow[None, :])[None, :, :]
         ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
         if NEED_P:
-            acc = tl.zeros([PL, R, WP], dtype=tl.float32)
-            for a in tl.static_range(3):
-                ih = oh - 1 + a
-                row_ok = (oh < H) & (ih >= 0) & (ih < H)
-                for b in tl.static_range(3):
-                    iw = ow - 1 + b
-                    col_ok = (ow < W) & (iw >= 0) & (iw < W)
-                    tap_ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
-                    acc += tl.load(x_ptr + planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=tap_ok,
-                                   other=0.0).to(tl.float32)
+            acc = _window_sum(x_ptr, planes, plane_ok, oh, ow, H, W, False, PL, R, WP)
             acc = acc / (_count(oh, H)[:, None] * _count(ow, W)[None, :])[None, :, :]
             tl.store(p_ptr + planes + here, acc.to(p_ptr.dtype.element_ty), mask=ok)
         if NEED_R:
@@ -81,18 +72,10 @@ if triton is not None:
         planes = (plane.to(tl.int64) * (H * W))[:, None, None]
         here = (oh[:, None] * W + ow[None, :])[None, :, :]
         ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
-        acc = tl.zeros([PL, R, WP], dtype=tl.float32)
         if HAS_GP:
-            for a in tl.static_range(3):
-                ih = oh - 1 + a
-                row_ok = (oh < H) & (ih >= 0) & (ih < H)
-                for b in tl.static_range(3):
-                    iw = ow - 1 + b
-                    col_ok = (ow < W) & (iw >= 0) & (iw < W)
-                    tap_ok = plane_ok[:, None, None] & (row_ok[:, None] & col_ok[None, :])[None, :, :]
-                    v = tl.load(gp_ptr + planes + (ih[:, None] * W + iw[None, :])[None, :, :], mask=tap_ok,
-                                other=0.0).to(tl.float32)
-                    acc += v / (_count(ih, H)[:, None] * _count(iw, W)[None, :])[None, :, :]
+            acc = _window_sum(gp_ptr, planes, plane_ok, oh, ow, H, W, True, PL, R, WP)
+        else:
+            acc = tl.zeros([PL, R, WP], dtype=tl.float32)
         if HAS_GS:
             acc += tl.load(gs_ptr + planes + here, mask=ok, other=0.0).to(tl.float32)
         if HAS_GR:
