@@ -17,7 +17,7 @@
 # (e) Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only
 #     0.0385 s against 0.0400 s, with half the memory traffic of the activations; where does it go?).
 # (g) twelfth session: if benchmarks/gpu_session12c.sh never ran (its calls got no machine), run it first:
-#     CUDA checks of the shared window-sum / channel-statistics helpers, then nas-bench of the search
+#     CUDA checks of the shared tile / window-sum helpers of the pooling and source-input kernels, then nas-bench of the search
 #     workloads with the merged-weight and source-input kernels on ("bash benchmarks/gpu_session12c.sh").
 set -u
 source benchmarks/device_env.sh

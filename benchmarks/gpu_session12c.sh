@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # 2026-12-03, twelfth session, last call: nas-bench of the four search workloads with the product defaults
-# (merged conv weight and source-input kernels on, BN FUSED_STATS off), then CUDA checks of the pooling/BN
-# kernels after their window-sum and channel-statistics code moved into shared Triton helpers (same arithmetic).
+# (merged conv weight and source-input kernels on), then CUDA checks of the pooling and source-input kernels
+# after their tile set-up and window sum moved into shared Triton helpers (same arithmetic), and of the BN kernels.
 set -u
 source benchmarks/device_env.sh
 stamp bench-search

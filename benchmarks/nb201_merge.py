@@ -2,7 +2,6 @@
 
     python benchmarks/nb201_merge.py                 # the merged conv weight (spaces/conv_merge.py)
     python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
-    python benchmarks/nb201_merge.py --flag bn_fused_stats  # BN with two kernels per direction (spaces/bn_kernels.py)
     python benchmarks/nb201_merge.py --steps 50 --methods gdas pcdarts   # pcdarts: the DARTS-space step
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
@@ -23,8 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 #: --flag -> (module of nas_cli.spaces, its switch, what it switches)
 FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
-         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels"),
-         "bn_fused_stats": ("bn_kernels", "FUSED_STATS", "BN fused stats")}
+         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels")}
 
 
 def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") -> float:

@@ -390,17 +390,6 @@ def batchnorm(device: str) -> dict[str, Any]:
             (gxr,) = torch.autograd.grad(yr, xr, gy.double())
             errs += [_rel(y, yr), _rel(gx, gxr)]
         out["cases"][f"{n}x{c}x{h}x{w}"] = errs + [_rel(rm, rmr), _rel(rv, rvr)]
-        # the per-channel step folded into the elementwise kernels (FUSED_STATS; off in the product,
-        # measured slower) or as kernels of their own: the same bits in every output and the input gradient
-        x = torch.randn(n, c, h, w, device=device, generator=g)
-        gy = torch.randn(n, c, h, w, device=device, generator=g)
-        both = []
-        for fused in (True, False):
-            bn_kernels.FUSED_STATS = fused
-            both.append([*torch.ops.nas_cli.batch_norm_train(x, 1e-5),
-                         torch.ops.nas_cli.batch_norm_train_backward(gy, *torch.ops.nas_cli.batch_norm_train(x, 1e-5)[:2])])
-        bn_kernels.FUSED_STATS = False
-        out["cases_fused_equal"] = out.get("cases_fused_equal", []) + [all(torch.equal(a, b) for a, b in zip(*both))]
     x = torch.randn(4, 6, 5, 5, device=device, generator=g)
     # the running estimates take the kernels' unbiased variance through one multi-tensor lerp
     rm, rv = torch.zeros(6, device=device), torch.ones(6, device=device)

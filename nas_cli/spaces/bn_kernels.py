@@ -6,8 +6,7 @@ step's H200 profile (2026-12-02, fifth session) were elementwise and reduction k
 subtract and multiply forward; two reductions, a product and three elementwise passes backward) plus
 about ten tiny kernels on the per-channel statistics.
 
-Here each direction is three kernels and two full passes (``FUSED_STATS``, off: measured slower,
-folds the tiny per-channel step into the following elementwise kernel):
+Here each direction is three kernels and two full passes:
 
 * forward: per (sample, channel) row the mean and the sum of squared deviations (one read; rows
   longer than a block are combined with Chan's formula), then per channel the exact combination of
@@ -56,9 +55,11 @@ if triton is not None:
         tl.store(m2_ptr + r, m2)
 
     @triton.jit
-    def _channel_stats(mean_i_ptr, m2_i_ptr, c, N, C, L, eps, unbias, BLOCK: tl.constexpr):
-        """(mean, unbiased variance, invstd) of channel c from its N row statistics (law of total
-        variance over equal row sizes; invstd from the biased variance)."""
+    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, unbias,
+                        BLOCK: tl.constexpr):
+        """Per channel c: mean over the N rows, invstd from the biased variance (exact), and the
+        unbiased variance (biased times ``unbias``), which the running estimate takes."""
+        c = tl.program_id(0)
         offs = tl.arange(0, BLOCK)
         s = 0.0
         for start in range(0, N, BLOCK):
@@ -72,38 +73,9 @@ if triton is not None:
             m2 = tl.load(m2_i_ptr + (start + offs) * C + c, mask=live, other=0.0)
             acc += tl.sum(tl.where(live, m2 / L + (mi - mean) * (mi - mean), 0.0), axis=0)
         var = acc / N
-        return mean, var * unbias, 1.0 / tl.sqrt(var + eps)
-
-    @triton.jit
-    def _combine_kernel(mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, N, C, L, eps, unbias,
-                        BLOCK: tl.constexpr):
-        """Per channel c: mean over the N rows, invstd from the biased variance (exact), and the
-        unbiased variance (biased times ``unbias``), which the running estimate takes."""
-        c = tl.program_id(0)
-        mean, var, invstd = _channel_stats(mean_i_ptr, m2_i_ptr, c, N, C, L, eps, unbias, BLOCK)
         tl.store(mean_ptr + c, mean)
-        tl.store(var_ptr + c, var)
-        tl.store(invstd_ptr + c, invstd)
-
-    @triton.jit
-    def _combine_normalize_kernel(x_ptr, mean_i_ptr, m2_i_ptr, mean_ptr, var_ptr, invstd_ptr, y_ptr, N, C, L, eps,
-                                  unbias, BLOCK: tl.constexpr, NBLOCK: tl.constexpr):
-        """The combine and normalize kernels in one: every program combines its channel's row
-        statistics itself (N values from L2, the same arithmetic as the combine kernel), and the
-        first block of each channel's first row stores them."""
-        r = tl.program_id(0)
-        c = r % C
-        mean, var, invstd = _channel_stats(mean_i_ptr, m2_i_ptr, c, N, C, L, eps, unbias, NBLOCK)
-        first = (r < C) & (tl.program_id(1) == 0)
-        tl.store(mean_ptr + c, mean, mask=first)
-        tl.store(var_ptr + c, var, mask=first)
-        tl.store(invstd_ptr + c, invstd, mask=first)
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        live = offs < L
-        at = r.to(tl.int64) * L + offs
-        v = tl.load(x_ptr + at, mask=live, other=0.0).to(tl.float32)
-        y = (v - mean) * invstd
-        tl.store(y_ptr + at, y.to(y_ptr.dtype.element_ty), mask=live)
+        tl.store(var_ptr + c, var * unbias)
+        tl.store(invstd_ptr + c, 1.0 / tl.sqrt(var + eps))
 
     @triton.jit
     def _normalize_kernel(x_ptr, mean_ptr, invstd_ptr, y_ptr, C, L, BLOCK: tl.constexpr):
@@ -146,30 +118,6 @@ if triton is not None:
         tl.store(mgx_ptr + c, b / count)
 
     @triton.jit
-    def _means_input_grad_kernel(g_ptr, xhat_ptr, invstd_ptr, sg_ptr, sgx_ptr, dx_ptr, N, C, L, count,
-                                 BLOCK: tl.constexpr, NBLOCK: tl.constexpr):
-        """The gradient-means and input-gradient kernels in one: every program sums its channel's N
-        row sums itself (the means kernel's arithmetic, in the same order)."""
-        r = tl.program_id(0)
-        c = r % C
-        noffs = tl.arange(0, NBLOCK)
-        a = 0.0
-        b = 0.0
-        for start in range(0, N, NBLOCK):
-            nlive = start + noffs < N
-            a += tl.sum(tl.load(sg_ptr + (start + noffs) * C + c, mask=nlive, other=0.0), axis=0)
-            b += tl.sum(tl.load(sgx_ptr + (start + noffs) * C + c, mask=nlive, other=0.0), axis=0)
-        mg = a / count
-        mgx = b / count
-        offs = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        live = offs < L
-        at = r.to(tl.int64) * L + offs
-        g = tl.load(g_ptr + at, mask=live, other=0.0).to(tl.float32)
-        xh = tl.load(xhat_ptr + at, mask=live, other=0.0).to(tl.float32)
-        dx = (g - mg - xh * mgx) * tl.load(invstd_ptr + c)
-        tl.store(dx_ptr + at, dx.to(dx_ptr.dtype.element_ty), mask=live)
-
-    @triton.jit
     def _input_grad_kernel(g_ptr, xhat_ptr, invstd_ptr, mg_ptr, mgx_ptr, dx_ptr, C, L, BLOCK: tl.constexpr):
         r = tl.program_id(0)
         c = r % C
@@ -184,13 +132,6 @@ if triton is not None:
 
 #: the largest block a program reduces at once; longer rows and larger batches loop over blocks
 _MAX_BLOCK = 1024
-#: two kernels per direction instead of three: the per-channel combination of the row statistics
-#: (forward) and of the row gradient sums (backward) computed by every program of the following
-#: elementwise kernel instead of by a kernel of its own (same arithmetic, same bits).  Off: measured
-#: slower on the H200 (twelfth session, ``benchmarks/nb201_merge.py --flag bn_fused_stats``): NB201
-#: GDAS 0.0198 s against 0.0165-0.0175 s, PC-DARTS 0.112 s against 0.089 s.  Each program's N strided
-#: loads of its channel's row statistics cost more than the saved launch.
-FUSED_STATS = False
 
 
 def _block(length: int) -> int:
@@ -211,16 +152,11 @@ def _bn(x: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     var = torch.empty_like(mean)
     invstd = torch.empty_like(mean)
     count = n * length
-    unbias = count / max(count - 1, 1)
+    _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, count / max(count - 1, 1),
+                          BLOCK=_block(n))
     y = torch.empty_like(x)
     block = _block(length)
-    grid = (n * c, (length + block - 1) // block)
-    if FUSED_STATS:
-        _combine_normalize_kernel[grid](x, mean_i, m2_i, mean, var, invstd, y, n, c, length, eps, unbias,
-                                        BLOCK=block, NBLOCK=_block(n))
-    else:
-        _combine_kernel[(c,)](mean_i, m2_i, mean, var, invstd, n, c, length, eps, unbias, BLOCK=_block(n))
-        _normalize_kernel[grid](x, mean, invstd, y, c, length, BLOCK=block)
+    _normalize_kernel[(n * c, (length + block - 1) // block)](x, mean, invstd, y, c, length, BLOCK=block)
     return y, invstd, mean, var
 
 
@@ -239,16 +175,11 @@ def _bn_backward(g: Tensor, xhat: Tensor, invstd: Tensor) -> Tensor:
     sgx = torch.empty_like(sg)
     block = _block(length)
     _grad_sums_kernel[(n * c,)](g, xhat, sg, sgx, length, BLOCK=block)
-    dx = torch.empty_like(xhat)
-    grid = (n * c, (length + block - 1) // block)
-    if FUSED_STATS:
-        _means_input_grad_kernel[grid](g, xhat, invstd, sg, sgx, dx, n, c, length, float(n * length), BLOCK=block,
-                                       NBLOCK=_block(n))
-        return dx
     mg = torch.empty(c, device=g.device, dtype=torch.float32)
     mgx = torch.empty_like(mg)
     _grad_means_kernel[(c,)](sg, sgx, mg, mgx, n, c, float(n * length), BLOCK=_block(n))
-    _input_grad_kernel[grid](g, xhat, invstd, mg, mgx, dx, c, length, BLOCK=block)
+    dx = torch.empty_like(xhat)
+    _input_grad_kernel[(n * c, (length + block - 1) // block)](g, xhat, invstd, mg, mgx, dx, c, length, BLOCK=block)
     return dx
 
 
