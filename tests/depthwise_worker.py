@@ -489,6 +489,30 @@ def nb201(device: str) -> dict[str, Any]:
         scale = max(float(b.abs().max()) for b in results["native"][1])
         out[f"{hard or 'mixture'}_grads"] = max(float((a - b).abs().max()) for a, b in
                                                 zip(results["triton"][1], results["native"][1])) / scale
+    # op lists without a pool or without convs (not a config choice today; the cell takes any list): the
+    # source-input kernels then produce only the ReLU, or only skip and pool, and still match native
+    for ops in (["skip_connect", "nor_conv_3x3", "nor_conv_1x1"], ["none", "skip_connect", "avg_pool_3x3"]):
+        space = NB201Space({"init_channels": 4, "cells_per_stage": 1})
+        space.op_names = ops
+        relax = RelaxationSpec(sampling="mixture")
+        (spec,) = space.arch_specs(relax)
+        w = torch.softmax(torch.randn(spec.shape, generator=g, device=device), -1).requires_grad_(True)
+        results = {}
+        for impl in ("native", "triton"):
+            torch.manual_seed(0)  # the same initial weights for both
+            model = space.build_supernet(10, 3, relax, fused=True).to(device)
+            use_mixing_impl(model, impl)
+            use_depthwise_impl(model, impl)
+            use_batchnorm_impl(model, impl)
+            with _OpCount("source_inputs") as inputs_fwd:
+                loss = F.cross_entropy(model(x, {spec.name: w}), y)
+            results[impl] = (loss, torch.autograd.grad(loss, [*model.parameters(), w]), inputs_fwd.n)
+        key = "subset_" + "+".join(o for o in ops if o != "none")
+        # [loss error, largest gradient error relative to the largest gradient, source-input calls]
+        scale = max(float(b.abs().max()) for b in results["native"][1])
+        out[key] = [_rel(results["triton"][0], results["native"][0]),
+                    max(float((a - b).abs().max()) for a, b in zip(results["triton"][1], results["native"][1])) / scale,
+                    results["triton"][2]]
     return out
 
 

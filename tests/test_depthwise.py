@@ -152,6 +152,10 @@ def assert_nb201(r: dict[str, Any]) -> None:
         kept_native, kept_triton = r[f"{kind}_running_stats_kept"]
         assert kept_native == kept_triton, (kind, r)  # the same statistics left alone by both
     assert r["masked_running_stats_kept"][0] > 0  # the unselected ops' BNs saw no batch
+    for key in ("subset_skip_connect+nor_conv_3x3+nor_conv_1x1", "subset_skip_connect+avg_pool_3x3"):
+        loss_err, grad_err, calls = r[key]
+        # no pool (ReLU only) or no conv (pool only): still one source-input call per source, same results
+        assert loss_err < 1e-5 and grad_err < 1e-5 and calls == 9, (key, r[key])
 
 
 def assert_supernet(r: dict[str, Any], bn_triton: bool = True) -> None:

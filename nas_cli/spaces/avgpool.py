@@ -33,6 +33,19 @@ if triton is not None:
         return (tl.minimum(r + 1, n - 1) - tl.maximum(r - 1, 0) + 1).to(tl.float32)
 
     @triton.jit
+    def _plane_tile(NC, H, W, PL: tl.constexpr, R: tl.constexpr, WP: tl.constexpr):
+        """This program's tile of PL planes x R rows x WP columns of NC planes of H x W: (plane offsets,
+        planes in range, rows, columns, offsets within a plane, pixels in range)."""
+        plane = tl.program_id(0) * PL + tl.arange(0, PL)
+        plane_ok = plane < NC
+        oh = tl.program_id(1) * R + tl.arange(0, R)
+        ow = tl.arange(0, WP)
+        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+        here = (oh[:, None] * W + ow[None, :])[None, :, :]
+        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
+        return planes, plane_ok, oh, ow, here, ok
+
+    @triton.jit
     def _window_sum(src_ptr, planes, plane_ok, oh, ow, H, W, SCALE_TAPS: tl.constexpr, PL: tl.constexpr,
                     R: tl.constexpr, WP: tl.constexpr):
         """Σ over the valid taps of the 3x3 window around each (oh, ow) of src, each tap divided by its
@@ -57,17 +70,11 @@ if triton is not None:
                      WP: tl.constexpr):
         """Forward: dst = window sum of src / count at the centre.  Backward: dst = window sum of
         src / count at each tap (src is the output gradient)."""
-        plane = tl.program_id(0) * PL + tl.arange(0, PL)
-        plane_ok = plane < NC
-        oh = tl.program_id(1) * R + tl.arange(0, R)
-        ow = tl.arange(0, WP)
-        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
+        planes, plane_ok, oh, ow, here, ok = _plane_tile(NC, H, W, PL, R, WP)
         acc = _window_sum(src_ptr, planes, plane_ok, oh, ow, H, W, BACKWARD, PL, R, WP)
         if not BACKWARD:
             acc = acc / (_count(oh, H)[:, None] * _count(ow, W)[None, :])[None, :, :]
-        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
-        tl.store(dst_ptr + planes + (oh[:, None] * W + ow[None, :])[None, :, :], acc.to(dst_ptr.dtype.element_ty),
-                 mask=ok)
+        tl.store(dst_ptr + planes + here, acc.to(dst_ptr.dtype.element_ty), mask=ok)
 
 
 _TILE = 512  # pixels per program, as the depthwise kernels

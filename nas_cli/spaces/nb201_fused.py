@@ -203,24 +203,22 @@ class _Source(nn.Module):
         ``bn_update``: which BN channels' running statistics take this batch (None: all); ``impl``:
         the cell's ``runtime.mixing`` kernels, which also build the merged conv weight and compute
         the ReLU, skip and pool rows with the source-input kernels."""
-        rows: list[Tensor] = []
         has_conv = self.conv is not None and self.bn is not None
-        if impl == "triton" and self.fused_inputs and (has_conv or self.pool is not None) and source_inputs.supported(x):
+        has_pool = self.pool is not None
+        if impl == "triton" and self.fused_inputs and (has_conv or has_pool) and source_inputs.supported(x):
             # ReLU, skip and pool from one kernel per direction (spaces/source_inputs.py)
-            r, s, p = source_inputs.source_inputs(x, has_conv, self.pool is not None)
-            if has_conv:
-                rows.append(self.bn(self.conv(r, impl), bn_update))  # type: ignore[misc]
-            if self.skip:
-                rows.append(s)
-            if self.pool is not None:
-                rows.append(p)
+            r, s, p = source_inputs.source_inputs(x, has_conv, has_pool)
         else:
-            if has_conv:
-                rows.append(self.bn(self.conv(F.relu(x), impl), bn_update))  # type: ignore[misc]
-            if self.skip:
-                rows.append(x)
-            if self.pool is not None:
-                rows.append(self.pool(x))
+            r = F.relu(x) if has_conv else None
+            s = x
+            p = self.pool(x) if self.pool is not None else None
+        rows: list[Tensor] = []
+        if has_conv:
+            rows.append(self.bn(self.conv(r, impl), bn_update))  # type: ignore[misc, arg-type]
+        if self.skip:
+            rows.append(s)
+        if has_pool:  # (the kernels' p is an empty tensor without a pool)
+            rows.append(p)  # type: ignore[arg-type]
         n, c, h, w = x.shape
         return [r.reshape(n, -1, c * h * w) for r in rows]
 

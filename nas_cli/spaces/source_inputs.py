@@ -38,19 +38,13 @@ from torch import Tensor
 from nas_cli.spaces.triton_support import available, plane_tile, tl, triton
 
 if triton is not None:
-    from nas_cli.spaces.avgpool import _count, _window_sum
+    from nas_cli.spaces.avgpool import _count, _plane_tile, _window_sum
 
     @triton.jit
     def _inputs_fwd_kernel(x_ptr, r_ptr, p_ptr, NC, H, W, NEED_R: tl.constexpr, NEED_P: tl.constexpr,
                            PL: tl.constexpr, R: tl.constexpr, WP: tl.constexpr):
         """r = relu(x) and p = window sum of x / count at the centre, for a tile of planes x rows x columns."""
-        plane = tl.program_id(0) * PL + tl.arange(0, PL)
-        plane_ok = plane < NC
-        oh = tl.program_id(1) * R + tl.arange(0, R)
-        ow = tl.arange(0, WP)
-        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
-        here = (oh[:, None] * W + ow[None, :])[None, :, :]
-        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
+        planes, plane_ok, oh, ow, here, ok = _plane_tile(NC, H, W, PL, R, WP)
         if NEED_P:
             acc = _window_sum(x_ptr, planes, plane_ok, oh, ow, H, W, False, PL, R, WP)
             acc = acc / (_count(oh, H)[:, None] * _count(ow, W)[None, :])[None, :, :]
@@ -65,13 +59,7 @@ if triton is not None:
                            HAS_GS: tl.constexpr, HAS_GP: tl.constexpr, PL: tl.constexpr, R: tl.constexpr,
                            WP: tl.constexpr):
         """gx = [r > 0] g_r + g_s + window sum of g_p / count at each tap (the present terms only)."""
-        plane = tl.program_id(0) * PL + tl.arange(0, PL)
-        plane_ok = plane < NC
-        oh = tl.program_id(1) * R + tl.arange(0, R)
-        ow = tl.arange(0, WP)
-        planes = (plane.to(tl.int64) * (H * W))[:, None, None]
-        here = (oh[:, None] * W + ow[None, :])[None, :, :]
-        ok = plane_ok[:, None, None] & ((oh < H)[:, None] & (ow < W)[None, :])[None, :, :]
+        planes, plane_ok, oh, ow, here, ok = _plane_tile(NC, H, W, PL, R, WP)
         if HAS_GP:
             acc = _window_sum(gp_ptr, planes, plane_ok, oh, ow, H, W, True, PL, R, WP)
         else:
