@@ -23,7 +23,7 @@ from nas_cli.spaces.batchnorm import use_batchnorm_impl
 from nas_cli.spaces.nb201 import NB201SearchCell, NB201Space, NB201Supernet, ReLUConvBN
 from nas_cli.spaces.nb201_fused import FusedNB201Cell
 from tests.conftest import assert_searches_match, make_cfg
-from tests.test_fused import assert_states_close, grads_by_state_name, perturbed_state
+from tests.test_fused import assert_state_round_trips, assert_states_close, grads_by_state_name, perturbed_state
 from tests.test_fused import one_thread  # noqa: F401  (autouse: one torch thread for these tiny nets)
 from tests.test_nb201 import NB_TINY
 
@@ -176,6 +176,7 @@ def test_cell_any_op_subset_and_order(ops: list[str], merge: bool) -> None:
     for n, _ in ref.named_parameters():
         torch.testing.assert_close(p2[n], p1[n], atol=ATOL * max(1.0, float(p1[n].abs().max())), rtol=RTOL)
     assert_states_close(ref.state_dict(), fused.state_dict())
+    assert_state_round_trips(ref, fused)
 
 
 def test_only_none_is_refused() -> None:

@@ -598,6 +598,13 @@ def adopt_reference_state(cell: nn.Module, ref: nn.Module, slots: Sequence[Slot]
     if missing:
         raise ValueError(f"fused cell does not cover reference state {missing[:3]}")
     cell._slots = sorted(slots, key=lambda s: order[s[0]])
+    # fused entries no reference key maps to must be empty (the counter vector of a cell whose ops
+    # have no BN): the reference layout has nothing to rebuild them from, so loading fills them in
+    own = cell.state_dict()
+    slotted = {s[1] for s in slots}
+    cell._empty_fused = {k: own[k].dtype for k in own if k.startswith("fused.") and k not in slotted}
+    if any(own[k].numel() for k in cell._empty_fused):
+        raise ValueError(f"fused cell state {list(cell._empty_fused)[:3]} has no reference counterpart")
     meta = getattr(ref_state, "_metadata", {})
     cell._ref_metadata = {k: dict(v) for k, v in meta.items() if k == "edges" or k.startswith("edges.")}
     cell.register_state_dict_post_hook(_to_reference_state)
@@ -638,3 +645,5 @@ def _from_reference_state(module: nn.Module, state: dict[str, Any], prefix: str,
         tensors = [state.pop(key) for _, key, _ in parts]
         stacked = torch.stack(tensors) if parts[0][2] else torch.cat(tensors, 0)
         state[prefix + fused_key] = stacked
+    for key, dtype in module._empty_fused.items():
+        state.setdefault(prefix + key, torch.empty(0, dtype=dtype))
