@@ -2,6 +2,8 @@
 
     python benchmarks/nb201_merge.py                 # the merged conv weight (spaces/conv_merge.py)
     python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
+    python benchmarks/nb201_merge.py --flag nhwc_convs      # the merged convs and their BN in NHWC (nb201_fused.py)
+    python benchmarks/nb201_merge.py --flag nhwc_stats_split   # NHWC BN statistics over parts of each sample
     python benchmarks/nb201_merge.py --steps 50 --methods gdas pcdarts   # pcdarts: the DARTS-space step
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
@@ -22,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 
 #: --flag -> (module of nas_cli.spaces, its switch, what it switches)
 FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
-         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels")}
+         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels"),
+         "nhwc_convs": ("nb201_fused", "NHWC_CONVS", "NHWC convs"),
+         "nhwc_stats_split": ("bn_kernels", "SPLIT_NHWC_STATS", "split NHWC BN stats")}
 
 
 def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") -> float:

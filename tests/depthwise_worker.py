@@ -264,14 +264,17 @@ def mixing(device: str) -> dict[str, Any]:
         w3 = torch.randn(a, c, 3, 3, device=device, generator=g, requires_grad=True)
         w1 = torch.randn(b, c, 1, 1, device=device, generator=g, requires_grad=True)
         gy = torch.randn(a + b, c, 3, 3, device=device, generator=g)
-        with _OpCount("cat", "constant_pad_nd") as kernel_ops:
-            got = merge_1x1_into_3x3(w3, w1, "triton")
-        with _OpCount("cat", "constant_pad_nd") as native_ops:
-            ref = merge_1x1_into_3x3(w3, w1, "native")
-        grads = [torch.autograd.grad(t, [w3, w1], gy) for t in (got, ref)]
-        # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path)]
-        out["merge_cases"][f"{a}+{b}x{c}"] = [torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)),
-                                              [kernel_ops.n, native_ops.n]]
+        for cl in (False, True):  # NCHW or channels_last merged weight (the NHWC route's conv)
+            with _OpCount("cat", "constant_pad_nd") as kernel_ops:
+                got = merge_1x1_into_3x3(w3, w1, "triton", channels_last=cl)
+            with _OpCount("cat", "constant_pad_nd") as native_ops:
+                ref = merge_1x1_into_3x3(w3, w1, "native")
+            grads = [torch.autograd.grad(t, [w3, w1], gy) for t in (got, ref)]
+            layout = got.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+            # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path), layout]
+            out["merge_cases"][f"{a}+{b}x{c}{' cl' * cl}"] = [
+                torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)), [kernel_ops.n, native_ops.n],
+                layout]
     cm.ENABLED = False
     with _OpCount("cat", "constant_pad_nd") as disabled_ops:
         merge_1x1_into_3x3(w3, w1, "triton")
@@ -295,27 +298,33 @@ def mixing(device: str) -> dict[str, Any]:
     # a fused NB201 source's ReLU, skip and pool: one kernel per direction, every output optional
     from nas_cli.spaces import source_inputs as si
     out["source_inputs"] = {}
-    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (2, 2, 6, 1)):
-        for need_r, need_s, need_p in ((True, True, True), (True, True, False), (False, True, True),
-                                       (True, False, True), (False, False, True)):
+    combos = ((True, True, True, False), (True, True, False, False), (False, True, True, False),
+              (True, False, True, False), (False, False, True, False),
+              # relu(x) channels_last (the NHWC route), with and without the other outputs
+              (True, True, True, True), (True, False, False, True))
+    for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (2, 2, 6, 1), (2, 48, 5, 6)):
+        for need_r, need_s, need_p, r_nhwc in combos:
             x = torch.randn(n, c, hh, ww, device=device, generator=g)
             x[0, 0, 0, :1] = 0.0  # relu'(0) = 0, as PyTorch's
             x.requires_grad_(True)
             with _OpCount("relu", "threshold_backward", "avg_pool2d", "avg_pool2d_backward", "add", "add_",
-                          "avg_pool_3x3", "avg_pool_3x3_backward") as other, \
+                          "avg_pool_3x3", "avg_pool_3x3_backward", "clone", "_to_copy", "copy_") as other, \
                     _OpCount("source_inputs") as fwd, _OpCount("source_inputs_backward") as bwd:
-                r, sk, p = si.source_inputs(x, need_r, need_p)
+                r, sk, p = si.source_inputs(x, need_r, need_p, r_nhwc)
                 used = [t for t, need in zip((r, sk.view_as(sk), p), (need_r, need_s, need_p)) if need]
-                gys = [torch.randn(t.shape, device=device, generator=g) for t in used]
+                # each gradient in its output's layout (r channels_last with r_nhwc), as a conv's input
+                # gradient arrives
+                gys = [torch.empty_like(t).normal_(generator=g) for t in used]
                 (gx,) = torch.autograd.grad(used, x, gys)
             xr = x.detach().double().requires_grad_()
             refs = [t for t, need in zip(si.source_inputs_reference(xr), (need_r, need_s, need_p)) if need]
             (gxr,) = torch.autograd.grad([t.view_as(t) for t in refs], xr, [t.double() for t in gys])
-            key = f"{n}x{c}x{hh}x{ww} {'r' * need_r}{'s' * need_s}{'p' * need_p}"
+            key = f"{n}x{c}x{hh}x{ww} {'r' * need_r}{'s' * need_s}{'p' * need_p}{' nhwc' * r_nhwc}"
+            r_layout = r.is_contiguous(memory_format=torch.channels_last if r_nhwc else torch.contiguous_format)
             # [value errors of the present outputs, input-gradient error, the skip row is x's storage,
-            #  (source_inputs ops forward, backward, separate ReLU/pool/add ops)]
+            #  (source_inputs ops forward, backward, separate ReLU/pool/add/copy ops), r in its layout]
             out["source_inputs"][key] = [max(_rel(a, b) for a, b in zip(used, refs)), _rel(gx, gxr),
-                                         sk.data_ptr() == x.data_ptr(), [fwd.n, bwd.n, other.n]]
+                                         sk.data_ptr() == x.data_ptr(), [fwd.n, bwd.n, other.n], r_layout]
     xs = torch.randn(2, 3, 5, 5, device=device, generator=g)
     si.ENABLED = False
     disabled = si.supported(xs)
@@ -375,21 +384,38 @@ def batchnorm(device: str) -> dict[str, Any]:
     out: dict[str, Any] = {"cases": {}}
     g = torch.Generator(device=device).manual_seed(0)
     bn_kernels._MAX_BLOCK = 64  # small blocks, so that small tensors take the multi-block loops
-    for n, c, h, w in ((6, 5, 7, 7), (3, 2, 10, 10), (130, 1, 1, 2), (7, 3, 1, 1)):
+    # channels_last inputs (the NHWC route of the fused NB201 cell): more channels than a tile, pixels
+    # not a multiple of the tile, one pixel per channel per sample
+    # not a multiple of the tile, one pixel per channel per sample; samples split into 2 and 8 parts
+    out["nhwc_layouts"] = {}
+    splits: list[int] = []
+    bn_kernels.SPLIT_NHWC_STATS = True  # the split statistics (whatever the module default)
+    pixel_splits = bn_kernels._pixel_splits
+    bn_kernels._pixel_splits = lambda *a: splits.append(pixel_splits(*a)) or splits[-1]  # type: ignore[assignment]
+    for n, c, h, w, cl in ((6, 5, 7, 7, False), (3, 2, 10, 10, False), (130, 1, 1, 2, False), (7, 3, 1, 1, False),
+                           (6, 5, 7, 7, True), (3, 70, 5, 7, True), (4, 20, 33, 2, True), (2, 8, 16, 16, True),
+                           (1, 4, 32, 32, True)):
         rm, rv = torch.zeros(c, device=device), torch.ones(c, device=device)
         rmr, rvr = rm.double(), rv.double()
         errs = []
         for step in range(2):
-            x = (torch.randn(n, c, h, w, device=device, generator=g) * (step + 2) + 3).requires_grad_(True)
+            x = torch.randn(n, c, h, w, device=device, generator=g) * (step + 2) + 3
+            x = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format).requires_grad_(True)
             assert bn_kernels.supported(x)
-            y = BN_IMPLS["triton"](x, rm, rv, 0.1, 1e-5)
+            with _OpCount("batch_norm_train_nhwc") as nhwc_calls:
+                y = BN_IMPLS["triton"](x, rm, rv, 0.1, 1e-5)
             gy = torch.randn(y.shape, device=device, generator=g)
             (gx,) = torch.autograd.grad(y, x, gy)
+            if cl:  # [the NHWC kernels ran, the output is NCHW, the input gradient channels_last]
+                out["nhwc_layouts"][f"{n}x{c}x{h}x{w}"] = [
+                    nhwc_calls.n, y.is_contiguous(), gx.is_contiguous(memory_format=torch.channels_last)]
             xr = x.detach().double().requires_grad_(True)
             yr = F.batch_norm(xr, rmr, rvr, None, None, True, 0.1, 1e-5)
             (gxr,) = torch.autograd.grad(yr, xr, gy.double())
             errs += [_rel(y, yr), _rel(gx, gxr)]
-        out["cases"][f"{n}x{c}x{h}x{w}"] = errs + [_rel(rm, rmr), _rel(rv, rvr)]
+        out["cases"][f"{n}x{c}x{h}x{w}{' cl' * cl}"] = errs + [_rel(rm, rmr), _rel(rv, rvr)]
+    bn_kernels._pixel_splits = pixel_splits  # type: ignore[assignment]
+    out["nhwc_pixel_splits"] = splits  # per channels_last forward (two steps per case)
     x = torch.randn(4, 6, 5, 5, device=device, generator=g)
     # the running estimates take the kernels' unbiased variance through one multi-tensor lerp
     rm, rv = torch.zeros(6, device=device), torch.ones(6, device=device)
@@ -433,6 +459,11 @@ def nb201(device: str) -> dict[str, Any]:
     from nas_cli.spaces import conv_merge
 
     conv_merge.ENABLED = True  # the merged-weight kernel takes part (the product default)
+    # fp32 convs: the Triton path runs the merged convs on channels_last tensors (the NHWC route), so
+    # cuDNN picks other algorithms than for the native path's NCHW ones, and with TF32 their rounding
+    # differs by ~2e-5 of the largest gradient (seen on the H200); in fp32 the paths agree to ~1e-6
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
 
     out: dict[str, Any] = {}
     g = torch.Generator(device=device).manual_seed(1)
@@ -461,8 +492,11 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_cells"] = use_mixing_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
-            with _OpCount("cat", "constant_pad_nd") as cats, _OpCount("source_inputs") as inputs_fwd:
+            with _OpCount("cat", "constant_pad_nd") as cats, _OpCount("source_inputs") as inputs_fwd, \
+                    _OpCount("batch_norm_train_nhwc") as nhwc_bns:
                 logits = model(x, {spec.name: w})
+            # the sources' BNs behind the merged convs take the NHWC route (nb201_fused.NHWC_CONVS)
+            out[f"{hard or 'mixture'}_{impl}_nhwc_bns"] = nhwc_bns.n
             # the Triton weighted sum reads each source's row groups where they lie, and one kernel
             # builds each merged conv weight: no concatenation, no padding
             out[f"{hard or 'mixture'}_{impl}_forward_cats"] = cats.n
@@ -796,7 +830,8 @@ def opcheck(device: str) -> dict[str, Any]:
                (r(3, 2, 70), m, o0, o1, o2, [False, False, False], True, True)),
               ("mix_rows_backward bias only", ops.mix_rows_backward,
                (r(3, 2, 70), m, o0, o1, None, [True, False, False], False, True)),
-              ("merge_1x1_into_3x3", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1)))]
+              ("merge_1x1_into_3x3", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1))),
+              ("merge_1x1_into_3x3 channels_last", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1), True))]
     x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
                 r(2, 20, 5, 3).to(memory_format=torch.channels_last))
     cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),
@@ -807,6 +842,10 @@ def opcheck(device: str) -> dict[str, Any]:
     xi = r(2, 3, 9, 8)
     cases += [("source_inputs", ops.source_inputs, (xi, True, True)),
               ("source_inputs relu only", ops.source_inputs, (xi, True, False)),
+              ("source_inputs relu nhwc", ops.source_inputs, (xi, True, True, True)),
+              ("source_inputs_backward relu nhwc", ops.source_inputs_backward,
+               ([2, 3, 9, 8], xi.relu().to(memory_format=torch.channels_last),
+                r(2, 3, 9, 8).to(memory_format=torch.channels_last), r(2, 3, 9, 8), None, True)),
               ("source_inputs_backward", ops.source_inputs_backward,
                ([2, 3, 9, 8], xi.relu(), r(2, 3, 9, 8), r(2, 3, 9, 8), r(2, 3, 9, 8))),
               ("source_inputs_backward skip and pool", ops.source_inputs_backward,
@@ -815,8 +854,12 @@ def opcheck(device: str) -> dict[str, Any]:
     _, idx = ops.max_pool(xp, 3, 2, 1)
     xb = r(3, 4, 5, 6)
     yb, invstd, _, _ = ops.batch_norm_train(xb, 1e-5)
+    xc = r(3, 4, 5, 6).to(memory_format=torch.channels_last)
+    yc, invstd_c, _, _ = ops.batch_norm_train_nhwc(xc, 1e-5)
     cases += [("batch_norm_train", ops.batch_norm_train, (xb, 1e-5)),
-              ("batch_norm_train_backward", ops.batch_norm_train_backward, (r(3, 4, 5, 6), yb, invstd))]
+              ("batch_norm_train_backward", ops.batch_norm_train_backward, (r(3, 4, 5, 6), yb, invstd)),
+              ("batch_norm_train_nhwc", ops.batch_norm_train_nhwc, (xc, 1e-5)),
+              ("batch_norm_train_nhwc_backward", ops.batch_norm_train_nhwc_backward, (r(3, 4, 5, 6), yc, invstd_c))]
     cases += [("max_pool", ops.max_pool, (xp, 3, 2, 1)),
               ("max_pool_backward", ops.max_pool_backward, (r(*idx.shape), idx, 9, 8, 3, 2, 1))]
     out: dict[str, Any] = {}

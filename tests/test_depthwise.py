@@ -84,11 +84,13 @@ def assert_mixing(r: dict[str, Any]) -> None:
     for name, errs in r["pool"].items():
         assert max(errs) < 2e-6, (name, errs)
     assert r["pool_ops"] == [[1, 1, 0]] * 5  # the pool's own kernel per direction, nothing else
-    assert len(r["source_inputs"]) == 4 * 5
-    for name, (err, grad_err, skip_is_x, ops) in r["source_inputs"].items():
+    assert len(r["source_inputs"]) == 5 * 7
+    for name, (err, grad_err, skip_is_x, ops, r_layout) in r["source_inputs"].items():
         # ReLU / pool values and the summed input gradient against fp64 PyTorch ops; the skip row is x
-        # itself; one kernel per direction and no separate ReLU, pool or gradient additions
+        # itself; one kernel per direction and no separate ReLU, pool, gradient additions or layout
+        # copies (also with relu(x) channels_last, whose gradient arrives channels_last)
         assert err < 2e-6 and grad_err < 2e-6 and skip_is_x and ops == [1, 1, 0], (name, r["source_inputs"][name])
+        assert r_layout, name
     # NCHW-contiguous float32/16 only, and only while ENABLED
     assert r["source_inputs_supported"] == [True, False, False, False]
     assert len(r["operand_cases"]) == 3
@@ -105,9 +107,9 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert r["grads_when_asking_second operand"] == [[False, True, False], False, False]
     assert r["grads_when_asking_bias"] == [[False, False, False], False, True]
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
-    assert len(r["merge_cases"]) == 3
-    for name, (same_value, same_grads, ops) in r["merge_cases"].items():
-        assert same_value and same_grads and ops == [0, 2], (name, r["merge_cases"][name])
+    assert len(r["merge_cases"]) == 3 * 2
+    for name, (same_value, same_grads, ops, layout) in r["merge_cases"].items():
+        assert same_value and same_grads and ops == [0, 2] and layout, (name, r["merge_cases"][name])
     assert r["merge_ops_when_disabled"] == 2  # conv_merge.ENABLED off: the PyTorch ops
     assert r["supported_four_operands"] is False
 
@@ -123,9 +125,14 @@ def assert_maxpool(r: dict[str, Any]) -> None:
 
 
 def assert_batchnorm(r: dict[str, Any]) -> None:
-    assert len(r["cases"]) == 4
+    assert len(r["cases"]) == 9
     for name, errs in r["cases"].items():
         assert max(errs) < 2e-6, (name, errs)
+    # channels_last input: the NHWC kernels, an NCHW output and a channels_last input gradient
+    assert r["nhwc_layouts"] == {k: [1, True, True] for k in ("6x5x7x7", "3x70x5x7", "4x20x33x2", "2x8x16x16",
+                                                              "1x4x32x32")}
+    # each sample's pixels in equal parts where they divide (4 SMs under the interpreter: about 32 programs)
+    assert r["nhwc_pixel_splits"] == [1, 1, 1, 1, 1, 1, 2, 2, 8, 8], r["nhwc_pixel_splits"]
     assert r["supported_strided"] is False and r["supported_float64"] is False
     assert r["stat_update_ops"] == [1, 0]  # one multi-tensor lerp, no per-estimate ops
 
@@ -138,6 +145,8 @@ def assert_nb201(r: dict[str, Any]) -> None:
         # the destination-major mixing output makes every node contiguous, so each of the 3 cells' 3
         # sources takes the source-input kernels (ReLU, skip and pool), and no pool runs on its own
         assert r[f"{kind}_triton_source_inputs"] == [9, 9], (kind, r)
+        # ... and each source's BN behind its merged conv runs the NHWC kernels (the conv in channels_last)
+        assert r[f"{kind}_triton_nhwc_bns"] == 9 and r[f"{kind}_native_nhwc_bns"] == 0, (kind, r)
         assert r[f"{kind}_triton_contiguous_pool_inputs"] == [0, 0], (kind, r)
         assert r[f"{kind}_native_source_inputs"] == [0, 0]
         assert r[f"{kind}_native_contiguous_pool_inputs"][1] == 9  # the native path pools on its own
@@ -288,9 +297,10 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
-    # 3 with a bias), the merged NB201 conv weight, 2 average-pool ops, 4 source-input cases (ReLU/skip/pool
-    # of an NB201 source, forward and backward), 2 max-pool ops, 2 batch-norm ops, 3 dense 1x1 NHWC ops
-    assert len(r) == 38, sorted(r)
+    # 3 with a bias), the merged NB201 conv weight (NCHW and channels_last), 2 average-pool ops, 6
+    # source-input cases (ReLU/skip/pool of an NB201 source, forward and backward, 2 with the ReLU
+    # channels_last), 2 max-pool ops, 4 batch-norm ops (NCHW and channels_last input), 3 dense 1x1 NHWC ops
+    assert len(r) == 43, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

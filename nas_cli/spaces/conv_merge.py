@@ -30,14 +30,27 @@ from nas_cli.spaces.triton_support import available, tl, triton
 if triton is not None:
 
     @triton.jit
-    def _merge_kernel(w3_ptr, w1_ptr, out_ptr, N3, TOTAL, BLOCK: tl.constexpr):
-        """out[i] = w3[i] for i < N3; past it, w1[(i - N3) // 9] at the centre tap (4) and 0 elsewhere."""
+    def _merge_kernel(w3_ptr, w1_ptr, out_ptr, N3, TOTAL, CIN, CL: tl.constexpr, BLOCK: tl.constexpr):
+        """out[i] = w3[i] for i < N3; past it, w1[(i - N3) // 9] at the centre tap (4) and 0 elsewhere.
+        With CL, i runs over the channels_last memory of out (per output channel: taps x input channels),
+        read from the NCHW-contiguous w3 and w1."""
         i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = i < TOTAL
         in3 = i < N3
-        j = tl.maximum(i - N3, 0)
-        v3 = tl.load(w3_ptr + i, mask=live & in3, other=0.0)
-        v1 = tl.load(w1_ptr + j // 9, mask=live & (i >= N3) & (j % 9 == 4), other=0.0)
+        if CL:
+            k = i // (9 * CIN)
+            tap = (i % (9 * CIN)) // CIN
+            c = i % CIN
+            src3 = (k * CIN + c) * 9 + tap
+            src1 = tl.maximum(k * CIN + c - N3 // 9, 0)
+            centre = tap == 4
+        else:
+            src3 = i
+            j = tl.maximum(i - N3, 0)
+            src1 = j // 9
+            centre = j % 9 == 4
+        v3 = tl.load(w3_ptr + src3, mask=live & in3, other=0.0)
+        v1 = tl.load(w1_ptr + src1, mask=live & (i >= N3) & centre, other=0.0)
         tl.store(out_ptr + i, tl.where(in3, v3, v1), mask=live)
 
 
@@ -50,26 +63,31 @@ def _shape(w3: Tensor, w1: Tensor) -> tuple[int, int, int, int]:
     return (w3.shape[0] + w1.shape[0], w3.shape[1], 3, 3)
 
 
+def _format(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
+
+
 @torch.library.custom_op("nas_cli::merge_1x1_into_3x3", mutates_args=())
-def _merge(w3: Tensor, w1: Tensor) -> Tensor:
+def _merge(w3: Tensor, w1: Tensor, channels_last: bool = False) -> Tensor:
     w3, w1 = w3.contiguous(), w1.contiguous()
-    out = w3.new_empty(_shape(w3, w1))
+    out = w3.new_empty(_shape(w3, w1)).contiguous(memory_format=_format(channels_last))
     total = out.numel()
-    _merge_kernel[((total + _BLOCK - 1) // _BLOCK,)](w3, w1, out, w3.numel(), total, BLOCK=_BLOCK)
+    _merge_kernel[((total + _BLOCK - 1) // _BLOCK,)](w3, w1, out, w3.numel(), total, w3.shape[1],
+                                                     CL=channels_last, BLOCK=_BLOCK)
     return out
 
 
 @_merge.register_fake
-def _merge_fake(w3: Tensor, w1: Tensor) -> Tensor:
-    return w3.new_empty(_shape(w3, w1))
+def _merge_fake(w3: Tensor, w1: Tensor, channels_last: bool = False) -> Tensor:
+    return w3.new_empty(_shape(w3, w1)).contiguous(memory_format=_format(channels_last))
 
 
-def _setup(ctx: Any, inputs: tuple[Tensor, Tensor], output: Tensor) -> None:
+def _setup(ctx: Any, inputs: tuple[Tensor, Tensor, bool], output: Tensor) -> None:
     ctx.split = inputs[0].shape[0]
 
 
-def _backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor]:
-    return g[: ctx.split], g[ctx.split :, :, 1:2, 1:2]
+def _backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+    return g[: ctx.split], g[ctx.split :, :, 1:2, 1:2], None
 
 
 _merge.register_autograd(_backward, setup_context=_setup)
@@ -83,9 +101,11 @@ def supported(w3: Tensor, w1: Tensor) -> bool:
             and (w3.numel() + 9 * w1.numel()) < 2**31 and available(w3.device))
 
 
-def merge_1x1_into_3x3(w3: Tensor, w1: Tensor, impl: str = "native") -> Tensor:
+def merge_1x1_into_3x3(w3: Tensor, w1: Tensor, impl: str = "native", channels_last: bool = False) -> Tensor:
     """``torch.cat([w3, F.pad(w1, (1, 1, 1, 1))])``: one kernel with ``impl="triton"`` where it is
-    ``ENABLED`` and :func:`supported` allows, the PyTorch ops otherwise."""
+    ``ENABLED`` and :func:`supported` allows, the PyTorch ops otherwise.  ``channels_last``: the
+    kernel writes the weight in that memory format (the layout of a conv over channels_last input,
+    which cuDNN would otherwise get from a copy); same values either way."""
     if impl == "triton" and ENABLED and supported(w3, w1):
-        return _merge(w3, w1)
+        return _merge(w3, w1, channels_last)
     return torch.cat([w3, F.pad(w1, (1, 1, 1, 1))], 0)

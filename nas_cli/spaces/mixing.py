@@ -101,14 +101,15 @@ if triton is not None:
                 tl.store(part_row + START + p, tl.sum(g * ov[None, :], axis=1))
 
     @triton.jit
-    def _wsum_bwd_kernel(g_ptr, o0_ptr, o1_ptr, o2_ptr, m_ptr, go0_ptr, go1_ptr, go2_ptr, part_ptr, bpart_ptr, E,
+    def _wsum_bwd_kernel(g_ptr, o0_ptr, o1_ptr, o2_ptr, m_ptr, go0_ptr, go1_ptr, go2_ptr, part_ptr, E,
                          BLOCKS, g_sn, g_sq, o0_sn, o0_sp, o1_sn, o1_sp, o2_sn, o2_sp, P0: tl.constexpr,
                          P1: tl.constexpr, P2: tl.constexpr, Q: tl.constexpr, QP: tl.constexpr,
                          GO0: tl.constexpr, GO1: tl.constexpr, GO2: tl.constexpr, NEED_GM: tl.constexpr,
                          NEED_GB: tl.constexpr, BLOCK: tl.constexpr):
-        """go_i[n, p, e] = sum_q m[q, p] g[n, q, e] per operand i (contiguous (N, P_i, E));
-        part[n*BLOCKS + b, q, p] = sum_e g[n, q, e] o[n, p, e]; bpart[n*BLOCKS + b, q] = sum_e g[n, q, e]
-        (the bias's gradient, summed over the programs afterwards)."""
+        """go_i[n, p, e] = sum_q m[q, p] g[n, q, e] per operand i (contiguous (N, P_i, E)); the partial
+        sums part[n*BLOCKS + b, q, :] = [sum_e g[n, q, e] o[n, p, e] for each p (with NEED_GM),
+        sum_e g[n, q, e] (the bias's gradient, with NEED_GB)], summed over the programs afterwards in
+        one reduction for both."""
         n = tl.program_id(0)
         b = tl.program_id(1)
         e = b * BLOCK + tl.arange(0, BLOCK)
@@ -119,7 +120,8 @@ if triton is not None:
         g = tl.load(g_ptr + n64 * g_sn + q[:, None] * g_sq + e[None, :],
                     mask=q_live[:, None] & live[None, :], other=0.0).to(tl.float32)
         P = P0 + P1 + P2
-        part_row = part_ptr + ((n * BLOCKS + b) * QP + q) * P
+        W = P * NEED_GM + NEED_GB  # partial sums per (program, destination): the coefficients', the bias's
+        part_row = part_ptr + ((n * BLOCKS + b) * QP + q) * W
         _rows_bwd(g, o0_ptr + n64 * o0_sn + e, o0_sp, go0_ptr + n64 * (P0 * E) + e, E, part_row, m_ptr, q,
                   q_live, live, P, 0, P0, GO0, NEED_GM)
         _rows_bwd(g, o1_ptr + n64 * o1_sn + e, o1_sp, go1_ptr + n64 * (P1 * E) + e, E, part_row, m_ptr, q,
@@ -127,7 +129,7 @@ if triton is not None:
         _rows_bwd(g, o2_ptr + n64 * o2_sn + e, o2_sp, go2_ptr + n64 * (P2 * E) + e, E, part_row, m_ptr, q,
                   q_live, live, P, P0 + P1, P2, GO2, NEED_GM)
         if NEED_GB:
-            tl.store(bpart_ptr + (n * BLOCKS + b) * QP + q, tl.sum(g, axis=1))
+            tl.store(part_row + P * NEED_GM, tl.sum(g, axis=1))
 
 
 #: positions per program: enough work per program to hide latency, few enough partial sums
@@ -186,9 +188,11 @@ def _mix_fake(m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
 
 @torch.library.custom_op("nas_cli::mix_rows_backward", mutates_args=())
 def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
-                  need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(go0, go1, go2, gm, gb): each operand's gradient where ``need_go`` says so (else empty), the
-    coefficients' gradient where ``need_gm`` does and the bias's (Q,) where ``need_gb`` does."""
+                  need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(go0, go1, go2, sums): each operand's gradient where ``need_go`` says so (else empty); ``sums``
+    (Q, P * need_gm + need_gb): the coefficients' gradient (its first P columns, with ``need_gm``) and
+    the bias's (its last column, with ``need_gb``), from one reduction of the kernel's partial sums
+    (empty when neither is needed; :func:`_backward` takes the views)."""
     n, _, e = o0.shape
     q = m.shape[0]
     g = _rows_contiguous(g)
@@ -197,25 +201,27 @@ def _mix_backward(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Op
     wanted = [bool(w) and r > 0 for w, r in zip(need_go, rows)]
     gos = [torch.empty((n, r, e) if w else (0,), device=o0.device, dtype=o0.dtype) for w, r in zip(wanted, rows)]
     p = sum(rows)
-    part = torch.empty((n * blocks, pow2(q), p) if need_gm else (0,), device=o0.device, dtype=torch.float32)
-    bpart = torch.empty((n * blocks, pow2(q)) if need_gb else (0,), device=o0.device, dtype=torch.float32)
+    # the coefficients' partial sums, then the bias's: one reduction for both (no bool arithmetic on
+    # sizes, which may be symbolic under torch.compile)
+    width = (p if need_gm else 0) + (1 if need_gb else 0)
+    part = torch.empty((n * blocks, pow2(q), width) if need_gm or need_gb else (0,), device=o0.device,
+                       dtype=torch.float32)
     if any(wanted) or need_gm or need_gb:
-        _wsum_bwd_kernel[(n, blocks)](g, *full, m.contiguous(), *gos, part, bpart, e, blocks, g.stride(0),
+        _wsum_bwd_kernel[(n, blocks)](g, *full, m.contiguous(), *gos, part, e, blocks, g.stride(0),
                                       g.stride(1), *strides, P0=rows[0], P1=rows[1], P2=rows[2], Q=q, QP=pow2(q),
                                       GO0=wanted[0], GO1=wanted[1], GO2=wanted[2], NEED_GM=need_gm,
                                       NEED_GB=need_gb, BLOCK=_BLOCK)
-    gm = part.sum(0)[:q].to(m.dtype) if need_gm else m.new_empty((0,))
-    gb = bpart.sum(0)[:q].to(m.dtype) if need_gb else m.new_empty((0,))
-    return gos[0], gos[1], gos[2], gm, gb
+    sums = part.sum(0)[:q].to(m.dtype) if need_gm or need_gb else m.new_empty((0,))
+    return gos[0], gos[1], gos[2], sums
 
 
 @_mix_backward.register_fake
 def _mix_backward_fake(g: Tensor, m: Tensor, o0: Tensor, o1: Optional[Tensor], o2: Optional[Tensor],
-                       need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                       need_go: list[bool], need_gm: bool, need_gb: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     gos = [o.new_empty(o.shape if w else (0,)) if o is not None else o0.new_empty((0,))
            for w, o in zip(need_go, (o0, o1, o2))]
-    return (gos[0], gos[1], gos[2], m.new_empty(m.shape if need_gm else (0,)),
-            m.new_empty((m.shape[0],) if need_gb else (0,)))
+    width = (m.shape[1] if need_gm else 0) + (1 if need_gb else 0)
+    return gos[0], gos[1], gos[2], m.new_empty((m.shape[0], width) if need_gm or need_gb else (0,))
 
 
 def _setup(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -230,9 +236,10 @@ def _backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, ...]:
     need_gm = pass_needs(ctx, 0, ctx.nodes[0])
     need_go = [o is not None and pass_needs(ctx, i + 1, ctx.nodes[i + 1]) for i, o in enumerate((o0, o1, o2))]
     need_gb = pass_needs(ctx, 5, ctx.nodes[5])
-    go0, go1, go2, gm, gb = _mix_backward(g, m, o0, o1, o2, need_go, need_gm, need_gb)
-    return (gm if need_gm else None, *(go if need else None for go, need in zip((go0, go1, go2), need_go)),
-            g if ctx.needs_input_grad[4] else None, gb if need_gb else None)
+    go0, go1, go2, sums = _mix_backward(g, m, o0, o1, o2, need_go, need_gm, need_gb)
+    p = m.shape[1]
+    return (sums[:, :p] if need_gm else None, *(go if need else None for go, need in zip((go0, go1, go2), need_go)),
+            g if ctx.needs_input_grad[4] else None, sums[:, p if need_gm else 0] if need_gb else None)
 
 
 _mix.register_autograd(_backward, setup_context=_setup)

@@ -77,6 +77,12 @@ CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
 EXTRA_OPS: tuple[str, ...] = ("skip_connect", "avg_pool_3x3")
 #: owner lists (row -> flat arch entry) seen so far -> id; cells with equal lists share mask gathers
 _OWNER_IDS: dict[tuple[int, ...], int] = {}
+#: the NHWC route (``runtime.mixing=triton`` with the Triton BN kernels, training mode): the source-input
+#: kernel writes relu(x_j) channels_last, the merge kernel the conv weight, so cuDNN's NHWC conv kernels
+#: run without the NCHW<->NHWC transposes it puts around them for NCHW tensors, and the BN kernels turn
+#: the NHWC conv output into NCHW rows for the weighted sum (and the gradient back); everything else
+#: stays NCHW.  ``benchmarks/nb201_merge.py --flag nhwc_convs`` times both settings.
+NHWC_CONVS = True
 
 
 def op_kind(m: nn.Module) -> str:
@@ -166,8 +172,10 @@ class _SharedInputConvs(_Stage):
         if self.weight1 is None:
             return F.conv2d(r, self.weight3, None, 1, 1)
         if self.merge_1x1:
-            # the centre tap of a padding-1 3x3 conv reads exactly what a padding-0 1x1 conv reads
-            return F.conv2d(r, merge_1x1_into_3x3(self.weight3, self.weight1, impl), None, 1, 1)
+            # the centre tap of a padding-1 3x3 conv reads exactly what a padding-0 1x1 conv reads;
+            # a channels_last r (the NHWC route) gets its weight in that layout from the merge kernel
+            cl = not r.is_contiguous() and r.is_contiguous(memory_format=torch.channels_last)
+            return F.conv2d(r, merge_1x1_into_3x3(self.weight3, self.weight1, impl, cl), None, 1, 1)
         return torch.cat([F.conv2d(r, self.weight3, None, 1, 1), grouped_pointwise(r, self.weight1, 1)], 1)
 
 
@@ -197,6 +205,14 @@ class _Source(nn.Module):
         #: as one kernel per direction (spaces/source_inputs.py); another pool keeps the separate ops
         self.fused_inputs = self.pool is None or self.pool.is_avg3
 
+    def _nhwc_conv(self, x: Tensor) -> bool:
+        """Whether the conv and its BN take the NHWC route (module switch ``NHWC_CONVS``): the training
+        forward with the Triton BN kernels, which take a channels_last input and return NCHW rows."""
+        bn = self.bn
+        return (NHWC_CONVS and bn is not None and bn.training and bn.impl == "triton" and not bn.sync
+                and bn.weight is None and x.dtype == torch.float32 and x.shape[1] > 1
+                and x.shape[2] * x.shape[3] > 1 and not torch.compiler.is_compiling())
+
     def forward(self, x: Tensor, bn_update: StatsUpdate | None = None, impl: str = "native") -> list[Tensor]:
         """O_j as its row groups (conv/BN rows, skip row, pool row; each (N, rows, C*H*W)), not
         concatenated: the Triton weighted sum reads each where it lies, the native one concatenates.
@@ -206,8 +222,9 @@ class _Source(nn.Module):
         has_conv = self.conv is not None and self.bn is not None
         has_pool = self.pool is not None
         if impl == "triton" and self.fused_inputs and (has_conv or has_pool) and source_inputs.supported(x):
-            # ReLU, skip and pool from one kernel per direction (spaces/source_inputs.py)
-            r, s, p = source_inputs.source_inputs(x, has_conv, has_pool)
+            # ReLU, skip and pool from one kernel per direction (spaces/source_inputs.py); the ReLU
+            # channels_last when the conv and its BN run in NHWC (see NHWC_CONVS)
+            r, s, p = source_inputs.source_inputs(x, has_conv, has_pool, has_conv and self._nhwc_conv(x))
         else:
             r = F.relu(x) if has_conv else None
             s = x
