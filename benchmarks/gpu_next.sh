@@ -14,14 +14,28 @@
 # (f) [ran in the twelfth session: checks passed, faster, ENABLED now on] The merged NB201 conv weight kernel (written in the eleventh
 #     session, whose CUDA call was lost): the CUDA checks, then the NB201 steps with it off and on. If the
 #     checks pass and it is faster, set conv_merge.ENABLED = True.
-# (e) Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only
+# (e) [ran in the thirteenth session: fp32 4,807 kernels / 37.3 ms, bf16 5,559 / 35.4 ms per step] Kernel profiles of the compiled evaluation step in bf16 and fp32 (eleventh session: bf16 gave only
 #     0.0385 s against 0.0400 s, with half the memory traffic of the activations; where does it go?).
-# (g) twelfth session: if benchmarks/gpu_session12c.sh never ran (its calls got no machine), run it first:
+# (g) [ran in the thirteenth session's first call: checks passed] twelfth session: if benchmarks/gpu_session12c.sh never ran, run it first:
 #     CUDA checks of the shared tile / window-sum helpers of the pooling and source-input kernels, then nas-bench of the search
 #     workloads with the merged-weight and source-input kernels on ("bash benchmarks/gpu_session12c.sh").
+# (h) thirteenth session: run first. The CUDA BN check after the channels_last BN kernels' tile set-up moved into
+#     a shared Triton helper (_nhwc_tile; same arithmetic, interpreter-checked only), then nas-bench of the four
+#     search workloads with the NHWC route and the split statistics on (the session's last nas-bench, 0.0154 s
+#     GDAS, predates the split; its first call's 110 s limit stopped pcdarts_search, so this one allows 400 s).
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
+if [ "$part" = h ]; then
+stamp cuda-bn-check
+timeout 70 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (batchnorm or nb201)" 2>&1 | grep -E "passed|failed|^E " | head -6
+stamp bench-search
+timeout 400 python3 -m nas_cli.bench --steps 10 --warmup 4 \
+  --workloads nb201_gdas nb201_gaea_darts pcdarts_search gaea_pcdarts_search \
+  --json $OUT/search.json >$OUT/bench_search.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/search.json | cut -c1-210
+fi
 if [ "$part" = a ]; then
 stamp conv1x1-per-shape
 timeout 150 python3 benchmarks/eval_convs.py --conv1x1 2>&1 | tail -14

@@ -168,14 +168,19 @@ if triton is not None:
         tl.store(m2_ptr + n * C + c, m2, mask=c_ok)
 
     @triton.jit
-    def _normalize_nhwc_kernel(x_ptr, mean_ptr, invstd_ptr, y_ptr, C, L, BP: tl.constexpr, BC: tl.constexpr):
-        """y (NCHW) = (x (NHWC) - mean) * invstd over a tile of BP pixels x BC channels of sample n."""
-        n = tl.program_id(0)
+    def _nhwc_tile(C, L, BP: tl.constexpr, BC: tl.constexpr):
+        """This program's tile of BP pixels x BC channels of sample program_id(0): (pixels, channels,
+        channels in range, tile values in range, the sample's offset, the same in NCHW and NHWC)."""
         p = tl.program_id(1) * BP + tl.arange(0, BP)
         c = tl.program_id(2) * BC + tl.arange(0, BC)
         c_ok = c < C
         ok = (p < L)[:, None] & c_ok[None, :]
-        base = n.to(tl.int64) * L * C
+        return p, c, c_ok, ok, tl.program_id(0).to(tl.int64) * L * C
+
+    @triton.jit
+    def _normalize_nhwc_kernel(x_ptr, mean_ptr, invstd_ptr, y_ptr, C, L, BP: tl.constexpr, BC: tl.constexpr):
+        """y (NCHW) = (x (NHWC) - mean) * invstd over a tile of BP pixels x BC channels of one sample."""
+        p, c, c_ok, ok, base = _nhwc_tile(C, L, BP, BC)
         v = tl.load(x_ptr + base + p[:, None] * C + c[None, :], mask=ok, other=0.0).to(tl.float32)
         mean = tl.load(mean_ptr + c, mask=c_ok, other=0.0)
         invstd = tl.load(invstd_ptr + c, mask=c_ok, other=0.0)
@@ -186,12 +191,7 @@ if triton is not None:
     def _input_grad_nhwc_kernel(g_ptr, xhat_ptr, invstd_ptr, mg_ptr, mgx_ptr, dx_ptr, C, L, BP: tl.constexpr,
                                 BC: tl.constexpr):
         """dx (NHWC) from g and xhat (NCHW), as ``_input_grad_kernel``, over a tile of BP pixels x BC channels."""
-        n = tl.program_id(0)
-        p = tl.program_id(1) * BP + tl.arange(0, BP)
-        c = tl.program_id(2) * BC + tl.arange(0, BC)
-        c_ok = c < C
-        ok = (p < L)[:, None] & c_ok[None, :]
-        base = n.to(tl.int64) * L * C
+        p, c, c_ok, ok, base = _nhwc_tile(C, L, BP, BC)
         at = base + c[None, :] * L + p[:, None]
         g = tl.load(g_ptr + at, mask=ok, other=0.0).to(tl.float32)
         xh = tl.load(xhat_ptr + at, mask=ok, other=0.0).to(tl.float32)
