@@ -11,11 +11,14 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
   python benchmarks/eval_convs.py --genotype DARTS_V2
   python benchmarks/eval_convs.py --nhwc               # + the NHWC Triton depthwise kernels per direction
   python benchmarks/eval_convs.py --routes             # depthwise convs: forward+backward per channels_last route
+  python benchmarks/eval_convs.py --routes --bf16      # the same under bf16 autocast (runtime.precision=bf16)
   python benchmarks/eval_convs.py --conv1x1            # dense 1x1 convs: cuDNN conv vs matmul vs Triton (runtime.conv1x1)
 
 ``--routes`` times what ``runtime.depthwise=triton`` runs for a channels_last input
 (``spaces/depthwise.py`` ``channels_last_route``): each route forced in turn, the module's forward and
 both gradients in one graph (layout conversions included), beside the route the measured rule picks.
+With ``--bf16`` the input is bf16 and the module runs under bf16 autocast, as in the trainer's
+``runtime.precision=bf16`` (the routes were chosen from fp32 timings; cuDNN picks other kernels in bf16).
 """
 
 from __future__ import annotations
@@ -92,35 +95,44 @@ def _nhwc_times(shape: tuple, k: int, s: int, p: int, d: int, groups: int, repea
         return times
 
 
-def _route_times(shape: tuple, k: int, s: int, p: int, d: int, repeats: int) -> dict[str, float]:
+def _route_times(shape: tuple, k: int, s: int, p: int, d: int, repeats: int,
+                 bf16: bool = False) -> dict[str, float]:
     """us of forward + input and weight gradient of a ``triton`` depthwise conv on a channels_last
-    input, per forced route (where it can run), and ``measured``: the route the rule picks."""
+    input, per forced route (where it can run), and ``measured``: the route the rule picks.
+    ``bf16``: a bf16 input and bf16 autocast around the module, as the trainer runs it."""
     from nas_cli.spaces import depthwise as dw
 
     dev = torch.device("cuda")
+    dtype = torch.bfloat16 if bf16 else torch.float32
     conv = nn.Conv2d(shape[1], shape[1], k, s, p, d, groups=shape[1], bias=False).to(dev)
     conv = conv.to(memory_format=torch.channels_last)
     dw.use_depthwise_impl(conv, "triton")
-    x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last).requires_grad_(True)
+    x = torch.randn(shape, device=dev, dtype=dtype).to(memory_format=torch.channels_last).requires_grad_(True)
     with torch.no_grad():
         ref = torch.nn.functional.conv2d(x.double(), conv.weight.double(), None, s, p, d, shape[1])
-    gy = torch.randn(ref.shape, device=dev).to(memory_format=torch.channels_last)
+    gy = torch.randn(ref.shape, device=dev, dtype=dtype).to(memory_format=torch.channels_last)
+    bound = 2e-2 if bf16 else 1e-3  # TF32 allowed: cuDNN's own kernels may use it; bf16 has 8 mantissa bits
+
+    def run() -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            return conv(x)
+
     times: dict[str, float] = {}
     for policy in (*dw.CHANNELS_LAST_ROUTES, "measured"):
         dw.channels_last_policy = policy
         route = dw.channels_last_route(x, conv.weight, k, s, p, d)
         if policy != "measured" and route != policy:
             continue  # cannot run here (the NHWC kernels: stride 1 only)
-        err = float((conv(x).detach().double() - ref).abs().max() / ref.abs().max())
-        if err > 1e-3:  # TF32 allowed: cuDNN's own kernels may use it
+        err = float((run().detach().double() - ref).abs().max() / ref.abs().max())
+        if err > bound:
             raise SystemExit(f"route {route} mismatch at {shape} k{k} s{s} d{d}: {err:.1e}")
         times[policy if policy != "measured" else f"measured={route}"] = _time(
-            lambda: torch.autograd.grad(conv(x), (x, conv.weight), gy), repeats)
+            lambda: torch.autograd.grad(run(), (x, conv.weight), gy), repeats)
     dw.channels_last_policy = "measured"
     return times
 
 
-def routes_main(census: Counter, repeats: int) -> None:
+def routes_main(census: Counter, repeats: int, bf16: bool = False) -> None:
     """Per depthwise conv of the network, forward+backward us per channels_last route; totals per route."""
     from nas_cli.spaces import depthwise as dw
 
@@ -130,7 +142,7 @@ def routes_main(census: Counter, repeats: int) -> None:
     for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
         if g != shape[1] or g == 1:
             continue
-        t = _route_times(shape, k, s, p, d, repeats)
+        t = _route_times(shape, k, s, p, d, repeats, bf16)
         (picked, t_picked), = ((key, v) for key, v in t.items() if key.startswith("measured"))
         best = min((v, r) for r, v in t.items() if not r.startswith("measured"))
         for r in dw.CHANNELS_LAST_ROUTES:  # a route that cannot run here counts as the rule's pick
@@ -140,7 +152,7 @@ def routes_main(census: Counter, repeats: int) -> None:
         print(f"{count:5d} {str(shape):>18s} {k} {s} {d} | "
               + " ".join(f"{t[r]:10.1f}" if r in t else f"{'-':>10s}" for r in dw.CHANNELS_LAST_ROUTES)
               + f" | {picked[9:]} {t_picked:.1f}" + ("" if picked[9:] == best[1] else f"  (best: {best[1]})"))
-    print("per step, depthwise convs forward+backward, ms: " + ", ".join(
+    print(f"per step ({'bf16 autocast' if bf16 else 'fp32'}), depthwise convs forward+backward, ms: " + ", ".join(
         f"{r} {v / 1e3:.2f}" for r, v in totals.items()))
 
 
@@ -211,11 +223,15 @@ def main() -> None:
                     help="only the depthwise convs: forward+backward per channels_last route of runtime.depthwise=triton")
     ap.add_argument("--conv1x1", action="store_true",
                     help="only the dense 1x1 convs: cuDNN conv vs the matmuls and Triton kernels of runtime.conv1x1, per direction")
+    ap.add_argument("--bf16", action="store_true",
+                    help="with --routes: bf16 inputs under bf16 autocast, as runtime.precision=bf16 runs them")
     args = ap.parse_args()
+    if args.bf16 and not args.routes:
+        ap.error("--bf16 only applies to --routes")
     torch.backends.cudnn.benchmark = True  # as the trainer runs (TF32 convolutions: PyTorch's default)
     census = conv_census(args.genotype, args.channels, args.layers, args.batch)
     if args.routes:
-        routes_main(census, args.repeats)
+        routes_main(census, args.repeats, args.bf16)
         return
     if args.conv1x1:
         conv1x1_main(census, args.repeats)

@@ -23,6 +23,11 @@
 #     a shared Triton helper (_nhwc_tile; same arithmetic, interpreter-checked only), then nas-bench of the four
 #     search workloads with the NHWC route and the split statistics on (the session's last nas-bench, 0.0154 s
 #     GDAS, predates the split; its first call's 110 s limit stopped pcdarts_search, so this one allows 400 s).
+# (i) fourteenth session: the depthwise Triton kernels under bf16. runtime.depthwise=auto keeps cuDNN for bf16
+#     (never measured with the kernels), so the thirteenth session's bf16 profile ran cuDNN's grouped direct
+#     kernels for the dilated/5x5 convs (~8 ms per step). The CUDA bf16 kernel check (written this session,
+#     interpreter-checked only), then nas-bench of the eval step in bf16 with runtime.depthwise=triton (the
+#     eleventh session's bf16 step with native depthwise: 0.0385 s), then the per-conv routes in bf16.
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -35,6 +40,17 @@ timeout 400 python3 -m nas_cli.bench --steps 10 --warmup 4 \
   --workloads nb201_gdas nb201_gaea_darts pcdarts_search gaea_pcdarts_search \
   --json $OUT/search.json >$OUT/bench_search.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/search.json | cut -c1-210
+fi
+if [ "$part" = i ]; then
+stamp cuda-bf16-check
+timeout 70 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "cuda and bf16" 2>&1 \
+  | grep -E "passed|failed|^E " | head -6
+stamp eval-bf16-triton-depthwise
+timeout 270 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
+  runtime.depthwise=triton --json $OUT/eval_bf16_triton_dw.json >$OUT/eval_bf16_triton_dw.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_bf16_triton_dw.json | cut -c1-210
+stamp routes-bf16
+timeout 200 python3 benchmarks/eval_convs.py --routes --bf16 2>&1 | tail -16
 fi
 if [ "$part" = a ]; then
 stamp conv1x1-per-shape

@@ -877,9 +877,78 @@ def opcheck(device: str) -> dict[str, Any]:
     return out
 
 
+def bf16(device: str) -> dict[str, Any]:
+    """bf16 inputs (what ``runtime.precision=bf16`` hands a depthwise conv): the NCHW and NHWC kernels
+    against ``F.conv2d`` in float64 on the same bf16 values and the fp32 weight, every direction; on
+    CUDA also the module under bf16 autocast, each channels_last route forced, against the same reference.
+
+    The output and input gradient are rounded to bf16 once (fp32 accumulation): within one bf16 ulp of
+    the largest value, 2**-7 (the CPU interpreter truncates, a GPU rounds to nearest).  The weight
+    gradient is fp32 from products of bf16 values, which fp32 holds exactly: fp32 accuracy.
+    """
+    from nas_cli.spaces import depthwise as dw
+    from nas_cli.spaces import depthwise_nhwc as nh
+
+    out: dict[str, Any] = {"nchw": {}, "nhwc": {}, "module": {}}
+    g = torch.Generator(device=device).manual_seed(0)
+
+    def reference(x: torch.Tensor, wt: torch.Tensor, gy: torch.Tensor, s: int, p: int, d: int) -> tuple:
+        xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+        yr = F.conv2d(xr, wr, None, s, p, d, x.shape[1])
+        return (yr, *torch.autograd.grad(yr, (xr, wr), gy.double()))
+
+    def errors(got: tuple, ref: tuple) -> list[float]:
+        return [_rel(a, b) for a, b in zip(got, ref)] + [float(got[0].dtype == got[1].dtype == torch.bfloat16
+                                                                and got[2].dtype == torch.float32)]
+
+    for k in (3, 5):
+        for s in (1, 2):
+            for d in (1, 2):
+                p = d * (k - 1) // 2
+                x = torch.randn(2, 3, 11, 10, device=device, generator=g).bfloat16().requires_grad_(True)
+                wt = torch.randn(3, 1, k, k, device=device, generator=g, requires_grad=True)
+                y = dw.depthwise_conv2d(x, wt, s, p, d)
+                gy = torch.randn(y.shape, device=device, generator=g).bfloat16()
+                ref = reference(x, wt, gy, s, p, d)
+                out["nchw"][f"k{k} s{s} d{d}"] = errors((y, *torch.autograd.grad(y, (x, wt), gy)), ref)
+                if s == 1:
+                    xl = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+                    gyl = gy.to(memory_format=torch.channels_last)
+                    for native_gather in (False, True):
+                        yl = nh.depthwise_conv2d_nhwc(xl, wt, p, d, native_gather)
+                        out["nhwc"][f"k{k} d{d}" + (" native gather" if native_gather else "")] = errors(
+                            (yl, *torch.autograd.grad(yl, (xl, wt), gyl)), ref)
+    if device == "cuda":
+        torch.backends.cudnn.allow_tf32 = False  # cuDNN's route: bf16 products, no TF32 question
+        for name, (c, h, k, s, d) in {"dilated 16x16": (8, 16, 3, 1, 2), "plain 8x8": (8, 8, 5, 1, 1),
+                                      "strided 16->8": (8, 16, 5, 2, 1)}.items():
+            p = d * (k - 1) // 2
+            conv = torch.nn.Conv2d(c, c, k, s, p, d, groups=c, bias=False).to(device)
+            conv = conv.to(memory_format=torch.channels_last)
+            dw.use_depthwise_impl(conv, "triton")
+            x = torch.randn(4, c, h, h, device=device, generator=g).bfloat16()
+            x = x.to(memory_format=torch.channels_last).requires_grad_(True)
+            gy = None
+            for policy in dw.CHANNELS_LAST_ROUTES:
+                dw.channels_last_policy = policy
+                if dw.channels_last_route(x, conv.weight, k, s, p, d) != policy:
+                    continue  # the NHWC kernels: stride 1 only
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    y = conv(x)
+                if gy is None:
+                    gy = torch.randn(y.shape, device=device, generator=g).bfloat16()
+                    gy = gy.to(memory_format=torch.channels_last)
+                    ref = reference(x, conv.weight, gy, s, p, d)
+                got = (y, *torch.autograd.grad(y, (x, conv.weight), gy))
+                out["module"][f"{name} {policy}"] = errors(got, ref)[:3] + [
+                    float(y.is_contiguous(memory_format=torch.channels_last))]
+        dw.channels_last_policy = "measured"
+    return out
+
+
 CHECKS: dict[str, Callable[[str], dict[str, Any]]] = {
     "kernels": kernels, "nhwc": nhwc, "pointwise": pointwise, "mixing": mixing, "nb201": nb201, "maxpool": maxpool, "batchnorm": batchnorm, "supernet": supernet, "search": search, "opcheck": opcheck,
-    "dense1x1": dense1x1, "wiring": lambda device: search(device, steps=0)}
+    "dense1x1": dense1x1, "bf16": bf16, "wiring": lambda device: search(device, steps=0)}
 
 if __name__ == "__main__":
     check, dest = sys.argv[1], Path(sys.argv[2])

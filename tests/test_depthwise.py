@@ -209,6 +209,35 @@ def test_nhwc_kernels_match_conv2d_cuda(tmp_path: Path) -> None:
     assert_nhwc(run_worker("nhwc", tmp_path, device="cuda"))
 
 
+def assert_bf16(r: dict[str, Any], device: str) -> None:
+    assert len(r["nchw"]) == 8 and len(r["nhwc"]) == 8
+    # The kernels' bf16 output and input gradient: one bf16 ulp of the largest value (2**-7 = 7.8e-3).
+    # What PyTorch's own conv computes (the strided forward, the forward and input gradient of the
+    # native gather) rounds the weight to bf16 as well, as F.conv2d does under autocast: twice that.
+    # The fp32 weight gradient of bf16 products: fp32 accuracy. Dtypes as F.conv2d under autocast
+    # returns them (the weight's gradient in its own dtype).
+    for name, (ey, egx, egw, dtypes) in (*r["nchw"].items(), *r["nhwc"].items()):
+        native_y, native_gx = " s2" in name or "native" in name, "native" in name
+        assert ey < (1.6e-2 if native_y else 8e-3) and egx < (1.6e-2 if native_gx else 8e-3), (name, ey, egx)
+        assert egw < 2e-6 and dtypes == 1.0, (name, egw, dtypes)
+    if device == "cuda":
+        assert len(r["module"]) == 10  # stride 1: four routes each; stride 2: cudnn and nchw
+        for name, (ey, egx, egw, cl) in r["module"].items():
+            # cuDNN's routes also round the weight to bf16 (autocast) and may return its gradient rounded
+            assert ey < 1.6e-2 and egx < 1.6e-2 and egw < 8e-3 and cl == 1.0, (name, ey, egx, egw)
+
+
+@needs_triton
+def test_kernels_take_bf16_inputs_interpreted(tmp_path: Path) -> None:
+    assert_bf16(run_worker("bf16", tmp_path), "cpu")
+
+
+@needs_cuda
+@needs_triton
+def test_kernels_take_bf16_inputs_cuda(tmp_path: Path) -> None:
+    assert_bf16(run_worker("bf16", tmp_path, device="cuda"), "cuda")
+
+
 @needs_triton
 def test_pointwise_kernels_match_conv2d_interpreted(tmp_path: Path) -> None:
     assert_pointwise(run_worker("pointwise", tmp_path))
