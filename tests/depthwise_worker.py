@@ -35,6 +35,14 @@ def _count_calls(module: Any, names: Sequence[str], calls: list[str], prefix: st
         setattr(module, name, lambda *a, _o=orig, _n=prefix + name: (calls.append(_n), _o(*a))[1])
 
 
+def _conv_reference(x: torch.Tensor, wt: torch.Tensor, gy: torch.Tensor, s: int, p: int,
+                    d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(y, dx, dw) of the depthwise ``F.conv2d`` in float64 on the values of ``x`` and ``wt``."""
+    xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
+    yr = F.conv2d(xr, wr, None, s, p, d, x.shape[1])
+    return (yr, *torch.autograd.grad(yr, (xr, wr), gy.double()))
+
+
 def kernels(device: str) -> dict[str, Any]:
     """Forward, input and weight gradient against ``F.conv2d`` in float64 for every geometry of the
     DARTS space (k 3/5, stride 1/2, dilation 1/2), odd and even sizes, several row tiles and slices."""
@@ -53,9 +61,7 @@ def kernels(device: str) -> dict[str, Any]:
                     y = dw.depthwise_conv2d(x, wt, s, p, d)
                     gy = torch.randn(y.shape, device=device, generator=g)
                     gx, gw = torch.autograd.grad(y, (x, wt), gy)
-                    xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
-                    yr = F.conv2d(xr, wr, None, s, p, d, c)
-                    gxr, gwr = torch.autograd.grad(yr, (xr, wr), gy.double())
+                    yr, gxr, gwr = _conv_reference(x, wt, gy, s, p, d)
                     y_kernel = dw.triton_forward(x.detach(), wt.detach(), k, s, p, d)  # also where routed to native
                     out["cases"][f"k{k} s{s} d{d} {h}x{w}"] = [_rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
                                                                _rel(y_kernel, yr)]
@@ -892,11 +898,6 @@ def bf16(device: str) -> dict[str, Any]:
     out: dict[str, Any] = {"nchw": {}, "nhwc": {}, "module": {}}
     g = torch.Generator(device=device).manual_seed(0)
 
-    def reference(x: torch.Tensor, wt: torch.Tensor, gy: torch.Tensor, s: int, p: int, d: int) -> tuple:
-        xr, wr = x.detach().double().requires_grad_(), wt.detach().double().requires_grad_()
-        yr = F.conv2d(xr, wr, None, s, p, d, x.shape[1])
-        return (yr, *torch.autograd.grad(yr, (xr, wr), gy.double()))
-
     def errors(got: tuple, ref: tuple) -> list[float]:
         return [_rel(a, b) for a, b in zip(got, ref)] + [float(got[0].dtype == got[1].dtype == torch.bfloat16
                                                                 and got[2].dtype == torch.float32)]
@@ -909,7 +910,7 @@ def bf16(device: str) -> dict[str, Any]:
                 wt = torch.randn(3, 1, k, k, device=device, generator=g, requires_grad=True)
                 y = dw.depthwise_conv2d(x, wt, s, p, d)
                 gy = torch.randn(y.shape, device=device, generator=g).bfloat16()
-                ref = reference(x, wt, gy, s, p, d)
+                ref = _conv_reference(x, wt, gy, s, p, d)
                 out["nchw"][f"k{k} s{s} d{d}"] = errors((y, *torch.autograd.grad(y, (x, wt), gy)), ref)
                 if s == 1:
                     xl = x.detach().to(memory_format=torch.channels_last).requires_grad_(True)
@@ -938,7 +939,7 @@ def bf16(device: str) -> dict[str, Any]:
                 if gy is None:
                     gy = torch.randn(y.shape, device=device, generator=g).bfloat16()
                     gy = gy.to(memory_format=torch.channels_last)
-                    ref = reference(x, conv.weight, gy, s, p, d)
+                    ref = _conv_reference(x, conv.weight, gy, s, p, d)
                 got = (y, *torch.autograd.grad(y, (x, conv.weight), gy))
                 out["module"][f"{name} {policy}"] = errors(got, ref)[:3] + [
                     float(y.is_contiguous(memory_format=torch.channels_last))]

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import available, pow2, sm_count, tl, triton
+from nas_cli.spaces.triton_support import available, nhwc_only, pow2, sm_count, tl, triton
 
 if triton is not None:
 
@@ -388,15 +388,10 @@ def _backward_nhwc(ctx: Any, g: Tensor | None, *_stats: Any) -> tuple[Tensor | N
 _bn_nhwc.register_autograd(_backward_nhwc, setup_context=_setup)
 
 
-def _is_nhwc(x: Tensor) -> bool:
-    """channels_last and not also NCHW-contiguous (1x1 planes or one channel are both: NCHW kernels)."""
-    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-
-
 def supported(x: Tensor) -> bool:
     """Whether the kernels take ``x`` (fp32, NCHW-contiguous or channels_last, on CUDA or under the
     interpreter)."""
-    return (x.dim() == 4 and (x.is_contiguous() or _is_nhwc(x)) and x.dtype == torch.float32
+    return (x.dim() == 4 and (x.is_contiguous() or nhwc_only(x)) and x.dtype == torch.float32
             and x.numel() > 0 and x.numel() < 2**31 and available(x.device))
 
 
@@ -406,7 +401,8 @@ def batch_norm_triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum:
     inputs they do not take.  The output is NCHW-contiguous, also for a channels_last ``x``."""
     if not supported(x):
         return fallback(x, rm, rv, momentum, eps)
-    y, _, mean, var = (_bn_nhwc if _is_nhwc(x) else _bn)(x, float(eps))
+    # a 1x1-plane or one-channel x is NCHW-contiguous as well: the NCHW kernels
+    y, _, mean, var = (_bn_nhwc if nhwc_only(x) else _bn)(x, float(eps))
     if rm is not None and rv is not None:  # as F.batch_norm: the unbiased variance enters the estimate
         with torch.no_grad():  # one multi-tensor kernel for both estimates
             torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)

@@ -70,6 +70,7 @@ from nas_cli.spaces import source_inputs
 from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
+from nas_cli.spaces.triton_support import nhwc_only
 
 #: conv op kinds in the order of their output channels (the 3x3 block first, then the 1x1 block)
 CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
@@ -174,8 +175,7 @@ class _SharedInputConvs(_Stage):
         if self.merge_1x1:
             # the centre tap of a padding-1 3x3 conv reads exactly what a padding-0 1x1 conv reads;
             # a channels_last r (the NHWC route) gets its weight in that layout from the merge kernel
-            cl = not r.is_contiguous() and r.is_contiguous(memory_format=torch.channels_last)
-            return F.conv2d(r, merge_1x1_into_3x3(self.weight3, self.weight1, impl, cl), None, 1, 1)
+            return F.conv2d(r, merge_1x1_into_3x3(self.weight3, self.weight1, impl, nhwc_only(r)), None, 1, 1)
         return torch.cat([F.conv2d(r, self.weight3, None, 1, 1), grouped_pointwise(r, self.weight1, 1)], 1)
 
 
