@@ -28,6 +28,10 @@
 #     kernels for the dilated/5x5 convs (~8 ms per step). The CUDA bf16 kernel check (written this session,
 #     interpreter-checked only), then nas-bench of the eval step in bf16 with runtime.depthwise=triton (the
 #     eleventh session's bf16 step with native depthwise: 0.0385 s), then the per-conv routes in bf16.
+# (j) fifteenth session: part i measured bf16 with runtime.depthwise=triton at 0.0351 s (vs 0.0385 s native),
+#     so auto now takes the kernels for the bf16 channels_last network, with a bf16 route rule (cuDNN for
+#     every undilated conv). The CUDA checks of the rule and of the trainer's choice, then nas-bench of the
+#     eval step in bf16 with the defaults.
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -51,6 +55,15 @@ timeout 270 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step
 python3 benchmarks/summarize.py $OUT/eval_bf16_triton_dw.json | cut -c1-210
 stamp routes-bf16
 timeout 200 python3 benchmarks/eval_convs.py --routes --bf16 2>&1 | tail -16
+fi
+if [ "$part" = j ]; then
+stamp cuda-bf16-route-checks
+timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py tests/test_compile.py \
+  -k "(cuda and bf16) or bf16_too" 2>&1 | grep -E "passed|failed|^E " | head -6
+stamp eval-bf16-defaults
+timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
+  --json $OUT/eval_bf16.json >$OUT/eval_bf16.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_bf16.json | cut -c1-210
 fi
 if [ "$part" = a ]; then
 stamp conv1x1-per-shape

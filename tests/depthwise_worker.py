@@ -919,6 +919,19 @@ def bf16(device: str) -> dict[str, Any]:
                         yl = nh.depthwise_conv2d_nhwc(xl, wt, p, d, native_gather)
                         out["nhwc"][f"k{k} d{d}" + (" native gather" if native_gather else "")] = errors(
                             (yl, *torch.autograd.grad(yl, (xl, wt), gyl)), ref)
+    # the measured rule's routes for a bf16 conv of a channels_last input: a bf16 input, and on CUDA an
+    # fp32 input under bf16 autocast (what the conv computes in decides, not the input's dtype)
+    out["routes"] = {}
+    for name, (c, h, k, s, d) in {"dilated 16x16": (3, 16, 3, 1, 2), "plain 8x8": (3, 8, 5, 1, 1),
+                                  "strided 16->8": (3, 16, 5, 2, 1), "plain 16x16": (3, 16, 3, 1, 1),
+                                  "strided dilated 16->8": (2, 16, 3, 2, 2)}.items():
+        xs = torch.randn(2, c, h, h, device=device, generator=g).to(memory_format=torch.channels_last)
+        wt = torch.randn(c, 1, k, k, device=device, generator=g)
+        args = (wt, k, s, d * (k - 1) // 2, d)
+        out["routes"][name] = [dw.channels_last_route(xs, *args), dw.channels_last_route(xs.bfloat16(), *args)]
+        if device == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                out["routes"][name].append(dw.channels_last_route(xs, *args))
     if device == "cuda":
         torch.backends.cudnn.allow_tf32 = False  # cuDNN's route: bf16 products, no TF32 question
         for name, (c, h, k, s, d) in {"dilated 16x16": (8, 16, 3, 1, 2), "plain 8x8": (8, 8, 5, 1, 1),

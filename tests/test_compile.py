@@ -235,6 +235,23 @@ def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path, layout: str, co
     assert tests["true"][0] == pytest.approx(tests["false"][0], rel=5e-2)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Triton kernels)")
+def test_compiled_eval_network_takes_the_depthwise_kernels_in_bf16_too(tmp_path: Path) -> None:
+    """runtime.depthwise=auto on the graph-replayed evaluation network: the Triton kernels in fp32, and
+    in bf16 where that was timed (compiled, so channels_last); uncompiled NCHW bf16 keeps cuDNN."""
+    from nas_cli.spaces import triton_support as ts
+
+    if ts.triton is None:
+        pytest.skip("needs Triton")
+    cuda = [o if o != "runtime.device=cpu" else "runtime.device=cuda" for o in EVAL]
+    job = EvalJob("g", get_genotype("darts_v2"), 0)
+    for prec, comp, expect in (("fp32", "true", "triton"), ("bf16", "true", "triton"), ("fp32", "false", "triton"),
+                               ("bf16", "false", "native")):
+        tr = EvalTrainer(make_cfg([*cuda, f"runtime.precision={prec}", f"runtime.compile={comp}"]), job,
+                         tmp_path / f"{prec}-{comp}")
+        assert tr.graphs and tr.compiled == (comp == "true") and tr.depthwise == expect, (prec, comp)
+
+
 def test_every_cell_shape_gets_compiled() -> None:
     """All cells share one forward (one code object) and Dynamo keeps only ``recompile_limit``
     graphs per code object (8 by default), running the rest eagerly without an error. An 11-cell

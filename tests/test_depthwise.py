@@ -220,6 +220,13 @@ def assert_bf16(r: dict[str, Any], device: str) -> None:
         native_y, native_gx = " s2" in name or "native" in name, "native" in name
         assert ey < (1.6e-2 if native_y else 8e-3) and egx < (1.6e-2 if native_gx else 8e-3), (name, ey, egx)
         assert egw < 2e-6 and dtypes == 1.0, (name, egw, dtypes)
+    # the routes of an fp32 conv, then of a bf16 one (a bf16 input; on CUDA also fp32 under bf16
+    # autocast): in bf16 cuDNN keeps every undilated conv (spaces/depthwise.py SMALL_PLANE)
+    fp32_routes = {"dilated 16x16": "nhwc", "plain 8x8": "nhwc_wgrad", "strided 16->8": "cudnn",
+                   "plain 16x16": "cudnn", "strided dilated 16->8": "nchw"}
+    bf16_routes = {**fp32_routes, "plain 8x8": "cudnn"}
+    per_dtype = 3 if device == "cuda" else 2
+    assert r["routes"] == {n: [fp32_routes[n], *[bf16_routes[n]] * (per_dtype - 1)] for n in fp32_routes}
     if device == "cuda":
         assert len(r["module"]) == 10  # stride 1: four routes each; stride 2: cudnn and nchw
         for name, (ey, egx, egw, cl) in r["module"].items():
@@ -390,7 +397,12 @@ def test_resolve() -> None:
             ts.resolve_kernel_impl("triton", cpu, "runtime.depthwise")
     if ts.triton is not None:
         assert ts.resolve_kernel_impl("AUTO", cuda, "runtime.depthwise", replayed=True) == "triton"
+        # bf16: native unless the caller timed the kernels in bf16 (the evaluation network did)
         assert ts.resolve_kernel_impl("auto", cuda, "runtime.depthwise", replayed=True, precision="bf16") == "native"
+        assert ts.resolve_kernel_impl("auto", cuda, "runtime.depthwise", replayed=True, precision="bf16",
+                                      measured=("fp32", "bf16")) == "triton"
+        assert ts.resolve_kernel_impl("auto", cuda, "runtime.depthwise", replayed=False, precision="bf16",
+                                      measured=("fp32", "bf16")) == "native"
         assert ts.resolve_kernel_impl("triton", cuda, "runtime.depthwise", replayed=False, precision="bf16") == "triton"
     with pytest.raises(ConfigError, match="runtime.depthwise must be one of"):
         ts.resolve_kernel_impl("cudnn", cpu, "runtime.depthwise")

@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nas_cli.spaces import depthwise_nhwc as nhwc
-from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, nhwc_only, out_size,
-                                           pass_needs, plane_tile, pow2, splits, tl, triton)
+from nas_cli.spaces.triton_support import (as_graph_input, autocast_input, available, check_impl, compute_dtype,
+                                           nhwc_only, out_size, pass_needs, plane_tile, pow2, splits, tl, triton)
 
 if triton is not None:
 
@@ -286,6 +286,14 @@ channels_last_policy = "measured"
 #: 144x8x8 132.0 / 74.0 / 28.8 / 88.4; stride-2 3x3 at 144x16x16 57.6 / 114.4 (the NHWC kernels are
 #: stride-1 only).  Summed over the network's depthwise convs: cudnn 20.5 ms, nchw 31.8, nhwc 20.1,
 #: nhwc_wgrad 17.4, this rule 10.1 (before the stride-2 and large dilated cases were measured, 10.6).
+#:
+#: In bf16 (autocast, or a bf16 input) cuDNN's NHWC kernels are much faster at the undilated convs, so
+#: only the dilated ones leave cuDNN (``eval_convs.py --routes --bf16``, H200, 2026-12-03, same order
+#: and units): 3x3 at 72x16x16 32.8 / 120.0 / 85.0 / 67.5; 3x3 at 144x8x8 23.6 / 71.2 / 28.5 / 31.6;
+#: 3x3 at 36x32x32 63.0 / 187.6 / 166.7 / 124.7; 5x5 at 144x8x8 35.1 / 110.4 / 52.4 / 47.5; dilated 3x3
+#: at 72x16x16 236.5 / 106.7 / 83.1 / 160.5, at 144x8x8 114.7 / 70.6 / 28.4 / 83.0, at 36x32x32
+#: 452.8 / 176.1 / 163.1 / 282.1.  Summed: cudnn 13.47 ms, nchw 27.95, nhwc 20.94, nhwc_wgrad 18.73, the
+#: fp32 rule 10.59, the per-conv best 10.00 (what this rule picks but for one stride-2 5x5 conv).
 SMALL_PLANE = 64
 
 
@@ -302,6 +310,8 @@ def channels_last_route(x: Tensor, weight: Tensor, k: int, s: int, p: int, d: in
         # cuDNN's NHWC kernels were slowest for dilated convs; strided dilated ones (not in the
         # measured network) keep the NCHW kernels
         return "nhwc" if can_nhwc else "nchw"
+    if compute_dtype(x) != torch.float32:
+        return "cudnn"
     if can_nhwc and out_size(x.shape[2], k, s, p, d) * out_size(x.shape[3], k, s, p, d) <= SMALL_PLANE:
         return "nhwc_wgrad"
     return "cudnn"

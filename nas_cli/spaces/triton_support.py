@@ -40,19 +40,19 @@ def available(device: torch.device) -> bool:
 
 
 def resolve_kernel_impl(name: str, device: torch.device, key: str, replayed: bool = True,
-                        precision: str = "fp32") -> str:
+                        precision: str = "fp32", measured: tuple[str, ...] = ("fp32",)) -> str:
     """A kernel setting (``key``: ``runtime.depthwise`` or ``runtime.pointwise``) -> ``native`` or ``triton``.
 
-    ``auto`` picks Triton for fp32 CUDA steps replayed from a CUDA graph (device-bound: the kernels'
-    speed is what counts; that is what was measured) and native otherwise: an eager step is
-    host-bound, and a custom operator's Python dispatch costs more than the kernel saves; bf16
-    autocast with these kernels has not run on a GPU.  ``triton`` where it cannot run is a
-    ConfigError (one line, no traceback).
+    ``auto`` picks Triton for CUDA steps replayed from a CUDA graph (device-bound: the kernels'
+    speed is what counts) in a ``precision`` the caller has timed the kernels in (``measured``), and
+    native otherwise: an eager step is host-bound, and a custom operator's Python dispatch costs more
+    than the kernel saves; a precision nobody timed keeps the library kernels.  ``triton`` where it
+    cannot run is a ConfigError (one line, no traceback).
     """
     name = str(name).lower()
     if name not in CHOICES:
         raise ConfigError(f"{key} must be one of {', '.join(CHOICES)}, got '{name}'")
-    if name == "native" or (name == "auto" and (not replayed or precision != "fp32")):
+    if name == "native" or (name == "auto" and (not replayed or precision not in measured)):
         return "native"
     if available(device):
         return "triton"
@@ -128,11 +128,16 @@ def as_graph_input(t: Tensor) -> Tensor:
     return t.view_as(t) if t.requires_grad and t.grad_fn is None and torch.is_grad_enabled() else t
 
 
-def autocast_input(x: Tensor) -> Tensor:
-    """``x`` in the CUDA autocast dtype when autocast is on (what ``F.conv2d`` would compute in)."""
+def compute_dtype(x: Tensor) -> torch.dtype:
+    """The dtype a conv of ``x`` computes in: the CUDA autocast dtype when autocast is on, else ``x``'s."""
     if x.is_cuda and torch.is_autocast_enabled("cuda"):
-        return x.to(torch.get_autocast_dtype("cuda"))
-    return x
+        return torch.get_autocast_dtype("cuda")
+    return x.dtype
+
+
+def autocast_input(x: Tensor) -> Tensor:
+    """``x`` in the dtype ``F.conv2d`` would compute in (:func:`compute_dtype`)."""
+    return x.to(compute_dtype(x))
 
 
 def set_kernel_impl(model: Any, what: str, impl: str) -> int:

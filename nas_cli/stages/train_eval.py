@@ -164,10 +164,12 @@ class EvalTrainer:
         # auto: Triton depthwise kernels for graph-replayed steps except compiled NCHW ones.  H200,
         # fp32, 2026-12-02: compiled NCHW 0.0553 s native vs 0.0583 s Triton; compiled channels_last
         # 0.0507 s native vs 0.0451 s Triton (there the kernels take only the convs cuDNN's NHWC
-        # kernels are slow at: spaces/depthwise.py channels_last_route)
+        # kernels are slow at: spaces/depthwise.py channels_last_route).  In bf16 only channels_last was
+        # timed: H200, 2026-12-03, compiled channels_last bf16 0.0385 s native vs 0.0351 s Triton
         self.depthwise = resolve_kernel_impl(str(cfg.runtime.depthwise), self.device, "runtime.depthwise",
                                              replayed=self.graphs and (self.channels_last or not self.compiled),
-                                             precision=str(cfg.runtime.precision))
+                                             precision=str(cfg.runtime.precision),
+                                             measured=("fp32", "bf16") if self.channels_last else ("fp32",))
         use_depthwise_impl(self.model, self.depthwise)
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
         if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
