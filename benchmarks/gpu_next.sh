@@ -32,6 +32,14 @@
 #     so auto now takes the kernels for the bf16 channels_last network, with a bf16 route rule (cuDNN for
 #     every undilated conv). The CUDA checks of the rule and of the trainer's choice, then nas-bench of the
 #     eval step in bf16 with the defaults.
+# (k) fifteenth session: two fewer-kernel changes to the NB201 steps (GDAS was 0.0155 s against 0.015 s):
+#     the merged conv weight's gradient split into contiguous per-op gradients by one kernel (autograd
+#     copied the strided views, ~90 copies per step; conv_merge.UNMERGE_KERNEL) and all BN-update masks of
+#     a masked forward from one gather (~48 tiny kernels per step; nb201_fused.OWNER_MASKS_AT_ONCE). The
+#     CUDA checks, both switched off and on together in one process, then nas-bench of the NB201 steps.
+# (l) fifteenth session, the last device minutes: part k's nas-bench gave NB201 GDAS 0.0148 s where the
+#     session's first call gave 0.0155 s (the A/B in k moved it by only ~0.1 ms), so two more nas-bench
+#     runs of NB201 GDAS on another machine start, to see the spread between calls.
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -64,6 +72,28 @@ stamp eval-bf16-defaults
 timeout 300 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
   --json $OUT/eval_bf16.json >$OUT/eval_bf16.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_bf16.json | cut -c1-210
+fi
+if [ "$part" = k ]; then
+stamp cuda-checks
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py tests/test_hard_forward.py \
+  -k "(cuda and (mixing or opcheck or nb201)) or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
+stamp nb201-unmerge-owner-masks
+timeout 200 python3 benchmarks/nb201_merge.py --flag conv_unmerge owner_masks --steps 30 --methods gdas gaea_darts \
+  2>&1 | grep "per step"
+stamp bench-nb201
+timeout 150 python3 -m nas_cli.bench --steps 20 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+stamp end
+fi
+if [ "$part" = l ]; then
+for round in 1 2; do
+stamp "bench-gdas-$round"
+timeout 90 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas --json $OUT/gdas$round.json \
+  >$OUT/gdas$round.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/gdas$round.json | cut -c1-150
+done
+stamp end
 fi
 if [ "$part" = a ]; then
 stamp conv1x1-per-shape

@@ -4,6 +4,8 @@
     python benchmarks/nb201_merge.py --flag source_inputs   # ReLU/skip/pool in one kernel (spaces/source_inputs.py)
     python benchmarks/nb201_merge.py --flag nhwc_convs      # the merged convs and their BN in NHWC (nb201_fused.py)
     python benchmarks/nb201_merge.py --flag nhwc_stats_split   # NHWC BN statistics over parts of each sample
+    python benchmarks/nb201_merge.py --flag conv_unmerge       # the merged weight's gradient split in one kernel
+    python benchmarks/nb201_merge.py --flag owner_masks        # a masked forward's BN-update masks in one gather
     python benchmarks/nb201_merge.py --steps 50 --methods gdas pcdarts   # pcdarts: the DARTS-space step
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
@@ -26,19 +28,22 @@ sys.path.insert(0, str(ROOT))
 FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
          "source_inputs": ("source_inputs", "ENABLED", "source-input kernels"),
          "nhwc_convs": ("nb201_fused", "NHWC_CONVS", "NHWC convs"),
-         "nhwc_stats_split": ("bn_kernels", "SPLIT_NHWC_STATS", "split NHWC BN stats")}
+         "nhwc_stats_split": ("bn_kernels", "SPLIT_NHWC_STATS", "split NHWC BN stats"),
+         "conv_unmerge": ("conv_merge", "UNMERGE_KERNEL", "unmerge kernel"),
+         "owner_masks": ("nb201_fused", "OWNER_MASKS_AT_ONCE", "masks at once")}
 
 
-def time_step(method: str, enabled: bool, steps: int, flag: str = "conv_merge") -> float:
-    """Median step time of ``method`` with the kernels of ``nas_cli.spaces.<flag>`` ``enabled``, through
-    nas-bench's search seam and timer."""
+def time_step(method: str, enabled: bool, steps: int, flag: str | list[str] = "conv_merge") -> float:
+    """Median step time of ``method`` with the switches ``flag`` (one or several, set together) ``enabled``,
+    through nas-bench's search seam and timer."""
     import importlib
 
     from benchmarks.search_step import compose
     from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
-    module, attr, _ = FLAGS[flag]
-    setattr(importlib.import_module(f"nas_cli.spaces.{module}"), attr, enabled)
+    for name in [flag] if isinstance(flag, str) else flag:
+        module, attr, _ = FLAGS[name]
+        setattr(importlib.import_module(f"nas_cli.spaces.{module}"), attr, enabled)
     # the NB201 methods at batch 64; a DARTS-space method (pcdarts, gaea_pcdarts) as its nas-bench workload
     space, batch = ("darts", 256) if "pcdarts" in method else ("nb201", 64)
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=8192", "dataset.num_test=256", f"method={method}",
@@ -55,9 +60,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--methods", nargs="+", default=["gdas", "gaea_darts"])
-    ap.add_argument("--flag", choices=sorted(FLAGS), default="conv_merge")
+    ap.add_argument("--flag", choices=sorted(FLAGS), nargs="+", default=["conv_merge"],
+                    help="one switch, or several switched together")
     args = ap.parse_args()
-    what = FLAGS[args.flag][2]
+    what = " + ".join(FLAGS[f][2] for f in args.flag)
     for method in args.methods:
         for enabled in (False, True, False, True):
             t = time_step(method, enabled, args.steps, args.flag)

@@ -277,10 +277,22 @@ def mixing(device: str) -> dict[str, Any]:
                 ref = merge_1x1_into_3x3(w3, w1, "native")
             grads = [torch.autograd.grad(t, [w3, w1], gy) for t in (got, ref)]
             layout = got.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
-            # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path), layout]
+            # [same values, same gradients, (cat/pad ops of the kernel path, of the PyTorch path), layout,
+            #  the kernel path's gradients in the weights' own (contiguous) layout: autograd copies none]
             out["merge_cases"][f"{a}+{b}x{c}{' cl' * cl}"] = [
                 torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)), [kernel_ops.n, native_ops.n],
-                layout]
+                layout, all(t.is_contiguous() for t in grads[0])]
+            if a == 6:  # the gradient of a weight built in the other layout (a conv may return either)
+                other = gy.contiguous(memory_format=torch.contiguous_format if cl else torch.channels_last)
+                alt = torch.autograd.grad(merge_1x1_into_3x3(w3, w1, "triton", channels_last=cl), [w3, w1], other)
+                out["merge_cases"][f"{a}+{b}x{c}{' cl' * cl}"].append(
+                    all(torch.equal(x, y) and x.is_contiguous() for x, y in zip(alt, grads[1])))
+    cm.UNMERGE_KERNEL = False  # the gradients as views of the merged one: same values, strided
+    views = torch.autograd.grad(merge_1x1_into_3x3(w3, w1, "triton", channels_last=True), [w3, w1],
+                                gy.contiguous(memory_format=torch.channels_last))  # as cuDNN returns it
+    cm.UNMERGE_KERNEL = True
+    out["unmerge_off"] = [all(torch.equal(x, y) for x, y in zip(views, grads[0])),
+                          [t.is_contiguous() for t in views]]
     cm.ENABLED = False
     with _OpCount("cat", "constant_pad_nd") as disabled_ops:
         merge_1x1_into_3x3(w3, w1, "triton")
@@ -837,7 +849,10 @@ def opcheck(device: str) -> dict[str, Any]:
               ("mix_rows_backward bias only", ops.mix_rows_backward,
                (r(3, 2, 70), m, o0, o1, None, [True, False, False], False, True)),
               ("merge_1x1_into_3x3", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1))),
-              ("merge_1x1_into_3x3 channels_last", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1), True))]
+              ("merge_1x1_into_3x3 channels_last", ops.merge_1x1_into_3x3, (r(4, 3, 3, 3), r(2, 3, 1, 1), True)),
+              ("unmerge_3x3_grad", ops.unmerge_3x3_grad, (r(6, 3, 3, 3), 4)),
+              ("unmerge_3x3_grad channels_last", ops.unmerge_3x3_grad,
+               (r(6, 3, 3, 3).to(memory_format=torch.channels_last), 4))]
     x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
                 r(2, 20, 5, 3).to(memory_format=torch.channels_last))
     cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),

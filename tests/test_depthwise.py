@@ -108,8 +108,12 @@ def assert_mixing(r: dict[str, Any]) -> None:
     assert r["grads_when_asking_bias"] == [[False, False, False], False, True]
     assert r["supported_65_rows"] is False and r["native_when_unsupported"] == 0.0
     assert len(r["merge_cases"]) == 3 * 2
-    for name, (same_value, same_grads, ops, layout) in r["merge_cases"].items():
+    for name, (same_value, same_grads, ops, layout, contiguous_grads, *other_layout) in r["merge_cases"].items():
         assert same_value and same_grads and ops == [0, 2] and layout, (name, r["merge_cases"][name])
+        assert contiguous_grads and other_layout in ([], [True]), (name, r["merge_cases"][name])
+    assert sum(len(case) == 6 for case in r["merge_cases"].values()) == 2  # a=6: both layouts of the gradient
+    # conv_merge.UNMERGE_KERNEL off: the same gradients as strided views (what autograd then copies)
+    assert r["unmerge_off"] == [True, [False, False]]
     assert r["merge_ops_when_disabled"] == 2  # conv_merge.ENABLED off: the PyTorch ops
     assert r["supported_four_operands"] is False
 
@@ -333,10 +337,11 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
-    # 3 with a bias), the merged NB201 conv weight (NCHW and channels_last), 2 average-pool ops, 6
+    # 3 with a bias), the merged NB201 conv weight and its gradient's split (NCHW and channels_last each),
+    # 2 average-pool ops, 6
     # source-input cases (ReLU/skip/pool of an NB201 source, forward and backward, 2 with the ReLU
     # channels_last), 2 max-pool ops, 4 batch-norm ops (NCHW and channels_last input), 3 dense 1x1 NHWC ops
-    assert len(r) == 43, sorted(r)
+    assert len(r) == 45, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

@@ -207,6 +207,45 @@ def test_masked_forward_holds_back_statistics_in_bulk() -> None:
         assert ops["aten.where.self"] == 0 and ops["aten.clone.default"] == 0, (cells, ops)
     assert counts[3]["aten.index_select.default"] == counts[1]["aten.index_select.default"]
     assert counts[3]["aten.convolution.default"] > counts[1]["aten.convolution.default"]  # more cells ran
+    # nb201_fused.OwnerMasks: all stages' masks in one gather (the other: the arch coefficients), the drop
+    # masks in one subtraction; each cell gathering its own (the switch off) took one gather per stage
+    # and owner list
+    assert counts[1]["aten.index_select.default"] == 2 and counts[1]["aten.rsub.Scalar"] == 1, counts[1]
+
+
+def test_owner_masks_at_once_are_each_cells_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OwnerMasks.fill puts in the memo what each cell's owner_mask would gather for itself (values and
+    dtypes, keep and drop, the counters' long masks), and a forward with it or without gives the same
+    outputs, statistics and counters, bit for bit."""
+    from nas_cli.spaces import nb201_fused
+
+    _, masked = build_pair({"init_channels": 4, "cells_per_stage": 2})
+    _, w = hard_sample(0)
+    used = torch.nn.functional.one_hot(w.detach().argmax(-1), w.shape[-1]).to(w.dtype)
+    cells = [c for c in masked.cells if hasattr(c, "mix")]
+    memo: dict = {}
+    nb201_fused.OwnerMasks(cells).fill(used, memo)
+    checked = 0
+    for cell in cells:
+        for key, counter in cell.mask_keys():
+            for dtype, drop in [(torch.long, False)] if counter else [(torch.float32, False), (torch.float32, True)]:
+                got, want = cell.owner_mask(key, used, memo, dtype, drop), cell.owner_mask(key, used, None, dtype, drop)
+                assert got.dtype == want.dtype and torch.equal(got, want), (key, dtype, drop)
+                checked += 1
+    ids = {(cell._owner_ids[key], counter) for cell in cells for key, counter in cell.mask_keys()}
+    # 6 cells (a counter and 3 source BNs each); the two cells of a stage share their owner lists
+    assert checked == 6 * (1 + 2 * 3) and len(ids) <= 3 * 4 and len(memo) == sum(1 if c else 2 for _, c in ids)
+    x, _ = images(0)
+    results = []
+    for at_once in (True, False):
+        monkeypatch.setattr(nb201_fused, "OWNER_MASKS_AT_ONCE", at_once)
+        _, net = build_pair({"init_channels": 4, "cells_per_stage": 2})
+        with OpCount() as c:
+            out = net(x, {"cell": w})
+        results.append((out, net.state_dict(), c.ops["aten.index_select.default"]))
+    (out_a, sd_a, gathers_a), (out_b, sd_b, gathers_b) = results
+    assert torch.equal(out_a, out_b) and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
+    assert gathers_a == 2 < gathers_b, (gathers_a, gathers_b)
 
 
 def test_uniform_sampling_runs_masked() -> None:

@@ -8,8 +8,11 @@ between replayed kernels.  This kernel writes the merged weight in one pass: the
 1x1 block's centre taps copied and its other taps set to exact zeros.
 
 Same values and gradients as the PyTorch ops, bit for bit: both directions only move numbers.  The
-backward is views of the merged weight's gradient, the 3x3 block and the 1x1 block's centre taps,
-with no kernel of its own.
+backward takes the merged weight's gradient apart, the 3x3 block and the 1x1 block's centre taps.  As
+views of it (``UNMERGE_KERNEL`` off) these are strided unlike the weights, so autograd copies each into
+the weight's layout when it accumulates it: two small copy kernels per source and weight step, about 90
+per NB201 step.  ``UNMERGE_KERNEL`` writes both contiguous gradients in one kernel instead, which
+autograd keeps as they are.
 
 ``ENABLED`` is on since the twelfth session: the CUDA checks passed on the H200, and
 ``benchmarks/nb201_merge.py`` (both settings in one process, two rounds) timed the NB201 GDAS step at
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nas_cli.spaces.triton_support import available, tl, triton
+from nas_cli.spaces.triton_support import available, nhwc_only, tl, triton
 
 if triton is not None:
 
@@ -54,9 +57,31 @@ if triton is not None:
         tl.store(out_ptr + i, tl.where(in3, v3, v1), mask=live)
 
 
+    @triton.jit
+    def _unmerge_kernel(g_ptr, g3_ptr, g1_ptr, N3, TOTAL, CIN, CL: tl.constexpr, BLOCK: tl.constexpr):
+        """The merge kernel's transpose: i < N3 indexes the NCHW-contiguous g3 (the 3x3 block), past it
+        the contiguous (B, CIN) g1, read from the merged gradient's centre tap.  With CL the merged
+        gradient g is channels_last (per output channel: taps x input channels), else NCHW-contiguous."""
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = i < TOTAL
+        in3 = i < N3
+        j = tl.maximum(i - N3, 0)
+        k3, c3, tap = i // (9 * CIN), (i // 9) % CIN, i % 9
+        k1, c1 = N3 // (9 * CIN) + j // CIN, j % CIN
+        if CL:
+            src = tl.where(in3, k3 * 9 * CIN + tap * CIN + c3, k1 * 9 * CIN + 4 * CIN + c1)
+        else:
+            src = tl.where(in3, i, (k1 * CIN + c1) * 9 + 4)
+        v = tl.load(g_ptr + src, mask=live, other=0.0)
+        tl.store(g3_ptr + i, v, mask=live & in3)
+        tl.store(g1_ptr + j, v, mask=live & (i >= N3))
+
+
 _BLOCK = 1024
 #: whether ``merge_1x1_into_3x3(..., impl="triton")`` takes the kernel (see the module docstring)
 ENABLED = True
+#: whether the merged weight's backward writes contiguous gradients in one kernel (module docstring)
+UNMERGE_KERNEL = True
 
 
 def _shape(w3: Tensor, w1: Tensor) -> tuple[int, int, int, int]:
@@ -82,11 +107,32 @@ def _merge_fake(w3: Tensor, w1: Tensor, channels_last: bool = False) -> Tensor:
     return w3.new_empty(_shape(w3, w1)).contiguous(memory_format=_format(channels_last))
 
 
+@torch.library.custom_op("nas_cli::unmerge_3x3_grad", mutates_args=())
+def _unmerge(g: Tensor, split: int) -> tuple[Tensor, Tensor]:
+    cl = nhwc_only(g)
+    if not cl:
+        g = g.contiguous()
+    cin = g.shape[1]
+    g3 = g.new_empty((split, cin, 3, 3))
+    g1 = g.new_empty((g.shape[0] - split, cin, 1, 1))
+    total = g3.numel() + g1.numel()
+    _unmerge_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, g3, g1, g3.numel(), total, cin, CL=cl, BLOCK=_BLOCK)
+    return g3, g1
+
+
+@_unmerge.register_fake
+def _unmerge_fake(g: Tensor, split: int) -> tuple[Tensor, Tensor]:
+    return g.new_empty((split, g.shape[1], 3, 3)), g.new_empty((g.shape[0] - split, g.shape[1], 1, 1))
+
+
 def _setup(ctx: Any, inputs: tuple[Tensor, Tensor, bool], output: Tensor) -> None:
     ctx.split = inputs[0].shape[0]
 
 
 def _backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None]:
+    if UNMERGE_KERNEL:
+        g3, g1 = _unmerge(g, ctx.split)
+        return g3, g1, None
     return g[: ctx.split], g[ctx.split :, :, 1:2, 1:2], None
 
 

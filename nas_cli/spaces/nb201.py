@@ -259,6 +259,7 @@ class NB201Supernet(_Macro):
         #: one-hot pattern of the last training forward's sample (masked forward only)
         self.last_used: Tensor | None = None
         self._bns: list | None = None  # _held_bns
+        self._owner_masks: Any = None  # nb201_fused.OwnerMasks, built by the first masked training forward
         #: position of the first fused cell (its mixing matrices serve every cell: same op list)
         self._mixer: int | None = None
         if self.fused:
@@ -306,6 +307,13 @@ class NB201Supernet(_Macro):
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
         held = HeldBackStats(self._held_bns()) if self.training else None
+        if self.training:
+            from nas_cli.spaces import nb201_fused  # lazy: it imports this module
+
+            if nb201_fused.OWNER_MASKS_AT_ONCE:  # every BN-update mask of the forward from one gather
+                if self._owner_masks is None:
+                    self._owner_masks = nb201_fused.OwnerMasks([c for c in self.cells if hasattr(c, "mix")])
+                self._owner_masks.fill(used, memo)
         for layer in self.cells:
             h = layer.mix(h, coefs, biases, used, memo, held) if hasattr(layer, "mix") else layer(h)
         if held is not None:

@@ -78,6 +78,9 @@ CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
 EXTRA_OPS: tuple[str, ...] = ("skip_connect", "avg_pool_3x3")
 #: owner lists (row -> flat arch entry) seen so far -> id; cells with equal lists share mask gathers
 _OWNER_IDS: dict[tuple[int, ...], int] = {}
+#: whether a masked training forward gathers all its BN-update masks at once (:class:`OwnerMasks`);
+#: off, each cell's ``owner_mask`` gathers its own (a switch for ``benchmarks/nb201_merge.py``)
+OWNER_MASKS_AT_ONCE = True
 #: the NHWC route (``runtime.mixing=triton`` with the Triton BN kernels, training mode): the source-input
 #: kernel writes relu(x_j) channels_last, the merge kernel the conv weight, so cuDNN's NHWC conv kernels
 #: run without the NCHW<->NHWC transposes it puts around them for NCHW tensors, and the BN kernels turn
@@ -339,6 +342,13 @@ class FusedNB201Cell(nn.Module):
             memo[memo_key] = mask
         return mask
 
+    def mask_keys(self) -> list[tuple[str, bool]]:
+        """(stacked tensor, is a counter) of every owner mask :meth:`mix` takes in a masked training
+        forward: the BN batch counters (long) and each source BN's running statistics (keep and drop)."""
+        keys = [("fused.bn_batches", True)] if self.fused.bn_batches.numel() else []
+        return keys + [(f"fused.parts.{j}.bn.running_mean", False) for j, src in enumerate(self.fused.parts)
+                       if src.bn is not None and src.bn.running_mean is not None]
+
     def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
         """(parameter, owner of each row) for every op parameter: the row's entry in a flattened
         one-hot (6, |O|) pattern, i.e. the op whose weights the row holds."""
@@ -393,3 +403,44 @@ class FusedNB201Cell(nn.Module):
         if chosen is not None:
             raise ValueError("the fused NB201 cell runs one-hot samples masked (mix with biases and used)")
         return self.mix(x, self.coefficients(weights))
+
+
+class OwnerMasks:
+    """Every owner mask of a masked training forward through ``cells``, from one gather.
+
+    :meth:`FusedNB201Cell.owner_mask` gathers one mask per distinct owner list and dtype, and the drop
+    masks take one more kernel each: about 24 tiny kernels per NB201 forward (three stages of distinct
+    lists).  :meth:`fill` gathers all of them at once, derives the drop masks and the counters' long
+    masks with one kernel each, and puts views of the results in the forward's memo, where
+    ``owner_mask`` finds them.  Same values: a gather and ``1 - m`` either way.
+    """
+
+    def __init__(self, cells: Sequence[FusedNB201Cell]) -> None:
+        stats: dict[int, list[int]] = {}
+        counters: dict[int, list[int]] = {}
+        for cell in cells:
+            for key, counter in cell.mask_keys():
+                (counters if counter else stats).setdefault(cell._owner_ids[key], cell._owners[key])
+        self._ids = [*stats, *counters]
+        self._sizes = [len(rows) for rows in (*stats.values(), *counters.values())]
+        self._rows = [r for rows in (*stats.values(), *counters.values()) for r in rows]
+        self._n_stats = sum(self._sizes[: len(stats)])
+        self._split = len(stats)
+        self._index: dict[torch.device, Tensor] = {}
+
+    def fill(self, used: Tensor, memo: dict[Any, Tensor]) -> None:
+        """Put every mask of this forward (sample ``used``) in ``memo`` (keys as ``owner_mask``'s)."""
+        if not self._rows:
+            return
+        index = self._index.get(used.device)
+        if index is None:
+            index = self._index[used.device] = torch.tensor(self._rows, device=used.device)
+        keep = used.reshape(-1).index_select(0, index)
+        stats, counters = keep.split([self._n_stats, keep.numel() - self._n_stats])
+        drop = 1 - stats
+        longs = counters.to(torch.long)
+        n = self._split
+        for i, k, d in zip(self._ids[:n], stats.split(self._sizes[:n]), drop.split(self._sizes[:n])):
+            memo[(i, used.dtype, False)], memo[(i, used.dtype, True)] = k, d
+        for i, c in zip(self._ids[n:], longs.split(self._sizes[n:])):
+            memo[(i, torch.long, False)] = c
