@@ -19,25 +19,25 @@
 # (g) [ran in the thirteenth session's first call: checks passed] twelfth session: if benchmarks/gpu_session12c.sh never ran, run it first:
 #     CUDA checks of the shared tile / window-sum helpers of the pooling and source-input kernels, then nas-bench of the search
 #     workloads with the merged-weight and source-input kernels on ("bash benchmarks/gpu_session12c.sh").
-# (h) thirteenth session: run first. The CUDA BN check after the channels_last BN kernels' tile set-up moved into
+# (h) [ran in the fifteenth session: BN check passed; GDAS 0.0155 s] thirteenth session: run first. The CUDA BN check after the channels_last BN kernels' tile set-up moved into
 #     a shared Triton helper (_nhwc_tile; same arithmetic, interpreter-checked only), then nas-bench of the four
 #     search workloads with the NHWC route and the split statistics on (the session's last nas-bench, 0.0154 s
 #     GDAS, predates the split; its first call's 110 s limit stopped pcdarts_search, so this one allows 400 s).
-# (i) fourteenth session: the depthwise Triton kernels under bf16. runtime.depthwise=auto keeps cuDNN for bf16
+# (i) [ran in the fifteenth session: check passed; bf16 + triton depthwise 0.0351 s] fourteenth session: the depthwise Triton kernels under bf16. runtime.depthwise=auto keeps cuDNN for bf16
 #     (never measured with the kernels), so the thirteenth session's bf16 profile ran cuDNN's grouped direct
 #     kernels for the dilated/5x5 convs (~8 ms per step). The CUDA bf16 kernel check (written this session,
 #     interpreter-checked only), then nas-bench of the eval step in bf16 with runtime.depthwise=triton (the
 #     eleventh session's bf16 step with native depthwise: 0.0385 s), then the per-conv routes in bf16.
-# (j) fifteenth session: part i measured bf16 with runtime.depthwise=triton at 0.0351 s (vs 0.0385 s native),
+# (j) [ran: checks passed, bf16 defaults 0.0338 s] fifteenth session: part i measured bf16 with runtime.depthwise=triton at 0.0351 s (vs 0.0385 s native),
 #     so auto now takes the kernels for the bf16 channels_last network, with a bf16 route rule (cuDNN for
 #     every undilated conv). The CUDA checks of the rule and of the trainer's choice, then nas-bench of the
 #     eval step in bf16 with the defaults.
-# (k) fifteenth session: two fewer-kernel changes to the NB201 steps (GDAS was 0.0155 s against 0.015 s):
+# (k) [ran: checks passed; GDAS A/B ~0.1 ms; nas-bench 0.0148 s] fifteenth session: two fewer-kernel changes to the NB201 steps (GDAS was 0.0155 s against 0.015 s):
 #     the merged conv weight's gradient split into contiguous per-op gradients by one kernel (autograd
 #     copied the strided views, ~90 copies per step; conv_merge.UNMERGE_KERNEL) and all BN-update masks of
 #     a masked forward from one gather (~48 tiny kernels per step; nb201_fused.OWNER_MASKS_AT_ONCE). The
 #     CUDA checks, both switched off and on together in one process, then nas-bench of the NB201 steps.
-# (l) fifteenth session, the last device minutes: part k's nas-bench gave NB201 GDAS 0.0148 s where the
+# (l) [ran: 0.0155 s, 0.0151 s] fifteenth session, the last device minutes: part k's nas-bench gave NB201 GDAS 0.0148 s where the
 #     session's first call gave 0.0155 s (the A/B in k moved it by only ~0.1 ms), so two more nas-bench
 #     runs of NB201 GDAS on another machine start, to see the spread between calls.
 set -u
