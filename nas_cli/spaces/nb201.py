@@ -259,16 +259,19 @@ class NB201Supernet(_Macro):
         #: one-hot pattern of the last training forward's sample (masked forward only)
         self.last_used: Tensor | None = None
         self._bns: list | None = None  # _held_bns
-        self._owner_masks: Any = None  # nb201_fused.OwnerMasks, built by the first masked training forward
+        #: nb201_fused.OwnerMasks: every BN-update mask of a masked training forward from one gather
+        self._owner_masks: Any = None
         #: position of the first fused cell (its mixing matrices serve every cell: same op list)
         self._mixer: int | None = None
         if self.fused:
-            from nas_cli.spaces.nb201_fused import FusedNB201Cell  # lazy: it imports this module
+            from nas_cli.spaces import nb201_fused  # lazy: it imports this module
 
             for i, layer in enumerate(self.cells):
                 if isinstance(layer, NB201SearchCell):
-                    self.cells[i] = FusedNB201Cell(layer, merge_1x1=merge_1x1)
+                    self.cells[i] = nb201_fused.FusedNB201Cell(layer, merge_1x1=merge_1x1)
                     self._mixer = i if self._mixer is None else self._mixer
+            if self.masked and nb201_fused.OWNER_MASKS_AT_ONCE:
+                self._owner_masks = nb201_fused.OwnerMasks([c for c in self.cells if hasattr(c, "mix")])
 
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         w = arch["cell"]
@@ -307,13 +310,8 @@ class NB201Supernet(_Macro):
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
         held = HeldBackStats(self._held_bns()) if self.training else None
-        if self.training:
-            from nas_cli.spaces import nb201_fused  # lazy: it imports this module
-
-            if nb201_fused.OWNER_MASKS_AT_ONCE:  # every BN-update mask of the forward from one gather
-                if self._owner_masks is None:
-                    self._owner_masks = nb201_fused.OwnerMasks([c for c in self.cells if hasattr(c, "mix")])
-                self._owner_masks.fill(used, memo)
+        if self.training and self._owner_masks is not None:
+            self._owner_masks.fill(used, memo)
         for layer in self.cells:
             h = layer.mix(h, coefs, biases, used, memo, held) if hasattr(layer, "mix") else layer(h)
         if held is not None:

@@ -78,8 +78,9 @@ CONV_OPS: tuple[str, ...] = ("nor_conv_3x3", "nor_conv_1x1")
 EXTRA_OPS: tuple[str, ...] = ("skip_connect", "avg_pool_3x3")
 #: owner lists (row -> flat arch entry) seen so far -> id; cells with equal lists share mask gathers
 _OWNER_IDS: dict[tuple[int, ...], int] = {}
-#: whether a masked training forward gathers all its BN-update masks at once (:class:`OwnerMasks`);
-#: off, each cell's ``owner_mask`` gathers its own (a switch for ``benchmarks/nb201_merge.py``)
+#: whether the masked supernets built from here on gather all BN-update masks of a training forward at
+#: once (:class:`OwnerMasks`); off, each cell's ``owner_mask`` gathers its own (a switch for
+#: ``benchmarks/nb201_merge.py``, which sets it before it builds the step)
 OWNER_MASKS_AT_ONCE = True
 #: the NHWC route (``runtime.mixing=triton`` with the Triton BN kernels, training mode): the source-input
 #: kernel writes relu(x_j) channels_last, the merge kernel the conv weight, so cuDNN's NHWC conv kernels
