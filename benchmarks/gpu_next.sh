@@ -40,6 +40,11 @@
 # (l) [ran: 0.0155 s, 0.0151 s] fifteenth session, the last device minutes: part k's nas-bench gave NB201 GDAS 0.0148 s where the
 #     session's first call gave 0.0155 s (the A/B in k moved it by only ~0.1 ms), so two more nas-bench
 #     runs of NB201 GDAS on another machine start, to see the spread between calls.
+# (m) sixteenth session: the selected-conv forward (nb201_fused.SELECT_CONVS): a masked training forward runs
+#     only the conv op each edge selected, one 3x3 weight per edge (conv_merge.select_3x3, new kernels,
+#     interpreter-checked only), so the merged convs, their BN and the weighted sums' conv rows are half as
+#     wide.  The CUDA checks (kernels, opcheck, NB201 supernet, graph-replayed masked GDAS against eager
+#     selected), GDAS with it off and on in one process, then nas-bench of the NB201 steps.
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -84,6 +89,19 @@ stamp bench-nb201
 timeout 150 python3 -m nas_cli.bench --steps 20 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
   --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+if [ "$part" = m ]; then
+stamp cuda-checks
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+stamp nb201-select-convs
+timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
+stamp bench-nb201
+timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+fi
 stamp end
 fi
 if [ "$part" = l ]; then
@@ -93,6 +111,19 @@ timeout 90 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas
   >$OUT/gdas$round.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/gdas$round.json | cut -c1-150
 done
+if [ "$part" = m ]; then
+stamp cuda-checks
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+stamp nb201-select-convs
+timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
+stamp bench-nb201
+timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+fi
 stamp end
 fi
 if [ "$part" = a ]; then
@@ -142,5 +173,18 @@ for p in bf16 fp32; do
   ROWS=50 timeout 260 python3 benchmarks/profile_step.py --eval runtime.precision=$p >$OUT/prof_eval_$p.txt 2>&1
   echo "profile rc $?"; grep -m1 "kernels per step" $OUT/prof_eval_$p.txt
 done
+fi
+if [ "$part" = m ]; then
+stamp cuda-checks
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+stamp nb201-select-convs
+timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
+stamp bench-nb201
+timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
 fi
 stamp end

@@ -6,6 +6,7 @@
     python benchmarks/nb201_merge.py --flag nhwc_stats_split   # NHWC BN statistics over parts of each sample
     python benchmarks/nb201_merge.py --flag conv_unmerge       # the merged weight's gradient split in one kernel
     python benchmarks/nb201_merge.py --flag owner_masks        # a masked forward's BN-update masks in one gather
+    python benchmarks/nb201_merge.py --flag select_convs --methods gdas   # one conv op per edge (masked training)
     python benchmarks/nb201_merge.py --steps 50 --methods gdas pcdarts   # pcdarts: the DARTS-space step
 
 One process, the same step nas-bench times (``prepare_search``: data, stepper, architecture step), the
@@ -30,7 +31,8 @@ FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
          "nhwc_convs": ("nb201_fused", "NHWC_CONVS", "NHWC convs"),
          "nhwc_stats_split": ("bn_kernels", "SPLIT_NHWC_STATS", "split NHWC BN stats"),
          "conv_unmerge": ("conv_merge", "UNMERGE_KERNEL", "unmerge kernel"),
-         "owner_masks": ("nb201_fused", "OWNER_MASKS_AT_ONCE", "masks at once")}
+         "owner_masks": ("nb201_fused", "OWNER_MASKS_AT_ONCE", "masks at once"),
+         "select_convs": ("nb201_fused", "SELECT_CONVS", "selected convs")}
 
 
 def time_step(method: str, enabled: bool, steps: int, flag: str | list[str] = "conv_merge") -> float:

@@ -298,6 +298,34 @@ def mixing(device: str) -> dict[str, Any]:
         merge_1x1_into_3x3(w3, w1, "triton")
     cm.ENABLED = True
     out["merge_ops_when_disabled"] = disabled_ops.n
+    # the selected conv op's weight s3*w3 + s1*pad(w1) per output channel (the selected-conv forward):
+    # the same bits as the PyTorch ops, both layouts, gradients s3*g and s1*g's centre, contiguous
+    out["select_cases"] = {}
+    for a, c in ((6, 4), (1, 3), (48, 16)):
+        w3 = torch.randn(a, c, 3, 3, device=device, generator=g, requires_grad=True)
+        w1 = torch.randn(a, c, 1, 1, device=device, generator=g, requires_grad=True)
+        pick = torch.randint(0, 3, (a,), device=device, generator=g)  # 3x3, 1x1 or neither per channel
+        s3, s1 = (pick == 0).float(), (pick == 1).float()
+        gy = torch.randn(a, c, 3, 3, device=device, generator=g)
+        for cl in (False, True):
+            got = cm.select_3x3(w3, w1, s3, s1, "triton", channels_last=cl)
+            ref = cm.select_3x3(w3, w1, s3, s1, "native")
+            with _OpCount("select_3x3") as kernel_calls:
+                cm.select_3x3(w3, w1, s3, s1, "triton", channels_last=cl)
+            grads = [torch.autograd.grad(t, [w3, w1], gy) for t in (got, ref)]
+            other = torch.autograd.grad(cm.select_3x3(w3, w1, s3, s1, "triton", channels_last=cl), [w3, w1],
+                                        gy.contiguous(memory_format=torch.contiguous_format if cl else torch.channels_last))
+            layout = got.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+            # the unselected op's gradient rows are exact zeros, the selected one's the gradient itself
+            exact = (torch.equal(grads[0][0][pick != 0], torch.zeros_like(grads[0][0][pick != 0]))
+                     and torch.equal(grads[0][0][pick == 0], gy[pick == 0])
+                     and torch.equal(grads[0][1][pick == 1], gy[pick == 1][:, :, 1:2, 1:2]))
+            # [same values, same gradients, the gradient of the other layout, kernel calls, layout,
+            #  contiguous gradients, the gradients' rows as selected]
+            out["select_cases"][f"{a}x{c}{' cl' * cl}"] = [
+                torch.equal(got, ref), all(torch.equal(x, y) for x, y in zip(*grads)),
+                all(torch.equal(x, y) for x, y in zip(other, grads[1])), kernel_calls.n, layout,
+                all(t.is_contiguous() for t in grads[0]), exact]
     out["pool_ops"] = []
     for n, c, hh, ww in ((2, 3, 8, 8), (2, 5, 9, 7), (1, 2, 1, 5), (3, 4, 32, 32), (2, 2, 6, 1)):
         x = torch.randn(n, c, hh, ww, device=device, generator=g, requires_grad=True)
@@ -511,8 +539,10 @@ def nb201(device: str) -> dict[str, Any]:
             out[f"{hard or 'mixture'}_{impl}_pools"] = use_depthwise_impl(model, impl)
             out[f"{hard or 'mixture'}_{impl}_bns"] = use_batchnorm_impl(model, impl)
             with _OpCount("cat", "constant_pad_nd") as cats, _OpCount("source_inputs") as inputs_fwd, \
-                    _OpCount("batch_norm_train_nhwc") as nhwc_bns:
+                    _OpCount("batch_norm_train_nhwc") as nhwc_bns, _OpCount("select_3x3") as selects:
                 logits = model(x, {spec.name: w})
+            # the masked training forward runs each edge's selected conv op only (nb201_fused.SELECT_CONVS)
+            out[f"{hard or 'mixture'}_{impl}_select_kernels"] = selects.n
             # the sources' BNs behind the merged convs take the NHWC route (nb201_fused.NHWC_CONVS)
             out[f"{hard or 'mixture'}_{impl}_nhwc_bns"] = nhwc_bns.n
             # the Triton weighted sum reads each source's row groups where they lie, and one kernel
@@ -853,6 +883,12 @@ def opcheck(device: str) -> dict[str, Any]:
               ("unmerge_3x3_grad", ops.unmerge_3x3_grad, (r(6, 3, 3, 3), 4)),
               ("unmerge_3x3_grad channels_last", ops.unmerge_3x3_grad,
                (r(6, 3, 3, 3).to(memory_format=torch.channels_last), 4))]
+    s3, s1 = torch.tensor([1.0, 0.0, 0.0, 1.0], device=device), torch.tensor([0.0, 1.0, 0.0, 0.0], device=device)
+    cases += [("select_3x3", ops.select_3x3, (r(4, 3, 3, 3), r(4, 3, 1, 1), s3, s1)),
+              ("select_3x3 channels_last", ops.select_3x3, (r(4, 3, 3, 3), r(4, 3, 1, 1), s3, s1, True)),
+              ("unselect_3x3_grad", ops.unselect_3x3_grad, (r(4, 3, 3, 3), s3, s1)),
+              ("unselect_3x3_grad channels_last", ops.unselect_3x3_grad,
+               (r(4, 3, 3, 3).to(memory_format=torch.channels_last), s3, s1))]
     x, w, gy = (r(2, 36, 5, 3).to(memory_format=torch.channels_last), r(20, 36, 1, 1),
                 r(2, 20, 5, 3).to(memory_format=torch.channels_last))
     cases += [("conv1x1_nhwc", ops.conv1x1_nhwc, (x, w)),

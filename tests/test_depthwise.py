@@ -115,6 +115,10 @@ def assert_mixing(r: dict[str, Any]) -> None:
     # conv_merge.UNMERGE_KERNEL off: the same gradients as strided views (what autograd then copies)
     assert r["unmerge_off"] == [True, [False, False]]
     assert r["merge_ops_when_disabled"] == 2  # conv_merge.ENABLED off: the PyTorch ops
+    # the selected conv op's weight (conv_merge.select_3x3): one kernel, the PyTorch ops' bits, both layouts
+    assert len(r["select_cases"]) == 3 * 2
+    for name, case in r["select_cases"].items():
+        assert case == [True, True, True, 1, True, True, True], (name, case)
     assert r["supported_four_operands"] is False
 
 
@@ -156,8 +160,12 @@ def assert_nb201(r: dict[str, Any]) -> None:
         assert r[f"{kind}_native_contiguous_pool_inputs"][1] == 9  # the native path pools on its own
         assert r[f"{kind}_triton_bns"] == r[f"{kind}_native_bns"] > 0
         # each of the 3 cells' 3 sources concatenates its conv, skip and pool rows only for the matmuls,
-        # and pads and concatenates its conv weights only without the merge kernel
-        assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3 * 3, (kind, r)
+        # and pads and concatenates its conv weights only without the merge kernel (the masked training
+        # forward's selected conv weight: pads only)
+        assert r[f"{kind}_native_forward_cats"] - r[f"{kind}_triton_forward_cats"] == 3 * 3 * (3 if kind == "mixture" else 2), (kind, r)
+        # the masked training forward builds each source's selected conv weight with one kernel
+        assert r[f"{kind}_triton_select_kernels"] == (9 if kind == "masked" else 0), (kind, r)
+        assert r[f"{kind}_native_select_kernels"] == 0, (kind, r)
         # the BN kernels' statistics outputs take no gradient, and none is zero-filled for them (the
         # native path's fills are elsewhere; before, each Triton BN added three)
         assert r[f"{kind}_triton_backward_zero_fills"] == r[f"{kind}_native_backward_zero_fills"] <= 1, (kind, r)
@@ -337,11 +345,11 @@ def test_search_config_selects_the_kernels(tmp_path: Path) -> None:
 def assert_opcheck(r: dict[str, Any]) -> None:
     # 6 depthwise cases, 5 NHWC depthwise cases (forward and input gradient also with native gather),
     # 3 pointwise ops, the Triton 1x1 weight gradient, 9 weighted-sum cases (3 with rows in three operands,
-    # 3 with a bias), the merged NB201 conv weight and its gradient's split (NCHW and channels_last each),
-    # 2 average-pool ops, 6
+    # 3 with a bias), the merged NB201 conv weight and its gradient's split, the selected conv weight and
+    # its gradient (NCHW and channels_last each), 2 average-pool ops, 6
     # source-input cases (ReLU/skip/pool of an NB201 source, forward and backward, 2 with the ReLU
     # channels_last), 2 max-pool ops, 4 batch-norm ops (NCHW and channels_last input), 3 dense 1x1 NHWC ops
-    assert len(r) == 45, sorted(r)
+    assert len(r) == 49, sorted(r)
     for name, result in r.items():
         assert result == {"test_schema": "SUCCESS", "test_faketensor": "SUCCESS",
                           "test_aot_dispatch_dynamic": "SUCCESS"}, (name, result)

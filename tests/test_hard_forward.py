@@ -233,8 +233,10 @@ def test_owner_masks_at_once_are_each_cells_masks(monkeypatch: pytest.MonkeyPatc
                 assert got.dtype == want.dtype and torch.equal(got, want), (key, dtype, drop)
                 checked += 1
     ids = {(cell._owner_ids[key], counter) for cell in cells for key, counter in cell.mask_keys()}
-    # 6 cells (a counter and 3 source BNs each); the two cells of a stage share their owner lists
-    assert checked == 6 * (1 + 2 * 3) and len(ids) <= 3 * 4 and len(memo) == sum(1 if c else 2 for _, c in ids)
+    # 6 cells (a counter, 3 source BNs and 3 sources' two conv weights each); the two cells of a stage
+    # share their owner lists
+    assert checked == 6 * (1 + 2 * 3 + 2 * 6) and len(ids) <= 3 * 10
+    assert len(memo) == sum(1 if c else 2 for _, c in ids)
     x, _ = images(0)
     results = []
     for at_once in (True, False):
@@ -246,6 +248,71 @@ def test_owner_masks_at_once_are_each_cells_masks(monkeypatch: pytest.MonkeyPatc
     (out_a, sd_a, gathers_a), (out_b, sd_b, gathers_b) = results
     assert torch.equal(out_a, out_b) and all(torch.equal(sd_a[k], sd_b[k]) for k in sd_a)
     assert gathers_a == 2 < gathers_b, (gathers_a, gathers_b)
+
+
+@pytest.mark.parametrize("cfg", [{}, {"track_running_stats": False}], ids=["default", "no_running_stats"])
+def test_selected_conv_forward_equals_the_full_masked_forward(cfg: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """nb201_fused.SELECT_CONVS: a masked training forward runs each edge's selected conv op only (half the
+    merged conv's output channels) and gives the full masked form's outputs, every gradient, BN running
+    statistics and counters; eval mode and the mixture keep the full form."""
+    from nas_cli.spaces import nb201_fused
+
+    runs = []
+    for on in (True, False):
+        monkeypatch.setattr(nb201_fused, "SELECT_CONVS", on)
+        _, net = build_pair({"init_channels": 4, "cells_per_stage": 2, **cfg})
+        widths: list[float] = []  # conv output channels per 3x3 weight row (1: one conv per edge, 2: both)
+        for m in net.modules():
+            if type(m).__name__ == "_SharedInputConvs":
+                m.register_forward_hook(lambda mod, _a, y: widths.append(y.shape[1] / mod.weight3.shape[0]))
+        outs, grads = [], []
+        for seed in range(3):
+            out, logit_grad = forward_backward(net, seed)
+            outs.append(out)
+            grads.append((logit_grad, all_grads(net)))
+        train_widths = set(widths)
+        widths.clear()
+        net.eval()
+        x, _ = images()
+        _, w = hard_sample(5)
+        with torch.no_grad():
+            outs.append(net(x, {"cell": w}))
+        runs.append((outs, grads, net.state_dict(), train_widths, set(widths)))
+    (outs_a, grads_a, sd_a, train_a, eval_a), (outs_b, grads_b, sd_b, train_b, eval_b) = runs
+    assert train_a == {1.0} and train_b == {2.0} and eval_a == eval_b == {2.0}
+    for a, b in zip(outs_a, outs_b):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    for (la, ga), (lb, gb) in zip(grads_a, grads_b):
+        torch.testing.assert_close(la, lb, atol=1e-6, rtol=1e-5)
+        for k in ga:
+            torch.testing.assert_close(ga[k], gb[k], atol=1e-6, rtol=1e-5, msg=k)
+            assert torch.equal(ga[k] == 0, gb[k] == 0), k  # the same exact zeros
+    for k in sd_a:
+        torch.testing.assert_close(sd_a[k], sd_b[k], atol=1e-6, rtol=1e-5, msg=k)
+        if k.endswith("num_batches_tracked"):
+            assert torch.equal(sd_a[k], sd_b[k]), k
+
+
+def test_selected_conv_forward_is_refused_where_the_bns_cannot_take_it() -> None:
+    """Affine or synchronised BNs keep the full masked form; the mixing matrices of the selected form put
+    each edge's two conv entries in one row."""
+    from nas_cli.spaces.nb201_fused import selected_mixture_index
+
+    _, net = build_pair()
+    cells = [c for c in net.cells if hasattr(c, "mix")]
+    assert all(c.can_select() for c in cells)
+    cells[0].fused.parts[1].bn.sync = True
+    assert not cells[0].can_select()
+    cells[0].fused.parts[1].bn.sync = False
+    cells[0].merge_1x1 = False
+    assert not cells[0].can_select()
+    first, second, shapes = selected_mixture_index(["none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3",
+                                                    "avg_pool_3x3"])
+    # source 0 (edges 0, 1, 3 to nodes 1, 2, 3): rows of [conv of edge 0, 1, 3, skip, pool]
+    assert shapes == [(3, 5), (2, 4), (1, 3)]
+    zero = 6 * 5
+    assert first[:5] == [0 * 5 + 3, zero, zero, 0 * 5 + 1, 0 * 5 + 4]
+    assert second[:5] == [0 * 5 + 2, zero, zero, zero, zero]
 
 
 def test_uniform_sampling_runs_masked() -> None:

@@ -140,6 +140,30 @@ BN_IMPLS: dict[str, BNFn] = {"native": _native, "cudnn": _cudnn, "function": _fu
                              "triton": _triton}
 
 
+def batch_norm_repeated(x: Tensor, rm: Tensor, rv: Tensor, momentum: float, eps: float, impl: str,
+                        repeat: int) -> Tensor:
+    """Training-mode non-affine BN of ``x`` (C channels) whose running estimates ``rm``, ``rv`` hold
+    ``repeat`` blocks of C channels, every block taking this batch's statistics.
+
+    Why: the masked one-hot NB201 forward runs each edge's *selected* conv op only, so one output
+    channel block stands for either of the edge's two conv ops, whose statistics are separate blocks
+    of the buffers (``nb201_fused.SELECT_CONVS``).  Every block takes the update here; the caller
+    keeps it only on the selected op's block (``darts_fused.HeldBackStats``).  The Triton kernels
+    update both blocks in the kernel they update one with; other ``impl`` s normalise without
+    running estimates and the update follows from ``torch.var_mean`` (unbiased, as ``F.batch_norm``)."""
+    if impl == "triton":
+        from nas_cli.spaces import bn_kernels  # lazy: Triton is optional
+
+        if bn_kernels.supported(x):
+            return bn_kernels.batch_norm_triton(x, rm, rv, momentum, eps, None, repeat)
+    y = BN_IMPLS[impl](x, None, None, momentum, eps)
+    with torch.no_grad():
+        var, mean = torch.var_mean(x.detach().float(), dim=_DIMS, correction=1)
+        torch._foreach_lerp_([rm.view(repeat, -1), rv.view(repeat, -1)],
+                             [mean.to(rm.dtype).expand(repeat, -1), var.to(rv.dtype).expand(repeat, -1)], momentum)
+    return y
+
+
 # ------------------------------------------------------------------ data-parallel (torchrun)
 def _all_reduce_sum(t: Tensor) -> Tensor:
     import torch.distributed as tdist

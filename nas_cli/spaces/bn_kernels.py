@@ -396,14 +396,21 @@ def supported(x: Tensor) -> bool:
 
 
 def batch_norm_triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum: float, eps: float,
-                      fallback: Any) -> Tensor:
+                      fallback: Any, repeat: int = 1) -> Tensor:
     """Training-mode non-affine BN through the kernels; ``fallback(x, rm, rv, momentum, eps)`` for
-    inputs they do not take.  The output is NCHW-contiguous, also for a channels_last ``x``."""
+    inputs they do not take.  The output is NCHW-contiguous, also for a channels_last ``x``.
+    ``repeat``: the running estimates hold that many blocks of x's channels, each of which takes the
+    batch statistics (``batchnorm.batch_norm_repeated``; the fallback is then never called)."""
     if not supported(x):
         return fallback(x, rm, rv, momentum, eps)
     # a 1x1-plane or one-channel x is NCHW-contiguous as well: the NCHW kernels
     y, _, mean, var = (_bn_nhwc if nhwc_only(x) else _bn)(x, float(eps))
     if rm is not None and rv is not None:  # as F.batch_norm: the unbiased variance enters the estimate
         with torch.no_grad():  # one multi-tensor kernel for both estimates
-            torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)
+            if repeat == 1:
+                torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)
+            else:
+                torch._foreach_lerp_([rm.view(repeat, -1), rv.view(repeat, -1)],
+                                     [mean.to(rm.dtype).expand(repeat, -1), var.to(rv.dtype).expand(repeat, -1)],
+                                     momentum)
     return y

@@ -77,6 +77,50 @@ if triton is not None:
         tl.store(g1_ptr + j, v, mask=live & (i >= N3))
 
 
+    @triton.jit
+    def _select_kernel(w3_ptr, w1_ptr, s3_ptr, s1_ptr, out_ptr, TOTAL, CIN, CL: tl.constexpr, BLOCK: tl.constexpr):
+        """out[k] = s3[k] * w3[k] + s1[k] * pad(w1[k]) per output channel k: the 3x3 weight of the conv op
+        an edge selected (masks 0/1, at most one 1 per k).  With CL, i runs over out's channels_last memory
+        (per output channel: taps x input channels), read from the NCHW-contiguous w3 and w1."""
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = i < TOTAL
+        k = i // (9 * CIN)
+        if CL:
+            tap = (i % (9 * CIN)) // CIN
+            c = i % CIN
+        else:
+            tap = i % 9
+            c = (i // 9) % CIN
+        centre = tap == 4
+        v3 = tl.load(w3_ptr + (k * CIN + c) * 9 + tap, mask=live, other=0.0)
+        v1 = tl.load(w1_ptr + k * CIN + c, mask=live & centre, other=0.0)
+        s3 = tl.load(s3_ptr + k, mask=live, other=0.0).to(v3.dtype)
+        s1 = tl.load(s1_ptr + k, mask=live, other=0.0).to(v3.dtype)
+        tl.store(out_ptr + i, s3 * v3 + tl.where(centre, s1 * v1, 0.0), mask=live)
+
+
+    @triton.jit
+    def _unselect_kernel(g_ptr, s3_ptr, s1_ptr, g3_ptr, g1_ptr, N3, TOTAL, CIN, CL: tl.constexpr,
+                         BLOCK: tl.constexpr):
+        """The select kernel's transpose: i < N3 indexes the NCHW-contiguous g3 = s3 * g, past it the
+        contiguous (A, CIN) g1 = s1 * g's centre tap.  With CL, g is channels_last, else NCHW-contiguous."""
+        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        live = i < TOTAL
+        in3 = i < N3
+        j = tl.maximum(i - N3, 0)
+        k3, c3, tap = i // (9 * CIN), (i // 9) % CIN, i % 9
+        k1, c1 = j // CIN, j % CIN
+        if CL:
+            src = tl.where(in3, k3 * 9 * CIN + tap * CIN + c3, k1 * 9 * CIN + 4 * CIN + c1)
+        else:
+            src = tl.where(in3, i, (k1 * CIN + c1) * 9 + 4)
+        v = tl.load(g_ptr + src, mask=live, other=0.0)
+        s = tl.where(in3, tl.load(s3_ptr + k3, mask=live & in3, other=0.0),
+                     tl.load(s1_ptr + k1, mask=live & (i >= N3), other=0.0)).to(v.dtype)
+        tl.store(g3_ptr + i, s * v, mask=live & in3)
+        tl.store(g1_ptr + j, s * v, mask=live & (i >= N3))
+
+
 _BLOCK = 1024
 #: whether ``merge_1x1_into_3x3(..., impl="triton")`` takes the kernel (see the module docstring)
 ENABLED = True
@@ -155,3 +199,78 @@ def merge_1x1_into_3x3(w3: Tensor, w1: Tensor, impl: str = "native", channels_la
     if impl == "triton" and ENABLED and supported(w3, w1):
         return _merge(w3, w1, channels_last)
     return torch.cat([w3, F.pad(w1, (1, 1, 1, 1))], 0)
+
+
+# ------------------------------------------------------------------ the selected conv op's weight
+@torch.library.custom_op("nas_cli::select_3x3", mutates_args=())
+def _select(w3: Tensor, w1: Tensor, s3: Tensor, s1: Tensor, channels_last: bool = False) -> Tensor:
+    w3, w1, s3, s1 = w3.contiguous(), w1.contiguous(), s3.contiguous(), s1.contiguous()
+    out = torch.empty_like(w3, memory_format=_format(channels_last))
+    total = out.numel()
+    _select_kernel[((total + _BLOCK - 1) // _BLOCK,)](w3, w1, s3, s1, out, total, w3.shape[1],
+                                                      CL=channels_last, BLOCK=_BLOCK)
+    return out
+
+
+@_select.register_fake
+def _select_fake(w3: Tensor, w1: Tensor, s3: Tensor, s1: Tensor, channels_last: bool = False) -> Tensor:
+    return torch.empty_like(w3, memory_format=_format(channels_last))
+
+
+@torch.library.custom_op("nas_cli::unselect_3x3_grad", mutates_args=())
+def _unselect(g: Tensor, s3: Tensor, s1: Tensor) -> tuple[Tensor, Tensor]:
+    cl = nhwc_only(g)
+    if not cl:
+        g = g.contiguous()
+    s3, s1 = s3.contiguous(), s1.contiguous()
+    a, cin = g.shape[:2]
+    g3 = g.new_empty((a, cin, 3, 3))
+    g1 = g.new_empty((a, cin, 1, 1))
+    total = g3.numel() + g1.numel()
+    _unselect_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, s3, s1, g3, g1, g3.numel(), total, cin, CL=cl,
+                                                        BLOCK=_BLOCK)
+    return g3, g1
+
+
+@_unselect.register_fake
+def _unselect_fake(g: Tensor, s3: Tensor, s1: Tensor) -> tuple[Tensor, Tensor]:
+    return g.new_empty((g.shape[0], g.shape[1], 3, 3)), g.new_empty((g.shape[0], g.shape[1], 1, 1))
+
+
+def _select_setup(ctx: Any, inputs: tuple[Tensor, Tensor, Tensor, Tensor, bool], output: Tensor) -> None:
+    ctx.save_for_backward(inputs[2], inputs[3])
+
+
+def _select_backward(ctx: Any, g: Tensor) -> tuple[Tensor, Tensor, None, None, None]:
+    s3, s1 = ctx.saved_tensors
+    g3, g1 = _unselect(g, s3, s1)
+    return g3, g1, None, None, None
+
+
+_select.register_autograd(_select_backward, setup_context=_select_setup)
+
+
+def select_supported(w3: Tensor, w1: Tensor, s3: Tensor, s1: Tensor) -> bool:
+    """Whether the kernels build this weight: (A, C, 3, 3) and (A, C, 1, 1) weights and (A,) masks,
+    float, on one device."""
+    a = w3.shape[0]
+    return (supported(w3, w1) and w1.shape[0] == a and tuple(s3.shape) == (a,) and tuple(s1.shape) == (a,)
+            and s3.device == w3.device and s1.device == w3.device and s3.is_floating_point()
+            and s1.is_floating_point() and not s3.requires_grad and not s1.requires_grad)
+
+
+def select_3x3(w3: Tensor, w1: Tensor, s3: Tensor, s1: Tensor, impl: str = "native",
+               channels_last: bool = False) -> Tensor:
+    """Per output channel k, the 3x3 weight of the conv op its edge selected:
+    ``s3[k] * w3[k] + s1[k] * pad(w1[k])`` with 0/1 masks ``s3``, ``s1`` (at most one of them 1 per k).
+
+    Why: a masked one-hot NB201 forward runs each edge's selected op only, and at most one of an edge's
+    two conv ops is selected.  The merged conv (:func:`merge_1x1_into_3x3`) computes both; this weight
+    computes the selected one in half the output channels (zeros where neither is selected, which the
+    weighted sum multiplies by exact zeros).  Exact: a product by 0 or 1 and a sum with exact zeros, so
+    the weight equals the selected op's (padded) weight bit for bit, and the gradients are ``s3 * g`` and
+    ``s1 * g``'s centre tap: the unselected op's exactly zero.  One kernel per direction with
+    ``impl="triton"`` where :func:`select_supported`; the PyTorch ops otherwise."""
+    if impl == "triton" and select_supported(w3, w1, s3, s1):
+        return _select(w3, w1, s3, s1, channels_last)
+    return w3 * s3.view(-1, 1, 1, 1).to(w3.dtype) + F.pad(w1 * s1.view(-1, 1, 1, 1).to(w1.dtype), (1, 1, 1, 1))

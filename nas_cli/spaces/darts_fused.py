@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nas_cli.spaces.batchnorm import BN_IMPLS, sync_batch_norm
+from nas_cli.spaces.batchnorm import BN_IMPLS, batch_norm_repeated, sync_batch_norm
 from nas_cli.spaces.avgpool import avg_pool_3x3
 from nas_cli.spaces.depthwise import depthwise_conv2d, is_depthwise
 from nas_cli.spaces.pointwise import grouped_pointwise_triton
@@ -244,17 +244,35 @@ class _BN(_Stage):
     #: statistics over all data-parallel ranks (batchnorm.use_sync_batchnorm)
     sync: bool = False
 
-    def forward(self, x: Tensor, update: StatsUpdate | None = None) -> Tensor:
+    def forward(self, x: Tensor, update: StatsUpdate | None = None, repeat: int = 1) -> Tensor:
         """``update``: which channels' running statistics take this batch (training mode; None: all
         do).  The masked one-hot NB201 forward passes it, so ops that were not sampled keep their
         statistics exactly, as in a reference step where they do not run: the kernels update copies
         (saved for backward, so never modified afterwards), and :meth:`HeldBackStats.commit` puts
-        the copies' values into the buffers on the kept channels once the forward is done."""
+        the copies' values into the buffers on the kept channels once the forward is done.
+
+        ``repeat`` (with ``update`` only): ``x`` holds 1/repeat of the channels, and each block of the
+        statistics takes its batch statistics (the selected-conv forward, ``nb201_fused.SELECT_CONVS``;
+        :meth:`can_repeat` says where)."""
         rm, rv = self.running_mean, self.running_var
+        if repeat != 1:
+            if not (self.training and self.can_repeat()):
+                raise ValueError("a BN over a part of its channels runs in training mode, non-affine, unsynchronised")
+            if rm is None or rv is None:  # batch statistics, nothing to update
+                return self._forward(x, None, None)
+            if update is None:
+                raise ValueError("a BN over a part of its channels needs the masked forward's StatsUpdate")
+            new_m, new_v = update.held.copies_for(self, update.keep, update.drop)
+            return batch_norm_repeated(x, new_m, new_v, self.momentum, self.eps, self.impl, repeat)
         if update is None or not self.training or rm is None or rv is None:
             return self._forward(x, rm, rv)
         new_m, new_v = update.held.copies_for(self, update.keep, update.drop)
         return self._forward(x, new_m, new_v)
+
+    def can_repeat(self) -> bool:
+        """Whether :meth:`forward` takes ``repeat``: non-affine and not synchronised (a block's
+        statistics are this process's batch statistics)."""
+        return self.weight is None and not self.sync
 
     def _forward(self, x: Tensor, rm: Tensor | None, rv: Tensor | None) -> Tensor:
         if self.training and self.sync:

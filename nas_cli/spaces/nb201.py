@@ -263,6 +263,9 @@ class NB201Supernet(_Macro):
         self._owner_masks: Any = None
         #: position of the first fused cell (its mixing matrices serve every cell: same op list)
         self._mixer: int | None = None
+        #: masked training forwards run the selected-conv form where the cells allow (nb201_fused.SELECT_CONVS,
+        #: read here, with the cells built)
+        self._select_convs = False
         if self.fused:
             from nas_cli.spaces import nb201_fused  # lazy: it imports this module
 
@@ -272,6 +275,7 @@ class NB201Supernet(_Macro):
                     self._mixer = i if self._mixer is None else self._mixer
             if self.masked and nb201_fused.OWNER_MASKS_AT_ONCE:
                 self._owner_masks = nb201_fused.OwnerMasks([c for c in self.cells if hasattr(c, "mix")])
+            self._select_convs = self.masked and nb201_fused.SELECT_CONVS
 
     def forward(self, x: Tensor, arch: Mapping[str, Tensor]) -> Tensor:
         w = arch["cell"]
@@ -305,7 +309,10 @@ class NB201Supernet(_Macro):
         if self.training:
             self.last_used = used
         mixer = self.cells[self._mixer]
-        coefs = mixer.coefficients(picked)
+        # the selected-conv form (nb201_fused.SELECT_CONVS) for training forwards: one conv row per edge
+        select = self.training and self._select_convs and all(
+            layer.can_select() for layer in self.cells if hasattr(layer, "mix"))
+        coefs = mixer.selected_coefficients(picked) if select else mixer.coefficients(picked)
         biases = mixer.rest_biases(HardSelection.node_sums(rest))
         h = self.stem(x)
         memo: dict = {}  # the cells of a stage share their BN-update masks (FusedNB201Cell.owner_mask)
@@ -313,7 +320,7 @@ class NB201Supernet(_Macro):
         if self.training and self._owner_masks is not None:
             self._owner_masks.fill(used, memo)
         for layer in self.cells:
-            h = layer.mix(h, coefs, biases, used, memo, held) if hasattr(layer, "mix") else layer(h)
+            h = layer.mix(h, coefs, biases, used, memo, held, select) if hasattr(layer, "mix") else layer(h)
         if held is not None:
             held.commit()
         return self.head(h)

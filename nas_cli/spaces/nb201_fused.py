@@ -41,8 +41,17 @@ other ops' outputs are multiplied by exact zeros, so their weights receive exact
 what a zero gradient would still change is undone: the BN running statistics (and batch counters)
 of unselected ops are not updated (:meth:`FusedNB201Cell.mix` with ``used``), and
 :class:`~nas_cli.arch.hard_forward.FreezeUnselected` keeps their weights and momentum through the
-optimizer step -- a reference step skips parameters without a gradient.  It costs the FLOPs of
-every op, and saves the host sync of each forward.
+optimizer step -- a reference step skips parameters without a gradient.  It saves the host sync of
+each forward.
+
+**Selected convs** (``SELECT_CONVS``, training forwards): at most one of an edge's two conv ops is
+selected, so each source runs one 3x3 conv per edge with the selected op's weight
+(``conv_merge.select_3x3``: ``s3*w3 + s1*pad(w1)`` with the sample's 0/1 masks; zeros where the edge
+selected neither), half the merged conv's output channels.  Its BN's running statistics hold both ops'
+blocks; each block takes the batch statistics and the held-back update keeps the selected op's
+(``_BN.forward(..., repeat=2)``), and ``M_j``'s conv row of an edge is the sum of its two conv entries,
+one of them an exact 0 (:meth:`FusedNB201Cell.selected_coefficients`).  Pool, skip and the parameter-free
+rows still run for every edge; eval-mode forwards (running statistics per op) keep the full form.
 """
 
 from __future__ import annotations
@@ -67,7 +76,7 @@ from nas_cli.spaces.darts_fused import (
     grouped_pointwise,
 )
 from nas_cli.spaces import source_inputs
-from nas_cli.spaces.conv_merge import merge_1x1_into_3x3
+from nas_cli.spaces.conv_merge import merge_1x1_into_3x3, select_3x3
 from nas_cli.spaces.mixing import mix_rows
 from nas_cli.spaces.nb201 import NB201_EDGES, NB201_NODES, NB201SearchCell, ReLUConvBN, Zero
 from nas_cli.spaces.triton_support import nhwc_only
@@ -88,6 +97,11 @@ OWNER_MASKS_AT_ONCE = True
 #: the NHWC conv output into NCHW rows for the weighted sum (and the gradient back); everything else
 #: stays NCHW.  ``benchmarks/nb201_merge.py --flag nhwc_convs`` times both settings.
 NHWC_CONVS = True
+#: the selected-conv forward: a masked *training* forward (GDAS, RS-WS) runs, per edge, only the conv op
+#: its sample selected, as one 3x3 weight per edge (``conv_merge.select_3x3``): half the merged conv's
+#: output channels, BN work and conv rows of the weighted sums.  Same values (see :meth:`FusedNB201Cell.mix`);
+#: ``benchmarks/nb201_merge.py --flag select_convs`` times both settings.
+SELECT_CONVS = True
 
 
 def op_kind(m: nn.Module) -> str:
@@ -138,6 +152,29 @@ def mixture_index(ops: Sequence[str]) -> tuple[list[int], list[tuple[int, int]]]
     return index, shapes
 
 
+def selected_mixture_index(ops: Sequence[str]) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+    """:func:`mixture_index` for the selected-conv forward (``SELECT_CONVS``; both conv ops in ``ops``):
+    O_j has one conv row per edge, the edge's selected conv op, so ``M_j[q, q]`` is the sum of the
+    edge's two conv entries (of a masked sample: the selected one's, the other is an exact 0).  Returns
+    the two gather indices whose gathers add up to all ``M_j`` and the (m, P) shapes."""
+    n_ops = len(ops)
+    zero = len(NB201_EDGES) * n_ops
+    extras = [o for o in EXTRA_OPS if o in ops]
+    first: list[int] = []
+    second: list[int] = []
+    shapes: list[tuple[int, int]] = []
+    for j in range(NB201_NODES - 1):
+        edges = source_edges(j)
+        m = len(edges)
+        for q, e in enumerate(edges):
+            a, b = [zero] * m, [zero] * m
+            a[q], b[q] = (e * n_ops + ops.index(o) for o in CONV_OPS)
+            first += a + [e * n_ops + ops.index(o) for o in extras]
+            second += b + [zero] * len(extras)
+        shapes.append((m, m + len(extras)))
+    return first, second, shapes
+
+
 # ------------------------------------------------------------------ stages
 class _SharedInputConvs(_Stage):
     """The 3x3 and 1x1 convs of every edge leaving one node: one dense conv over the shared input.
@@ -169,9 +206,15 @@ class _SharedInputConvs(_Stage):
         #: can be switched at any time (same result, fewer kernels vs fewer FLOPs)
         self.merge_1x1 = merge_1x1
 
-    def forward(self, r: Tensor, impl: str = "native") -> Tensor:
+    def forward(self, r: Tensor, impl: str = "native", select: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """``impl``: the cell's kernel setting (``runtime.mixing``); ``triton`` builds the merged
-        weight in one kernel (``spaces/conv_merge.py``)."""
+        weight in one kernel (``spaces/conv_merge.py``).  ``select``: per output channel of the 3x3
+        block, whether its edge selected the 3x3 and the 1x1 op (0/1 masks): then one conv per edge,
+        the selected op's (``conv_merge.select_3x3``), m*C output channels instead of 2*m*C."""
+        if select is not None:
+            assert self.weight3 is not None and self.weight1 is not None
+            w = select_3x3(self.weight3, self.weight1, select[0], select[1], impl, nhwc_only(r))
+            return F.conv2d(r, w, None, 1, 1)
         if self.weight3 is None:
             return grouped_pointwise(r, self.weight1, 1)  # type: ignore[arg-type]
         if self.weight1 is None:
@@ -217,12 +260,15 @@ class _Source(nn.Module):
                 and bn.weight is None and x.dtype == torch.float32 and x.shape[1] > 1
                 and x.shape[2] * x.shape[3] > 1 and not torch.compiler.is_compiling())
 
-    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None, impl: str = "native") -> list[Tensor]:
+    def forward(self, x: Tensor, bn_update: StatsUpdate | None = None, impl: str = "native",
+                select: tuple[Tensor, Tensor] | None = None) -> list[Tensor]:
         """O_j as its row groups (conv/BN rows, skip row, pool row; each (N, rows, C*H*W)), not
         concatenated: the Triton weighted sum reads each where it lies, the native one concatenates.
         ``bn_update``: which BN channels' running statistics take this batch (None: all); ``impl``:
         the cell's ``runtime.mixing`` kernels, which also build the merged conv weight and compute
-        the ReLU, skip and pool rows with the source-input kernels."""
+        the ReLU, skip and pool rows with the source-input kernels.  ``select``: the selected-conv
+        forward's masks (:meth:`_SharedInputConvs.forward`; needs ``bn_update``): one conv row per edge,
+        whose BN statistics go to both conv ops' blocks, of which ``bn_update`` keeps the selected one."""
         has_conv = self.conv is not None and self.bn is not None
         has_pool = self.pool is not None
         if impl == "triton" and self.fused_inputs and (has_conv or has_pool) and source_inputs.supported(x):
@@ -235,7 +281,7 @@ class _Source(nn.Module):
             p = self.pool(x) if self.pool is not None else None
         rows: list[Tensor] = []
         if has_conv:
-            rows.append(self.bn(self.conv(r, impl), bn_update))  # type: ignore[misc, arg-type]
+            rows.append(self.bn(self.conv(r, impl, select), bn_update, 1 if select is None else 2))  # type: ignore
         if self.skip:
             rows.append(s)
         if has_pool:  # (the kernels' p is an empty tensor without a pool)
@@ -261,6 +307,12 @@ class FusedNB201Cell(nn.Module):
         index, shapes = mixture_index(self.kinds)
         self.register_buffer("_mix_index", torch.tensor(index, dtype=torch.long), persistent=False)
         self._mix_shapes = shapes
+        #: the selected-conv forward's mixing matrices (both conv ops in the list; see SELECT_CONVS)
+        self._has_both_convs = all(k in self.kinds for k in CONV_OPS)
+        self._sel_shapes: list[tuple[int, int]] = []
+        if self._has_both_convs:
+            first, second, self._sel_shapes = selected_mixture_index(self.kinds)
+            self.register_buffer("_sel_index", torch.tensor([first, second], dtype=torch.long), persistent=False)
 
         sources: list[_Source] = []
         slots: list[Slot] = []
@@ -322,6 +374,22 @@ class FusedNB201Cell(nn.Module):
         parts = flat.index_select(0, self._mix_index).split([m * p for m, p in self._mix_shapes])
         return [t.view(m, p) for t, (m, p) in zip(parts, self._mix_shapes)]
 
+    def can_select(self) -> bool:
+        """Whether a masked training forward can run the selected-conv form (``SELECT_CONVS``): both
+        conv ops in the list, merged into one 3x3 conv per source, BNs that take a part of their
+        channels (:meth:`~nas_cli.spaces.darts_fused._BN.can_repeat`)."""
+        return (self._has_both_convs and self.merge_1x1
+                and all(s.conv is not None and s.bn is not None and s.bn.can_repeat() for s in self.fused.parts))
+
+    def selected_coefficients(self, weights: Tensor) -> list[Tensor]:
+        """:meth:`coefficients` of the selected-conv forward, from a masked sample's ``w * used``: the
+        two conv entries of an edge summed into its one conv row (one of them is an exact 0), so each
+        entry's gradient is the row's, times 0 for the unselected op where ``used`` multiplies it."""
+        flat = F.pad(weights.reshape(-1), (0, 1))
+        both = flat.index_select(0, self._sel_index.view(-1)).view(2, -1)
+        parts = (both[0] + both[1]).split([m * p for m, p in self._sel_shapes])
+        return [t.view(m, p) for t, (m, p) in zip(parts, self._sel_shapes)]
+
     def owner_mask(self, fused_key: str, used: Tensor, memo: dict[Any, Tensor] | None = None,
                    dtype: torch.dtype | None = None, drop: bool = False) -> Tensor:
         """Per row of the stacked tensor ``fused_key``: the ``used`` entry (one-hot (6, |O|)) of its
@@ -345,10 +413,15 @@ class FusedNB201Cell(nn.Module):
 
     def mask_keys(self) -> list[tuple[str, bool]]:
         """(stacked tensor, is a counter) of every owner mask :meth:`mix` takes in a masked training
-        forward: the BN batch counters (long) and each source BN's running statistics (keep and drop)."""
+        forward: the BN batch counters (long), each source BN's running statistics (keep and drop) and,
+        for the selected-conv forward, each source's conv weights (one entry per output channel)."""
         keys = [("fused.bn_batches", True)] if self.fused.bn_batches.numel() else []
-        return keys + [(f"fused.parts.{j}.bn.running_mean", False) for j, src in enumerate(self.fused.parts)
-                       if src.bn is not None and src.bn.running_mean is not None]
+        keys += [(f"fused.parts.{j}.bn.running_mean", False) for j, src in enumerate(self.fused.parts)
+                 if src.bn is not None and src.bn.running_mean is not None]
+        if self._has_both_convs:
+            keys += [(f"fused.parts.{j}.conv.{w}", False) for j in range(len(self.fused.parts))
+                     for w in ("weight3", "weight1")]
+        return keys
 
     def op_parameter_owners(self) -> list[tuple[nn.Parameter, list[int]]]:
         """(parameter, owner of each row) for every op parameter: the row's entry in a flattened
@@ -364,7 +437,7 @@ class FusedNB201Cell(nn.Module):
 
     def mix(self, x: Tensor, coefs: Sequence[Tensor], biases: Sequence[Tensor] | None = None,
             used: Tensor | None = None, memo: dict[Any, Tensor] | None = None,
-            held: HeldBackStats | None = None) -> Tensor:
+            held: HeldBackStats | None = None, select: bool = False) -> Tensor:
         """The cell output from its input and the matrices of :meth:`coefficients`.
 
         Masked one-hot forward: ``biases`` (:meth:`rest_biases`) add each node's rest term, and in
@@ -372,8 +445,17 @@ class FusedNB201Cell(nn.Module):
         statistics and counters.
         ``memo``: one dict per network forward for :meth:`owner_mask`; ``held``: the forward's
         :class:`HeldBackStats` (required with ``used`` in training mode), committed by the caller.
+
+        ``select`` (masked training forward where :meth:`can_select`; ``coefs`` from
+        :meth:`selected_coefficients`): each edge's conv row is the op it selected, or zeros where it
+        selected neither conv.  Same values as the full form: the selected op's conv, BN statistics
+        and normalisation are the same arithmetic on the same numbers, every other conv row of the
+        full form is multiplied by an exact 0, and an unselected op's weights, BN statistics and arch
+        entry get exactly zero gradient and no update either way.
         """
         masked = used is not None and self.training
+        if select and not (masked and self.can_select()):
+            raise ValueError("the selected-conv forward needs a masked training forward and can_select()")
         if self.training and self.fused.bn_batches.numel():
             if masked:
                 self.fused.bn_batches.add_(self.owner_mask("fused.bn_batches", used, memo, torch.long))
@@ -389,7 +471,11 @@ class FusedNB201Cell(nn.Module):
                 key, dtype = f"fused.parts.{j}.bn.running_mean", src.bn.running_mean.dtype
                 bn_update = StatsUpdate(held, self.owner_mask(key, used, memo, dtype),
                                         self.owner_mask(key, used, memo, dtype, drop=True))
-            o = src(node, bn_update, self.mixing_impl)
+            sel = None
+            if select:
+                sel = (self.owner_mask(f"fused.parts.{j}.conv.weight3", used, memo, used.dtype),  # type: ignore
+                       self.owner_mask(f"fused.parts.{j}.conv.weight1", used, memo, used.dtype))  # type: ignore
+            o = src(node, bn_update, self.mixing_impl, sel)
             # (N, dests, C*H*W): pending + Σ_p M[q, p] O[:, p] (+ the rest of node j+1), as batched
             # matmuls or spaces/mixing.py's kernels
             out = mix_rows(m, o, pending, self.mixing_impl, None if biases is None else biases[j])
