@@ -40,7 +40,7 @@
 # (l) [ran: 0.0155 s, 0.0151 s] fifteenth session, the last device minutes: part k's nas-bench gave NB201 GDAS 0.0148 s where the
 #     session's first call gave 0.0155 s (the A/B in k moved it by only ~0.1 ms), so two more nas-bench
 #     runs of NB201 GDAS on another machine start, to see the spread between calls.
-# (m) sixteenth session: the selected-conv forward (nb201_fused.SELECT_CONVS): a masked training forward runs
+# (m) [ran: checks passed; GDAS A/B 0.0155 -> 0.0125 s; nas-bench GDAS 0.0124 s] sixteenth session: the selected-conv forward (nb201_fused.SELECT_CONVS): a masked training forward runs
 #     only the conv op each edge selected, one 3x3 weight per edge (conv_merge.select_3x3, new kernels,
 #     interpreter-checked only), so the merged convs, their BN and the weighted sums' conv rows are half as
 #     wide.  The CUDA checks (kernels, opcheck, NB201 supernet, graph-replayed masked GDAS against eager
