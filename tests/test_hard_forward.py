@@ -501,6 +501,32 @@ def test_graph_replayed_masked_steps_match_eager_selected(method: str, tmp_path:
 
 
 @gpu
+def test_graph_replayed_selected_convs_match_the_full_masked_form(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """nb201_fused.SELECT_CONVS on the GPU with the product's kernels (Triton BN, mixing, select kernels,
+    the NHWC route) and graph replays: six GDAS steps give the full masked form's losses, weights and BN
+    running statistics (fp32 convs, so the two conv widths round alike)."""
+    from nas_cli.spaces import nb201_fused
+    from nas_cli.stages.search import build_run
+    from nas_cli.stages.stepper import CudaGraphStepper, build_search_stepper
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    results = {}
+    for on in (True, False):
+        monkeypatch.setattr(nb201_fused, "SELECT_CONVS", on)
+        run = build_run(make_cfg([*NB_TINY, "runtime.device=cuda", "runtime.deterministic=true", "method=gdas",
+                                  "runtime.cuda_graphs=true"]), tmp_path / str(on))
+        assert run.hard_forward == "masked" and isinstance(build_search_stepper(run), CudaGraphStepper)
+        losses = _gdas_steps(run, 6)
+        results[on] = (torch.tensor(losses), {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})
+    (l_on, sd_on), (l_off, sd_off) = results[True], results[False]
+    torch.testing.assert_close(l_on, l_off, rtol=1e-4, atol=1e-5)
+    for k, v in sd_off.items():
+        torch.testing.assert_close(sd_on[k], v, rtol=1e-3, atol=1e-4, msg=k)
+
+
+@gpu
 def test_graph_replay_reads_the_current_tau(tmp_path: Path) -> None:
     """The temperature lives in a device tensor: changing it after the capture changes the replayed
     steps (a Python float would have been baked into the graph).  Two identical runs agree exactly,

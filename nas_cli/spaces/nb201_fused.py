@@ -156,23 +156,20 @@ def selected_mixture_index(ops: Sequence[str]) -> tuple[list[int], list[int], li
     """:func:`mixture_index` for the selected-conv forward (``SELECT_CONVS``; both conv ops in ``ops``):
     O_j has one conv row per edge, the edge's selected conv op, so ``M_j[q, q]`` is the sum of the
     edge's two conv entries (of a masked sample: the selected one's, the other is an exact 0).  Returns
-    the two gather indices whose gathers add up to all ``M_j`` and the (m, P) shapes."""
-    n_ops = len(ops)
-    zero = len(NB201_EDGES) * n_ops
-    extras = [o for o in EXTRA_OPS if o in ops]
+    the two gather indices whose gathers add up to all ``M_j`` and the (m, P) shapes: the full rows'
+    3x3 block and extras, and their 1x1 block (the appended zero under the extras)."""
+    assert all(o in ops for o in CONV_OPS)
+    index, shapes = mixture_index(ops)
+    zero = len(NB201_EDGES) * len(ops)
     first: list[int] = []
     second: list[int] = []
-    shapes: list[tuple[int, int]] = []
-    for j in range(NB201_NODES - 1):
-        edges = source_edges(j)
-        m = len(edges)
-        for q, e in enumerate(edges):
-            a, b = [zero] * m, [zero] * m
-            a[q], b[q] = (e * n_ops + ops.index(o) for o in CONV_OPS)
-            first += a + [e * n_ops + ops.index(o) for o in extras]
-            second += b + [zero] * len(extras)
-        shapes.append((m, m + len(extras)))
-    return first, second, shapes
+    pos = 0
+    for m, p in shapes:
+        for _ in range(m):
+            row, pos = index[pos:pos + p], pos + p
+            first += row[:m] + row[2 * m:]
+            second += row[m:2 * m] + [zero] * (p - 2 * m)
+    return first, second, [(m, p - m) for m, p in shapes]
 
 
 # ------------------------------------------------------------------ stages
