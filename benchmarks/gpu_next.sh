@@ -45,6 +45,9 @@
 #     interpreter-checked only), so the merged convs, their BN and the weighted sums' conv rows are half as
 #     wide.  The CUDA checks (kernels, opcheck, NB201 supernet, graph-replayed masked GDAS against eager
 #     selected), GDAS with it off and on in one process, then nas-bench of the NB201 steps.
+# (o) sixteenth session, the last device minutes: the GPU test of the selected convs against the full masked
+#     form (graph-replayed, product kernels; written after part m), then the evaluation step compiled as
+#     one graph (runtime.compile_scope=model; never measured: Inductor could fuse across cell boundaries).
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -102,6 +105,15 @@ timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gda
   --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
 fi
+if [ "$part" = o ]; then
+stamp gpu-select-test
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py \
+  -k "selected_convs_match or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
+stamp eval-compile-model
+timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
+  --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
+fi
 stamp end
 fi
 if [ "$part" = l ]; then
@@ -123,6 +135,15 @@ stamp bench-nb201
 timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
   --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+fi
+if [ "$part" = o ]; then
+stamp gpu-select-test
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py \
+  -k "selected_convs_match or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
+stamp eval-compile-model
+timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
+  --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
 fi
 stamp end
 fi
@@ -186,5 +207,14 @@ stamp bench-nb201
 timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
   --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+fi
+if [ "$part" = o ]; then
+stamp gpu-select-test
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py \
+  -k "selected_convs_match or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
+stamp eval-compile-model
+timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
+  --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
 fi
 stamp end
