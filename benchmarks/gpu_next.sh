@@ -45,7 +45,7 @@
 #     interpreter-checked only), so the merged convs, their BN and the weighted sums' conv rows are half as
 #     wide.  The CUDA checks (kernels, opcheck, NB201 supernet, graph-replayed masked GDAS against eager
 #     selected), GDAS with it off and on in one process, then nas-bench of the NB201 steps.
-# (o) sixteenth session, the last device minutes: the GPU test of the selected convs against the full masked
+# (o) [ran: test passed; compile_scope=model still compiling after 210 s, not measured] sixteenth session, the last device minutes: the GPU test of the selected convs against the full masked
 #     form (graph-replayed, product kernels; written after part m), then the evaluation step compiled as
 #     one graph (runtime.compile_scope=model; never measured: Inductor could fuse across cell boundaries).
 set -u
