@@ -8,8 +8,9 @@
   value and same gradients as ``selected``; what would still differ is held back: BN running
   statistics of unselected ops are not updated, and :class:`FreezeUnselected` keeps their weights
   and momentum through the optimizer step (a reference step skips parameters without a gradient:
-  no weight decay, no momentum).  No host sync, so the step can be CUDA-graph replayed; it pays
-  the FLOPs of every op.
+  no weight decay, no momentum).  No host sync, so the step can be CUDA-graph replayed.  Training
+  forwards run only the selected one of an edge's two conv ops (``nb201_fused.SELECT_CONVS``); the
+  parameter-free ops run for every edge.
 * ``auto`` -- ``masked`` exactly when that lets the step be replayed from a CUDA graph.
 
 The masked form needs a space that implements it (NB201), its fused cells (``runtime.fused``) and
