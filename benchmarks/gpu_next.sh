@@ -92,28 +92,6 @@ stamp bench-nb201
 timeout 150 python3 -m nas_cli.bench --steps 20 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
   --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
-if [ "$part" = m ]; then
-stamp cuda-checks
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
-  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
-  | grep -E "passed|failed|^E " | head -8
-stamp nb201-select-convs
-timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
-stamp bench-nb201
-timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
-  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
-fi
-if [ "$part" = o ]; then
-stamp gpu-select-test
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py \
-  -k "selected_convs_match or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
-stamp eval-compile-model
-timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
-  --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
-fi
 stamp end
 fi
 if [ "$part" = l ]; then
@@ -123,28 +101,6 @@ timeout 90 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas
   >$OUT/gdas$round.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/gdas$round.json | cut -c1-150
 done
-if [ "$part" = m ]; then
-stamp cuda-checks
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
-  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
-  | grep -E "passed|failed|^E " | head -8
-stamp nb201-select-convs
-timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
-stamp bench-nb201
-timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
-  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
-fi
-if [ "$part" = o ]; then
-stamp gpu-select-test
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py \
-  -k "selected_convs_match or graph_replayed_masked" 2>&1 | grep -E "passed|failed|^E " | head -8
-stamp eval-compile-model
-timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
-  --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
-fi
 stamp end
 fi
 if [ "$part" = a ]; then
