@@ -315,6 +315,35 @@ def test_selected_conv_forward_is_refused_where_the_bns_cannot_take_it() -> None
     assert second[:5] == [0 * 5 + 2, zero, zero, zero, zero]
 
 
+def test_bn_over_part_of_its_channels_needs_a_masked_training_forward() -> None:
+    """_BN.forward(repeat=2) (the selected-conv forward's BN): a one-line error in eval mode, for affine or
+    synchronised BNs and without the masked forward's StatsUpdate; both blocks of the held-back copies
+    take the batch statistics, and without running statistics it is a plain batch-statistics BN."""
+    from nas_cli.spaces.darts_fused import _BN, HeldBackStats, StatsUpdate
+
+    x = torch.randn(4, 3, 5, 5)
+    bn = _BN([torch.nn.BatchNorm2d(3, affine=False) for _ in range(2)])  # 6 channels: two blocks of 3
+    held = HeldBackStats([bn])
+    keep = torch.tensor([1.0, 1, 1, 0, 0, 0])
+    y = bn(x, StatsUpdate(held, keep, 1 - keep), repeat=2)
+    ref_m, ref_v = torch.zeros(3), torch.ones(3)
+    torch.testing.assert_close(y, torch.nn.functional.batch_norm(x, ref_m, ref_v, training=True, momentum=0.1))
+    torch.testing.assert_close(held.copies[0], ref_m.repeat(2))
+    torch.testing.assert_close(held.copies[1], ref_v.repeat(2))
+    held.commit()  # the kept block takes the update, the other keeps its values
+    torch.testing.assert_close(bn.running_mean, torch.cat([ref_m, torch.zeros(3)]))
+    with pytest.raises(ValueError, match="StatsUpdate"):
+        bn(x, None, repeat=2)
+    bn.eval()
+    with pytest.raises(ValueError, match="training mode"):
+        bn(x, StatsUpdate(held, keep, 1 - keep), repeat=2)
+    affine = _BN([torch.nn.BatchNorm2d(3) for _ in range(2)])
+    with pytest.raises(ValueError, match="non-affine"):
+        affine(x, None, repeat=2)
+    free = _BN([torch.nn.BatchNorm2d(3, affine=False, track_running_stats=False) for _ in range(2)])
+    torch.testing.assert_close(free(x, None, repeat=2), torch.nn.functional.batch_norm(x, None, None, training=True))
+
+
 def test_uniform_sampling_runs_masked() -> None:
     ref, masked = build_pair(sampling="uniform")
     x, _ = images()
