@@ -157,11 +157,23 @@ def batch_norm_repeated(x: Tensor, rm: Tensor, rv: Tensor, momentum: float, eps:
         if bn_kernels.supported(x):
             return bn_kernels.batch_norm_triton(x, rm, rv, momentum, eps, None, repeat)
     y = BN_IMPLS[impl](x, None, None, momentum, eps)
-    with torch.no_grad():
-        var, mean = torch.var_mean(x.detach().float(), dim=_DIMS, correction=1)
-        torch._foreach_lerp_([rm.view(repeat, -1), rv.view(repeat, -1)],
-                             [mean.to(rm.dtype).expand(repeat, -1), var.to(rv.dtype).expand(repeat, -1)], momentum)
+    var, mean = torch.var_mean(x.detach().float(), dim=_DIMS, correction=1)
+    update_running_estimates(rm, rv, mean, var, momentum, repeat)
     return y
+
+
+def update_running_estimates(rm: Tensor, rv: Tensor, mean: Tensor, var: Tensor, momentum: float,
+                             repeat: int = 1) -> None:
+    """``rm``/``rv`` take the batch ``mean`` and unbiased ``var`` with ``momentum`` (as ``F.batch_norm``),
+    in one multi-tensor kernel; with ``repeat`` they hold that many blocks of the batch's channels and
+    every block takes them (:func:`batch_norm_repeated`)."""
+    with torch.no_grad():
+        if repeat == 1:
+            torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)
+        else:
+            torch._foreach_lerp_([rm.view(repeat, -1), rv.view(repeat, -1)],
+                                 [mean.to(rm.dtype).expand(repeat, -1), var.to(rv.dtype).expand(repeat, -1)],
+                                 momentum)
 
 
 # ------------------------------------------------------------------ data-parallel (torchrun)

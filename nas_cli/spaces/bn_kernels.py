@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from nas_cli.spaces.batchnorm import update_running_estimates  # (batchnorm imports this module lazily)
 from nas_cli.spaces.triton_support import available, nhwc_only, pow2, sm_count, tl, triton
 
 if triton is not None:
@@ -406,11 +407,5 @@ def batch_norm_triton(x: Tensor, rm: Tensor | None, rv: Tensor | None, momentum:
     # a 1x1-plane or one-channel x is NCHW-contiguous as well: the NCHW kernels
     y, _, mean, var = (_bn_nhwc if nhwc_only(x) else _bn)(x, float(eps))
     if rm is not None and rv is not None:  # as F.batch_norm: the unbiased variance enters the estimate
-        with torch.no_grad():  # one multi-tensor kernel for both estimates
-            if repeat == 1:
-                torch._foreach_lerp_([rm, rv], [mean.to(rm.dtype), var.to(rv.dtype)], momentum)
-            else:
-                torch._foreach_lerp_([rm.view(repeat, -1), rv.view(repeat, -1)],
-                                     [mean.to(rm.dtype).expand(repeat, -1), var.to(rv.dtype).expand(repeat, -1)],
-                                     momentum)
+        update_running_estimates(rm, rv, mean, var, momentum, repeat)
     return y
