@@ -25,31 +25,28 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-#: --flag -> (module of nas_cli.spaces, its switch, what it switches)
-FLAGS = {"conv_merge": ("conv_merge", "ENABLED", "merge kernel"),
-         "source_inputs": ("source_inputs", "ENABLED", "source-input kernels"),
-         "nhwc_convs": ("nb201_fused", "NHWC_CONVS", "NHWC convs"),
-         "nhwc_stats_split": ("bn_kernels", "SPLIT_NHWC_STATS", "split NHWC BN stats"),
-         "conv_unmerge": ("conv_merge", "UNMERGE_KERNEL", "unmerge kernel"),
-         "owner_masks": ("nb201_fused", "OWNER_MASKS_AT_ONCE", "masks at once"),
-         "select_convs": ("nb201_fused", "SELECT_CONVS", "selected convs")}
+#: --flag -> (its runtime.kernel_switches name, what it switches)
+FLAGS = {"conv_merge": ("merge_kernel", "merge kernel"),
+         "source_inputs": ("source_input_kernels", "source-input kernels"),
+         "nhwc_convs": ("nhwc_convs", "NHWC convs"),
+         "nhwc_stats_split": ("split_nhwc_stats", "split NHWC BN stats"),
+         "conv_unmerge": ("unmerge_kernel", "unmerge kernel"),
+         "owner_masks": ("owner_masks_at_once", "masks at once"),
+         "select_convs": ("select_convs", "selected convs")}
 
 
 def time_step(method: str, enabled: bool, steps: int, flag: str | list[str] = "conv_merge") -> float:
     """Median step time of ``method`` with the switches ``flag`` (one or several, set together) ``enabled``,
     through nas-bench's search seam and timer."""
-    import importlib
-
     from benchmarks.search_step import compose
     from nas_cli.bench.measure import time_steps
     from nas_cli.bench.prepare import prepare_search
-    for name in [flag] if isinstance(flag, str) else flag:
-        module, attr, _ = FLAGS[name]
-        setattr(importlib.import_module(f"nas_cli.spaces.{module}"), attr, enabled)
+    switches = [f"+runtime.kernel_switches.{FLAGS[name][0]}={str(enabled).lower()}"
+                for name in ([flag] if isinstance(flag, str) else flag)]
     # the NB201 methods at batch 64; a DARTS-space method (pcdarts, gaea_pcdarts) as its nas-bench workload
     space, batch = ("darts", 256) if "pcdarts" in method else ("nb201", 64)
     overrides = ["objective.warmup_epochs=0", "dataset.num_train=8192", "dataset.num_test=256", f"method={method}",
-                 f"search_space={space}", "search_space.preset=paper", f"search.batch_size={batch}"]
+                 f"search_space={space}", "search_space.preset=paper", f"search.batch_size={batch}", *switches]
     prep = prepare_search(compose(overrides), "")
     try:
         timing, _, _ = time_steps(prep.step, prep.device, steps, warmup=4)
@@ -65,7 +62,7 @@ def main() -> None:
     ap.add_argument("--flag", choices=sorted(FLAGS), nargs="+", default=["conv_merge"],
                     help="one switch, or several switched together")
     args = ap.parse_args()
-    what = " + ".join(FLAGS[f][2] for f in args.flag)
+    what = " + ".join(FLAGS[f][1] for f in args.flag)
     for method in args.methods:
         for enabled in (False, True, False, True):
             t = time_step(method, enabled, args.steps, args.flag)

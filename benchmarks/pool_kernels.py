@@ -89,8 +89,7 @@ def step_times() -> None:
     w = WORKLOADS.get("gaea_pcdarts_search")
     overrides = [*w.overrides, *w.full, *w.data_full, "runtime.device=cuda"]
     for enabled in (False, True, False):
-        maxpool.ENABLED = enabled
-        prep = prepare_search(compose(overrides), "")
+        prep = prepare_search(compose([*overrides, f"+runtime.kernel_switches.maxpool_kernels={str(enabled).lower()}"]), "")
         timing, peak, _ = time_steps(prep.step, prep.device, 20, 5)
         print(f"gaea_pcdarts_search step, Triton max pools {'on ' if enabled else 'off'}: median {timing.median:.4f} s, "
               f"peak {peak:.2f} GB", flush=True)

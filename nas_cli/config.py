@@ -325,6 +325,10 @@ class RuntimeConfig:
     #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
     #: {coordinate_descent_tuning: true}); merged over compile_mode's own options
     compile_options: Dict[str, Any] = field(default_factory=dict)
+    #: on/off switches of individual fast-path kernels, by name (runtime/switches.py lists them; all
+    #: default true, each measured faster than the form it replaced, which false restores: same values),
+    #: e.g. +runtime.kernel_switches.select_convs=false
+    kernel_switches: Dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass
@@ -490,6 +494,9 @@ def validate(cfg: DictConfig) -> None:
     from nas_cli.runtime.compile import check_compile_options
 
     check_compile_options(rt.get("compile_options") or {}, str(rt.compile_backend))
+    from nas_cli.runtime.switches import check_switches
+
+    check_switches(rt.get("kernel_switches"))
     _check(str(rt.cuda_graphs).lower() in ("auto", "true", "false"),
            f"runtime.cuda_graphs must be auto, true or false, got '{rt.cuda_graphs}'")
     _check(str(cfg.resume).lower() in ("auto", "true", "false"),

@@ -66,6 +66,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     (["search.epochs=abc"], 1),      # wrong type
     (["objective.train_portion=1.5"], 2),
     (["method=gaea_pcdarts", "optimizer=adam"], 2),
+    (["+runtime.kernel_switches.no_such_switch=false"], 2),
 ])
 def test_cli_user_errors_exit_nonzero_without_traceback(args: list[str], code: int, tmp_path) -> None:
     proc = _cli(*args, f"hydra.run.dir={tmp_path}")

@@ -542,10 +542,11 @@ def test_graph_replayed_selected_convs_match_the_full_masked_form(tmp_path: Path
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     results = {}
-    for on in (True, False):
-        monkeypatch.setattr(nb201_fused, "SELECT_CONVS", on)
+    for on in (True, False):  # the run's switch (runtime.kernel_switches) sets the module constant
         run = build_run(make_cfg([*NB_TINY, "runtime.device=cuda", "runtime.deterministic=true", "method=gdas",
-                                  "runtime.cuda_graphs=true"]), tmp_path / str(on))
+                                  "runtime.cuda_graphs=true", f"+runtime.kernel_switches.select_convs={on}"]),
+                        tmp_path / str(on))
+        assert nb201_fused.SELECT_CONVS is on and run.model._select_convs is on
         assert run.hard_forward == "masked" and isinstance(build_search_stepper(run), CudaGraphStepper)
         losses = _gdas_steps(run, 6)
         results[on] = (torch.tensor(losses), {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()})

@@ -23,7 +23,7 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   "runtime.fused", "runtime.channels_last", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm",
                   "runtime.depthwise", "runtime.pointwise", "runtime.mixing", "runtime.conv1x1", "runtime.hard_forward", "runtime.compile",
                   "runtime.compile_backend", "runtime.compile_mode", "runtime.compile_scope",
-                  "runtime.compile_options",
+                  "runtime.compile_options", "runtime.kernel_switches",
                   # data-parallel execution: like the number of processes, which a resumed run may change
                   "runtime.sync_bn",
                   # stage-2/3 training settings do not affect a search (eval jobs fingerprint them)

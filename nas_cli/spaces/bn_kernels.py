@@ -224,6 +224,7 @@ def _nhwc_blocks(c: int, length: int) -> tuple[int, int]:
 
 #: split each sample's pixels over several programs in the channels_last statistics kernel (see
 #: :func:`_pixel_splits`); off, one program per (sample, channel block) loops over all of them
+#: (set per run with ``runtime.kernel_switches.split_nhwc_stats``: nas_cli/runtime/switches.py)
 SPLIT_NHWC_STATS = True
 
 

@@ -144,6 +144,7 @@ _WTILE = 128       # output pixels per tile of the weight-gradient kernel (rows 
 #: strided forward convs keep the native kernel: on the H200 the Triton forward took 103 us where
 #: the native one took 18 us for the reduction cell's stride-2 5x5 (256 x 16 x 32 x 32); the Triton
 #: input and weight gradients of that conv were faster (58 vs 89 us, 29 vs 63 us) and are kept
+#: (set per run with ``runtime.kernel_switches.native_strided_depthwise_forward``: nas_cli/runtime/switches.py)
 NATIVE_STRIDED_FORWARD = True
 
 

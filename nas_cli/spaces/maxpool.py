@@ -31,6 +31,7 @@ from nas_cli.spaces.triton_support import available, out_size, plane_tile, tl, t
 #: whether the fused cells' max pools use these kernels (``runtime.depthwise=triton`` steps).  On
 #: since the H200 GAEA PC-DARTS search step measured 0.0933 s with them against 0.0948 / 0.0962 s
 #: without (peak 6.96 GB against 7.71 GB; benchmarks/pool_kernels.py, sixth session)
+#: (set per run with ``runtime.kernel_switches.maxpool_kernels``: nas_cli/runtime/switches.py)
 ENABLED = True
 
 if triton is not None:

@@ -90,17 +90,20 @@ _OWNER_IDS: dict[tuple[int, ...], int] = {}
 #: whether the masked supernets built from here on gather all BN-update masks of a training forward at
 #: once (:class:`OwnerMasks`); off, each cell's ``owner_mask`` gathers its own (a switch for
 #: ``benchmarks/nb201_merge.py``, which sets it before it builds the step)
+#: (set per run with ``runtime.kernel_switches.owner_masks_at_once``: nas_cli/runtime/switches.py)
 OWNER_MASKS_AT_ONCE = True
 #: the NHWC route (``runtime.mixing=triton`` with the Triton BN kernels, training mode): the source-input
 #: kernel writes relu(x_j) channels_last, the merge kernel the conv weight, so cuDNN's NHWC conv kernels
 #: run without the NCHW<->NHWC transposes it puts around them for NCHW tensors, and the BN kernels turn
 #: the NHWC conv output into NCHW rows for the weighted sum (and the gradient back); everything else
 #: stays NCHW.  ``benchmarks/nb201_merge.py --flag nhwc_convs`` times both settings.
+#: (set per run with ``runtime.kernel_switches.nhwc_convs``: nas_cli/runtime/switches.py)
 NHWC_CONVS = True
 #: the selected-conv forward: a masked *training* forward (GDAS, RS-WS) runs, per edge, only the conv op
 #: its sample selected, as one 3x3 weight per edge (``conv_merge.select_3x3``): half the merged conv's
 #: output channels, BN work and conv rows of the weighted sums.  Same values (see :meth:`FusedNB201Cell.mix`);
 #: ``benchmarks/nb201_merge.py --flag select_convs`` times both settings.
+#: (set per run with ``runtime.kernel_switches.select_convs``: nas_cli/runtime/switches.py)
 SELECT_CONVS = True
 
 

@@ -123,6 +123,7 @@ def _grad_input_fake(gy: Tensor, w: Tensor, groups: int) -> Tensor:
 #: the weight gradient keeps the batched matmul (a (c x HW) @ (HW x c) product per image and group,
 #: summed over the batch): on the H200 the Triton kernel below took 17/36/30/26 us where the matmul
 #: took 9/19/16/16 us for the search supernet's four 1x1 shapes (2026-12-02, conv_kernels.py)
+#: (set per run with ``runtime.kernel_switches.native_pointwise_weight_grad``: nas_cli/runtime/switches.py)
 NATIVE_WEIGHT_GRAD = True
 
 

@@ -92,6 +92,7 @@ if triton is not None:
 _TILE = 512  # pixels per program, as the pooling and depthwise kernels
 #: whether the fused NB201 cell takes these kernels (with ``runtime.mixing=triton``); off, it runs the
 #: separate ReLU and pool ops (``benchmarks/nb201_merge.py --flag source_inputs`` times both)
+#: (set per run with ``runtime.kernel_switches.source_input_kernels``: nas_cli/runtime/switches.py)
 ENABLED = True
 
 

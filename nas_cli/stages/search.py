@@ -51,6 +51,7 @@ from nas_cli.runtime.optstate import load_optimizer_state_by_name, optimizer_sta
 from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
+from nas_cli.runtime.switches import apply_switches
 from nas_cli.spaces import SPACES
 from nas_cli.spaces.batchnorm import resolve_impl as resolve_bn_impl
 from nas_cli.spaces.batchnorm import use_batchnorm_impl, use_sync_batchnorm
@@ -130,6 +131,7 @@ def build_run(cfg: DictConfig, out_dir: Path) -> SearchRun:
     if cfg.runtime.num_threads:
         torch.set_num_threads(int(cfg.runtime.num_threads))
     seed_everything(int(cfg.seed), bool(cfg.runtime.deterministic))
+    apply_switches(cfg.runtime.get("kernel_switches"))  # before any module is built
 
     dataset = load_dataset(cfg.dataset)
     space = SPACES.get(cfg.search_space.name)(cfg.search_space)
@@ -357,6 +359,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inner = int(cfg.objective.inner_steps)
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
     steps = len(run.train_stream)
+    first_epoch, stale_bn_noted = state["epoch"], False
     with make_progress() as progress:
         task = progress.add_task("epoch", total=steps, stats="")
         for epoch in range(state["epoch"], stop_at):
@@ -411,7 +414,11 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 f"H_ops {row['entropy_ops']:.4f}"
                 + (f"  H_edges {row['entropy_edges']:.4f}" if row["entropy_edges"] is not None else "")
                 + (f"  oracle {row['oracle_test_acc']:.2f}" if row.get("oracle_test_acc") is not None else "")
-                + f"  lr {lr:.4g}  {dt:.1f}s")
+                + f"  lr {lr:.4g}  {dt:.1f}s"
+                + (f"  [dim]{_warmup_note(run)}[/dim]" if epoch == first_epoch and _warmup_note(run) else ""))
+            if val_loss is not None and not stale_bn_noted and _stale_bn_loss(run, val_loss):
+                stale_bn_noted = True
+                console.print(f"[dim]{_stale_bn_note(run, val_loss)}[/dim]")
     if state["epoch"] < epochs:
         console.print(f"[yellow]stopped after epoch {state['epoch']}/{epochs}[/] (search.stop_after); "
                       f"run the same command again to continue")
@@ -560,6 +567,28 @@ def _finish(run: SearchRun, state: dict[str, Any], n_params: int, env: dict[str,
     _print_summary(summary, run.out_dir)
     dist.barrier(run.world)  # no rank returns (and maybe starts the next stage) before the files exist
     return summary
+
+
+def _warmup_note(run: SearchRun) -> str:
+    """What the first epoch of an invocation also paid for, so its time is not read as the epoch time."""
+    parts = (["Triton kernel compilation"] if "triton" in run.execution.values() else []) + (
+        ["CUDA-graph capture"] if run.execution.get("cuda_graphs") else [])
+    return f"(first epoch: includes {' and '.join(parts)}, once per run)" if parts else ""
+
+
+def _stale_bn_loss(run: SearchRun, val_loss: float) -> bool:
+    """Whether a one-hot method's validation loss is far above chance (10 x ln(classes)): the symptom of
+    stale BN running estimates in the validated network, not of a diverged search."""
+    return run.relax.sampling == "hard" and val_loss > 10.0 * math.log(max(run.num_classes, 2))
+
+
+def _stale_bn_note(run: SearchRun, val_loss: float) -> str:
+    """Why a one-hot method's validation loss can be in the hundreds, and the setting that changes it."""
+    fix = ("search_space.track_running_stats=false validates with batch statistics instead"
+           if "track_running_stats" in run.cfg.search_space else "")
+    return (f"val_loss {val_loss:.1f}: validation runs BN in eval mode on running estimates, and the ops "
+            "that the one-hot samples rarely select keep stale ones, which can inflate the loss far more than "
+            "the accuracy; it is not a diverged search" + (f" ({fix})" if fix else ""))
 
 
 def _execution_text(run: SearchRun) -> str:

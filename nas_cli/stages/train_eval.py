@@ -42,6 +42,7 @@ from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_s
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
+from nas_cli.runtime.switches import apply_switches
 from nas_cli.spaces.base import count_parameters
 from nas_cli.spaces.batchnorm import use_sync_batchnorm
 from nas_cli.spaces.conv1x1 import match_conv_precision, resolve_conv1x1, use_conv1x1_impl
@@ -140,6 +141,7 @@ class EvalTrainer:
         if cfg.runtime.num_threads:
             torch.set_num_threads(int(cfg.runtime.num_threads))
         seed_everything(int(job.seed), bool(cfg.runtime.deterministic))
+        apply_switches(cfg.runtime.get("kernel_switches"))  # before any module is built
         t = cfg.train
         ds = load_dataset(cfg.dataset)
         self.num_classes = ds.num_classes
@@ -351,8 +353,14 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
             # autotuning options took over 250 s (runtime.compile_options, docs/speed.md)
             tuned = " with the defaults; longer with autotuning runtime.compile_options" if cfg.runtime.get(
                 "compile_options") else ""
+            # runtime.compile_scope=model: one graph of the whole network, still compiling after 210 s
+            # on the H200 (sixteenth session): say so, since nothing else prints while Inductor works
+            took = ("over 210 s measured on an H200 for the whole network as one graph "
+                    "(runtime.compile_scope=model; cells compile in 90-140 s)"
+                    if str(cfg.runtime.get("compile_scope", "cells")) == "model"
+                    else f"90-140 s measured on an H200{tuned}")
             console.print("[dim]  compiling the network with torch.compile: the first epoch starts after "
-                          f"the compilation (90-140 s measured on an H200{tuned})[/dim]")
+                          f"the compilation ({took}); nothing is printed meanwhile[/dim]")
     eval_every = int(t.eval_every)
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
