@@ -48,6 +48,14 @@
 # (o) [ran: test passed; compile_scope=model still compiling after 210 s, not measured] sixteenth session, the last device minutes: the GPU test of the selected convs against the full masked
 #     form (graph-replayed, product kernels; written after part m), then the evaluation step compiled as
 #     one graph (runtime.compile_scope=model; never measured: Inductor could fuse across cell boundaries).
+# (p) seventeenth session: the merge and select kernels' backward twins as one kernel
+#     (conv_merge._split_grad_kernel, interpreter-checked only): the CUDA checks (kernels, opcheck, NB201
+#     supernet, graph-replayed masked GDAS), nas-bench of the NB201 steps, then the evaluation step with the
+#     defaults (the baseline for part q, same machine kind).
+# (q) seventeenth session: the evaluation step with Inductor's horizontal fusion of independent kernels
+#     (combo_kernels) and with aggressive_fusion, each through runtime.compile_options.
+# (r) seventeenth session: combo_kernels is now the evaluation network's default (EVAL_COMPILE_OPTIONS):
+#     the Inductor GPU tests with it, then the step with it and without it in one call.
 set -u
 source benchmarks/device_env.sh
 part=${1:-a}
@@ -172,5 +180,39 @@ stamp eval-compile-model
 timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
   --json $OUT/eval_model.json >$OUT/eval_model.log 2>&1; echo "bench rc $?"
 python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
+fi
+if [ "$part" = p ]; then
+stamp cuda-checks
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+stamp bench-nb201
+timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+stamp eval-defaults
+timeout ${T:-200} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+  --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1; echo "bench rc $?"
+python3 benchmarks/summarize.py $OUT/eval_defaults.json 2>&1 | cut -c1-210
+fi
+if [ "$part" = q ]; then
+for opt in combo_kernels aggressive_fusion; do
+  stamp eval-$opt
+  timeout ${T:-270} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+    +runtime.compile_options.$opt=true --json $OUT/eval_$opt.json >$OUT/eval_$opt.log 2>&1; echo "bench rc $?"
+  python3 benchmarks/summarize.py $OUT/eval_$opt.json 2>&1 | cut -c1-210; tail -2 $OUT/eval_$opt.log
+done
+fi
+if [ "$part" = r ]; then
+stamp inductor-tests
+timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_compile.py -k "(gpu and auto-auto) or bf16_too" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+for combo in true false; do
+  stamp eval-combo-$combo
+  timeout ${T:-200} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+    +runtime.compile_options.combo_kernels=$combo --json $OUT/eval_combo_$combo.json >$OUT/eval_combo_$combo.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_combo_$combo.json 2>&1 | cut -c1-150
+done
 fi
 stamp end

@@ -91,6 +91,24 @@ def test_compile_options_merge_over_the_mode(monkeypatch: pytest.MonkeyPatch) ->
     assert seen == [compile_kwargs(rt)] * 2
 
 
+def test_the_evaluation_networks_default_inductor_options() -> None:
+    """The evaluation network's defaults (EVAL_COMPILE_OPTIONS: combo_kernels) go under the user's
+    compile_options, which override them, and never reach a backend that takes no options; the trainer
+    compiles with them (test_compile_message_warns_that_autotuning_options_take_longer)."""
+    from nas_cli.runtime.compile import EVAL_COMPILE_OPTIONS, compile_kwargs
+
+    assert EVAL_COMPILE_OPTIONS == {"combo_kernels": True}
+    rt = make_cfg(["experiment=demo"]).runtime
+    assert compile_kwargs(rt, EVAL_COMPILE_OPTIONS) == {"backend": "inductor", "dynamic": False,
+                                                        "options": {"combo_kernels": True}}
+    rt.compile_options = {"combo_kernels": False, "coordinate_descent_tuning": True}
+    assert compile_kwargs(rt, EVAL_COMPILE_OPTIONS)["options"] == {"combo_kernels": False,
+                                                                   "coordinate_descent_tuning": True}
+    rt.compile_options = {}
+    rt.compile_backend = "aot_eager"
+    assert compile_kwargs(rt, EVAL_COMPILE_OPTIONS) == {"backend": "aot_eager", "dynamic": False}
+
+
 def test_one_hot_sampling_cannot_compile(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="runtime.compile=true is not possible"):
         build_run(make_cfg([*NB, "method=gdas", "runtime.compile=true", "runtime.compile_backend=aot_eager"]),
@@ -326,10 +344,14 @@ def test_compile_message_warns_that_autotuning_options_take_longer(tmp_path: Pat
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     import nas_cli.stages.train_eval as te
 
-    monkeypatch.setattr(te, "compile_module", lambda module, runtime: [])  # the message, not the compilation
+    defaults: list = []  # the message, not the compilation; the trainer passes the network's defaults
+    monkeypatch.setattr(te, "compile_module", lambda module, runtime, opts=None: defaults.append(opts) or [])
     job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)
-    for extra, longer in (([], False), (["+runtime.compile_options.coordinate_descent_tuning=true"], True)):
+    for extra, longer in (([], False), (["+runtime.compile_options.coordinate_descent_tuning=true"], True),
+                          (["runtime.compile_scope=model"], False)):
         cfg = make_cfg([*EVAL, "train.epochs=1", "runtime.compile=true", *extra])
-        assert train_eval_network(cfg, job, tmp_path / str(longer))["status"] == "complete"
+        assert train_eval_network(cfg, job, tmp_path / f"{longer}{len(extra[0]) if extra else 0}")["status"] == "complete"
         out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
         assert "compiling the network" in out and ("longer with autotuning" in out) == longer
+        assert ("whole network as one graph" in out) == ("runtime.compile_scope=model" in extra)
+    assert defaults == [te.EVAL_COMPILE_OPTIONS] * 3

@@ -58,21 +58,30 @@ if triton is not None:
 
 
     @triton.jit
-    def _unmerge_kernel(g_ptr, g3_ptr, g1_ptr, N3, TOTAL, CIN, CL: tl.constexpr, BLOCK: tl.constexpr):
-        """The merge kernel's transpose: i < N3 indexes the NCHW-contiguous g3 (the 3x3 block), past it
-        the contiguous (B, CIN) g1, read from the merged gradient's centre tap.  With CL the merged
-        gradient g is channels_last (per output channel: taps x input channels), else NCHW-contiguous."""
+    def _split_grad_kernel(g_ptr, s3_ptr, s1_ptr, g3_ptr, g1_ptr, N3, K1, TOTAL, CIN, CL: tl.constexpr,
+                           SCALED: tl.constexpr, BLOCK: tl.constexpr):
+        """A 3x3 weight's gradient ``g`` taken apart into the gradients of the two weights it was built from
+        (the transpose of the merge and select kernels): i < N3 indexes the NCHW-contiguous g3 (g's 3x3
+        rows), past it the contiguous g1 (the 1x1 weight: g's centre taps of rows ``K1 + j // CIN``).  The
+        merge kernel's weight stacks the 1x1 rows after the 3x3 ones (``K1`` = the 3x3 rows); the select
+        kernel's overlays them (``K1`` = 0).  With ``SCALED`` each gradient is times its row's 0/1 mask
+        (``s3`` for g3, ``s1`` for g1; unread otherwise).  With CL, g is channels_last (per output
+        channel: taps x input channels), else NCHW-contiguous."""
         i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         live = i < TOTAL
         in3 = i < N3
         j = tl.maximum(i - N3, 0)
         k3, c3, tap = i // (9 * CIN), (i // 9) % CIN, i % 9
-        k1, c1 = N3 // (9 * CIN) + j // CIN, j % CIN
+        k1, c1 = K1 + j // CIN, j % CIN
         if CL:
             src = tl.where(in3, k3 * 9 * CIN + tap * CIN + c3, k1 * 9 * CIN + 4 * CIN + c1)
         else:
             src = tl.where(in3, i, (k1 * CIN + c1) * 9 + 4)
         v = tl.load(g_ptr + src, mask=live, other=0.0)
+        if SCALED:
+            s = tl.where(in3, tl.load(s3_ptr + k3, mask=live & in3, other=0.0),
+                         tl.load(s1_ptr + k1, mask=live & (i >= N3), other=0.0)).to(v.dtype)
+            v = s * v
         tl.store(g3_ptr + i, v, mask=live & in3)
         tl.store(g1_ptr + j, v, mask=live & (i >= N3))
 
@@ -99,32 +108,12 @@ if triton is not None:
         tl.store(out_ptr + i, s3 * v3 + tl.where(centre, s1 * v1, 0.0), mask=live)
 
 
-    @triton.jit
-    def _unselect_kernel(g_ptr, s3_ptr, s1_ptr, g3_ptr, g1_ptr, N3, TOTAL, CIN, CL: tl.constexpr,
-                         BLOCK: tl.constexpr):
-        """The select kernel's transpose: i < N3 indexes the NCHW-contiguous g3 = s3 * g, past it the
-        contiguous (A, CIN) g1 = s1 * g's centre tap.  With CL, g is channels_last, else NCHW-contiguous."""
-        i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        live = i < TOTAL
-        in3 = i < N3
-        j = tl.maximum(i - N3, 0)
-        k3, c3, tap = i // (9 * CIN), (i // 9) % CIN, i % 9
-        k1, c1 = j // CIN, j % CIN
-        if CL:
-            src = tl.where(in3, k3 * 9 * CIN + tap * CIN + c3, k1 * 9 * CIN + 4 * CIN + c1)
-        else:
-            src = tl.where(in3, i, (k1 * CIN + c1) * 9 + 4)
-        v = tl.load(g_ptr + src, mask=live, other=0.0)
-        s = tl.where(in3, tl.load(s3_ptr + k3, mask=live & in3, other=0.0),
-                     tl.load(s1_ptr + k1, mask=live & (i >= N3), other=0.0)).to(v.dtype)
-        tl.store(g3_ptr + i, s * v, mask=live & in3)
-        tl.store(g1_ptr + j, s * v, mask=live & (i >= N3))
-
-
 _BLOCK = 1024
 #: whether ``merge_1x1_into_3x3(..., impl="triton")`` takes the kernel (see the module docstring)
+#: (set per run with ``runtime.kernel_switches.merge_kernel``: nas_cli/runtime/switches.py)
 ENABLED = True
 #: whether the merged weight's backward writes contiguous gradients in one kernel (module docstring)
+#: (set per run with ``runtime.kernel_switches.unmerge_kernel``: nas_cli/runtime/switches.py)
 UNMERGE_KERNEL = True
 
 
@@ -160,7 +149,9 @@ def _unmerge(g: Tensor, split: int) -> tuple[Tensor, Tensor]:
     g3 = g.new_empty((split, cin, 3, 3))
     g1 = g.new_empty((g.shape[0] - split, cin, 1, 1))
     total = g3.numel() + g1.numel()
-    _unmerge_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, g3, g1, g3.numel(), total, cin, CL=cl, BLOCK=_BLOCK)
+    # the masks are not read (SCALED off): g stands in for their pointers
+    _split_grad_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, g, g, g3, g1, g3.numel(), split, total, cin, CL=cl,
+                                                          SCALED=False, BLOCK=_BLOCK)
     return g3, g1
 
 
@@ -227,8 +218,8 @@ def _unselect(g: Tensor, s3: Tensor, s1: Tensor) -> tuple[Tensor, Tensor]:
     g3 = g.new_empty((a, cin, 3, 3))
     g1 = g.new_empty((a, cin, 1, 1))
     total = g3.numel() + g1.numel()
-    _unselect_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, s3, s1, g3, g1, g3.numel(), total, cin, CL=cl,
-                                                        BLOCK=_BLOCK)
+    _split_grad_kernel[((total + _BLOCK - 1) // _BLOCK,)](g, s3, s1, g3, g1, g3.numel(), 0, total, cin, CL=cl,
+                                                          SCALED=True, BLOCK=_BLOCK)
     return g3, g1
 
 

@@ -35,7 +35,7 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
-from nas_cli.runtime.compile import compile_enabled, compile_module, toolchain_blocker
+from nas_cli.runtime.compile import EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, toolchain_blocker
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -177,7 +177,7 @@ class EvalTrainer:
         if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
         if self.compiled:
-            compile_module(self.model, cfg.runtime)
+            compile_module(self.model, cfg.runtime, EVAL_COMPILE_OPTIONS)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
                               bool(t.nesterov), self.device, self.graphs)
         # drop-path probability in device memory: read by the captured step, and a compiled cell
