@@ -58,6 +58,20 @@
 #     the Inductor GPU tests with it, then the step with it and without it in one call.
 set -u
 source benchmarks/device_env.sh
+# parts m and p: the CUDA checks of the NB201 kernels and graph-replayed masked steps, then the NB201 steps
+nb201_cuda_checks() {
+  stamp cuda-checks
+  timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
+    -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
+  timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
+    | grep -E "passed|failed|^E " | head -8
+}
+bench_nb201() {
+  stamp bench-nb201
+  timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
+    --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
+  python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+}
 part=${1:-a}
 if [ "$part" = h ]; then
 stamp cuda-bn-check
@@ -160,17 +174,10 @@ for p in bf16 fp32; do
 done
 fi
 if [ "$part" = m ]; then
-stamp cuda-checks
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
-  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
-  | grep -E "passed|failed|^E " | head -8
+nb201_cuda_checks
 stamp nb201-select-convs
 timeout 240 python3 benchmarks/nb201_merge.py --flag select_convs --methods gdas --steps 30 2>&1 | grep "per step"
-stamp bench-nb201
-timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
-  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+bench_nb201
 fi
 if [ "$part" = o ]; then
 stamp gpu-select-test
@@ -182,15 +189,8 @@ timeout ${T:-320} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eva
 python3 benchmarks/summarize.py $OUT/eval_model.json 2>&1 | cut -c1-210; tail -3 $OUT/eval_model.log
 fi
 if [ "$part" = p ]; then
-stamp cuda-checks
-timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py \
-  -k "cuda and (mixing or nb201 or opcheck)" 2>&1 | grep -E "passed|failed|^E " | head -8
-timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_hard_forward.py -k "graph" 2>&1 \
-  | grep -E "passed|failed|^E " | head -8
-stamp bench-nb201
-timeout 150 python3 -m nas_cli.bench --steps 30 --warmup 4 --workloads nb201_gdas nb201_gaea_darts \
-  --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
-python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
+nb201_cuda_checks
+bench_nb201
 stamp eval-defaults
 timeout ${T:-200} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
   --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1; echo "bench rc $?"

@@ -359,7 +359,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     inner = int(cfg.objective.inner_steps)
     stop_at = epochs if s.stop_after is None else min(epochs, state["epoch"] + int(s.stop_after))
     steps = len(run.train_stream)
-    first_epoch, stale_bn_noted = state["epoch"], False
+    first_epoch, stale_bn_noted, warmup = state["epoch"], False, _warmup_note(run)
     with make_progress() as progress:
         task = progress.add_task("epoch", total=steps, stats="")
         for epoch in range(state["epoch"], stop_at):
@@ -415,7 +415,7 @@ def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
                 + (f"  H_edges {row['entropy_edges']:.4f}" if row["entropy_edges"] is not None else "")
                 + (f"  oracle {row['oracle_test_acc']:.2f}" if row.get("oracle_test_acc") is not None else "")
                 + f"  lr {lr:.4g}  {dt:.1f}s"
-                + (f"  [dim]{_warmup_note(run)}[/dim]" if epoch == first_epoch and _warmup_note(run) else ""))
+                + (f"  [dim]{warmup}[/dim]" if epoch == first_epoch and warmup else ""))
             if val_loss is not None and not stale_bn_noted and _stale_bn_loss(run, val_loss):
                 stale_bn_noted = True
                 console.print(f"[dim]{_stale_bn_note(run, val_loss)}[/dim]")
