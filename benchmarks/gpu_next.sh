@@ -215,4 +215,66 @@ for combo in true false; do
   echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_combo_$combo.json 2>&1 | cut -c1-150
 done
 fi
+if [ "$part" = s ]; then
+# eighteenth session: runtime.branch_streams (each node's two branches on two CUDA streams), eager graph-replayed
+# then compiled, against the default; then its GPU tests
+for st in false true; do
+  stamp eval-eager-streams-$st
+  timeout 110 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+    runtime.branch_streams=$st --json $OUT/eval_eager_streams_$st.json >$OUT/eval_eager_streams_$st.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_eager_streams_$st.json 2>&1 | cut -c1-150; tail -2 $OUT/eval_eager_streams_$st.log
+done
+stamp eval-compiled-streams
+timeout ${T:-230} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.branch_streams=true \
+  --json $OUT/eval_streams_true.json >$OUT/eval_streams_true.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_streams_true.json 2>&1 | cut -c1-150; tail -4 $OUT/eval_streams_true.log
+stamp stream-tests
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -12
+fi
+if [ "$part" = t ]; then
+# eighteenth session: part s gave eager 0.0683 -> 0.0589 s with two streams, and Inductor failed on streams inside
+# a compiled cell (no fake impl for streams::sync_dealloc); so compile each branch (compile_scope=branches) and keep
+# the cell's forks/joins eager
+for st in true false; do
+  stamp eval-branches-streams-$st
+  timeout ${T:-200} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=branches \
+    runtime.branch_streams=$st --json $OUT/eval_branches_streams_$st.json >$OUT/eval_branches_streams_$st.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_branches_streams_$st.json 2>&1 | cut -c1-150; tail -2 $OUT/eval_branches_streams_$st.log
+done
+stamp stream-tests
+timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -12
+fi
+if [ "$part" = u ]; then
+# eighteenth session: why Inductor fails on streams inside a compiled cell (part s): tracebacks per variant
+for v in "" refake nocombo aot_eager; do
+  stamp debug-$v
+  TORCHDYNAMO_VERBOSE=1 timeout 120 python3 benchmarks/cell_streams_debug.py $v 2>&1 | grep -v Warning | tail -50
+done
+fi
+if [ "$part" = v ]; then
+# eighteenth session: runtime.branch_streams=auto (on for uncompiled / per-branch-compiled graph-replayed steps):
+# its GPU tests, the uncompiled step with the defaults, then the bf16 step with combo_kernels (never measured)
+stamp stream-tests
+timeout 170 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -12
+stamp eval-uncompiled-defaults
+timeout 110 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+  --json $OUT/eval_uncompiled_defaults.json >$OUT/eval_uncompiled_defaults.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_defaults.json 2>&1 | cut -c1-150
+stamp eval-bf16-combo
+timeout ${T:-270} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
+  --json $OUT/eval_bf16_combo.json >$OUT/eval_bf16_combo.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_bf16_combo.json 2>&1 | cut -c1-150
+fi
+if [ "$part" = w ]; then
+# eighteenth session: the uncompiled step with runtime.branch_streams false and auto in one call
+for st in false auto; do
+  stamp eval-uncompiled-streams-$st
+  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
+done
+fi
 stamp end

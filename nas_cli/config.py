@@ -303,6 +303,12 @@ class RuntimeConfig:
     #: gradient as a matmul: the per-direction best measured per conv, no faster in the compiled step), "triton" (the same GEMMs as
     #: Triton kernels: spaces/dense1x1_kernels.py, measured 3x slower), "auto" (= conv; spaces/conv1x1.py)
     conv1x1: str = "auto"
+    #: the evaluation network's cells on two CUDA streams: each node's two branches (and the two
+    #: preprocessing convs) run concurrently, forward and backward (spaces/darts_eval.py): "auto" (for
+    #: CUDA-graph-replayed steps whose cells are not compiled whole: measured faster there), "true",
+    #: "false". Inductor cannot compile the stream forks inside a cell: with runtime.compile_scope=cells
+    #: (the compiled default) true is an error, and compile_scope=branches compiles each branch instead
+    branch_streams: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
     #: reference: only the sampled op of each edge; the choice goes to the host every forward, so
     #: the step runs eagerly), "masked" (every op through the fused cells, the others times exact
@@ -320,7 +326,9 @@ class RuntimeConfig:
     #: runtime.cuda_graphs captures the whole step itself)
     compile_mode: str = "default"
     #: what is compiled: "cells" (each cell separately; cells of one shape share code: fast to
-    #: compile) or "model" (the whole forward as one graph)
+    #: compile), "branches" (each cell's preprocessing convs and ops separately, the node sums eager:
+    #: what runtime.branch_streams can run on two streams; slower than cells) or "model" (the whole
+    #: forward as one graph)
     compile_scope: str = "cells"
     #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
     #: {coordinate_descent_tuning: true}); merged over compile_mode's own options
@@ -479,6 +487,8 @@ def validate(cfg: DictConfig) -> None:
 
     _check(str(rt.conv1x1).lower() in CONV1X1_CHOICES,
            f"runtime.conv1x1 must be {', '.join(CONV1X1_CHOICES[:-1])} or {CONV1X1_CHOICES[-1]}, got '{rt.conv1x1}'")
+    _check(str(rt.get("branch_streams", "auto")).lower() in ("auto", "true", "false"),
+           f"runtime.branch_streams must be auto, true or false, got '{rt.get('branch_streams')}'")
     _check(str(rt.channels_last).lower() in LAYOUT_CHOICES,
            f"runtime.channels_last must be {', '.join(LAYOUT_CHOICES[:-1])} or {LAYOUT_CHOICES[-1]}, "
            f"got '{rt.channels_last}'")
@@ -486,8 +496,8 @@ def validate(cfg: DictConfig) -> None:
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),
            f"runtime.compile must be auto, true or false, got '{rt.compile}'")
-    _check(str(rt.compile_scope) in ("cells", "model"),
-           f"runtime.compile_scope must be cells or model, got '{rt.compile_scope}'")
+    _check(str(rt.compile_scope) in ("cells", "branches", "model"),
+           f"runtime.compile_scope must be cells, branches or model, got '{rt.compile_scope}'")
     _check(str(rt.compile_mode) not in ("reduce-overhead", "max-autotune"),
            f"runtime.compile_mode={rt.compile_mode} would capture CUDA graphs inside the step that "
            "runtime.cuda_graphs already captures; use default or max-autotune-no-cudagraphs")

@@ -59,6 +59,7 @@ def test_all_workloads_table_and_json(all_workloads: tuple[int, str, dict]) -> N
     # overrides reached the built objects: weight + arch batch for searches, the eval net's size
     assert by["pcdarts_search"]["images_per_step"] == 16 and "b8+8" in by["nb201_gdas"]["sizes"]
     assert by["eval_step"]["images_per_step"] == 8 and "L=3" in by["eval_step"]["sizes"]
+    assert by["eval_step"]["branch_streams"] is False  # what runtime.branch_streams=auto resolved to on CPU
     assert by["nb201_gaea_darts"]["method"] == "gaea_darts" and by["nb201_gdas"]["space"] == "nb201"
     assert doc["options"]["steps"] == 1 and doc["host"]["torch"]
     assert all(r["compile"] == "auto" and r["warmup_s"] >= 0 for r in rows)
@@ -183,3 +184,13 @@ def test_a_crashing_workload_reports_its_exception(tmp_path: Path, monkeypatch: 
     row = runner.run_in_subprocess(spec)
     assert row["error"] == "RuntimeError: stride mismatch in the output of op X See https://example/opcheck"
     assert any("Traceback" in line for line in row["error_log"])
+
+
+def test_settings_line_names_two_streams() -> None:
+    """A row whose evaluation cells ran on two streams says so in the settings line under the table."""
+    from nas_cli.bench.table import settings_text
+
+    row = {"precision": "fp32", "channels_last": False, "fused": True, "cuda_graphs": "auto",
+           "compile": "false", "stepper": "cuda_graph"}
+    assert "streams=2" not in settings_text(row)
+    assert "compile=false streams=2 cuda_graph" in settings_text({**row, "branch_streams": True})

@@ -102,7 +102,8 @@ def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
              f"dp{p:.2g}/{float(t.drop_path):g} cutout{t.cutout}")
     return Prepared(step, trainer.device, bs, sizes, "cuda_graph" if trainer.graphs else "eager",
                     {"genotype": genotype, "params": trainer.params, "batch": bs, "image_size": px,
-                     "drop_path_now": p, "channels_last": trainer.channels_last}, keep=tmp)
+                     "drop_path_now": p, "channels_last": trainer.channels_last,
+                     "branch_streams": trainer.branch_streams}, keep=tmp)
 
 
 def _no_check(cfg: DictConfig) -> None:

@@ -30,6 +30,7 @@ def settings_text(r: dict[str, Any]) -> str:
             f"mix={r.get('mixing', 'native')} "
             f"{'1x1=' + r['conv1x1'] + ' ' if r.get('conv1x1', 'auto') != 'auto' else ''}"
             f"compile={r.get('compile', 'false')} "
+            f"{'streams=2 ' if r.get('branch_streams') else ''}"
             f"{r['stepper']}")
 
 

@@ -21,7 +21,7 @@ RESUME_IGNORED = ("resume", "runtime.device", "runtime.num_threads", "search.sto
                   # how the same arithmetic is executed (layout, kernels, graph replay, compilation;
                   # a fused run's momentum is re-laid out on resume: runtime/optstate.py)
                   "runtime.fused", "runtime.channels_last", "runtime.deterministic", "runtime.cuda_graphs", "runtime.batchnorm",
-                  "runtime.depthwise", "runtime.pointwise", "runtime.mixing", "runtime.conv1x1", "runtime.hard_forward", "runtime.compile",
+                  "runtime.depthwise", "runtime.pointwise", "runtime.mixing", "runtime.conv1x1", "runtime.branch_streams", "runtime.hard_forward", "runtime.compile",
                   "runtime.compile_backend", "runtime.compile_mode", "runtime.compile_scope",
                   "runtime.compile_options", "runtime.kernel_switches",
                   # data-parallel execution: like the number of processes, which a resumed run may change

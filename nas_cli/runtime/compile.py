@@ -151,6 +151,9 @@ def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | N
     of one kind and size share their compiled code (parameters are graph inputs, not constants),
     so a 20-cell network compiles about as many graphs as it has distinct cell shapes -- minutes
     less than one whole-network graph -- while the stem and head (a few kernels) stay eager.
+    ``branches`` (evaluation networks; search supernets compile per cell): each cell's preprocessing
+    convs and ops on their own, the cell's node sums eager -- what ``runtime.branch_streams`` can run
+    on two streams, since Inductor fails on stream forks inside a compiled cell.
     ``model``: the whole forward as one graph (more fusion across cells, longer compilation).
     Shapes are static: every training step has the same batch shape.  ``defaults``: as in
     :func:`compile_kwargs`."""
@@ -159,7 +162,12 @@ def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | N
         # a default should never stop a run: a failed compilation falls back to the eager code
         torch._dynamo.config.suppress_errors = True
     scope = str(runtime.get("compile_scope") or "cells")
-    targets = list(module.cells) if scope == "cells" and hasattr(module, "cells") else [module]
+    if scope == "branches" and hasattr(module, "cells") and all(_is_eval_cell(c) for c in module.cells):
+        targets = [m for cell in module.cells for m in cell_branches(cell)]
+    elif scope in ("cells", "branches") and hasattr(module, "cells"):  # search supernets: per cell
+        targets = list(module.cells)
+    else:
+        targets = [module]
     # Dynamo keeps at most ``recompile_limit`` (8) graphs per code object and runs the frames past
     # it eagerly, silently.  All cells share one forward, and a 20-cell evaluation network has 9
     # distinct cell shapes: with the default limit its last five (widest) cells ran uncompiled.
@@ -170,6 +178,22 @@ def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | N
     for m in targets:
         m.compile(**kwargs)
     return targets
+
+
+def _is_eval_cell(cell: nn.Module) -> bool:
+    from nas_cli.spaces.darts_eval import EvalCell
+
+    return isinstance(cell, EvalCell)
+
+
+def cell_branches(cell: nn.Module) -> list[nn.Module]:
+    """The modules of ``compile_scope=branches``: a cell's preprocessing convs and its ops (identities
+    have nothing to compile).  The cell's own code -- the node sums, drop-path, the concatenation and,
+    with ``runtime.branch_streams``, the stream forks and joins -- stays eager."""
+    from nas_cli.spaces.darts_ops import Identity
+
+    mods = [getattr(cell, name) for name in ("preprocess0", "preprocess1") if hasattr(cell, name)]
+    return mods + [op for op in getattr(cell, "ops", []) if not isinstance(op, Identity)]
 
 
 def search_compile_blocker(cfg: Any, device: torch.device) -> str | None:

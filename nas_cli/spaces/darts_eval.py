@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 from torch import Tensor, nn
 
+from nas_cli.errors import ConfigError
 from nas_cli.spaces.darts_ops import OPS, FactorizedReduce, Identity, ReLUConvBN, drop_path
 from nas_cli.spaces.genotypes import Genotype
 
@@ -36,20 +37,91 @@ class EvalCell(nn.Module):
             OPS[name](C, 2 if reduction and j < 2 else 1, True, False) for name, j in pairs
         )
 
+    #: a second CUDA stream for one branch of every node (runtime.branch_streams); None: one stream
+    side_stream: "torch.cuda.Stream | None" = None
+
+    def _branch(self, k: int, x: Tensor, drop_prob: float | Tensor) -> Tensor:
+        op = self.ops[k]
+        h = op(x)
+        # identity branches are never dropped: dropping them would cut the cell's residual path
+        # (a device-tensor probability -- CUDA-graph training -- is always applied: p = 0 keeps x exactly)
+        if self.training and (isinstance(drop_prob, Tensor) or drop_prob > 0.0) and not isinstance(op, Identity):
+            h = drop_path(h, drop_prob)
+        return h
+
     def forward(self, s0: Tensor, s1: Tensor, drop_prob: float | Tensor) -> Tensor:
+        side = self.side_stream
+        if side is not None:
+            return self._forward_two_streams(s0, s1, drop_prob, side)
         states = [self.preprocess0(s0), self.preprocess1(s1)]
         for i in range(len(self.ops) // 2):
-            outs = []
-            for k in (2 * i, 2 * i + 1):
-                op = self.ops[k]
-                h = op(states[self.indices[k]])
-                # identity branches are never dropped: dropping them would cut the cell's residual path
-                # (a device-tensor probability -- CUDA-graph training -- is always applied: p = 0 keeps x exactly)
-                if self.training and (isinstance(drop_prob, Tensor) or drop_prob > 0.0) and not isinstance(op, Identity):
-                    h = drop_path(h, drop_prob)
-                outs.append(h)
-            states.append(outs[0] + outs[1])
+            a = self._branch(2 * i, states[self.indices[2 * i]], drop_prob)
+            b = self._branch(2 * i + 1, states[self.indices[2 * i + 1]], drop_prob)
+            states.append(a + b)
         return torch.cat([states[i] for i in self.concat], dim=1)
+
+    def _forward_two_streams(self, s0: Tensor, s1: Tensor, drop_prob: float | Tensor,
+                             side: "torch.cuda.Stream") -> Tensor:
+        """The same computation with the two independent halves of each step on two streams.
+
+        The cell's kernels are small (8x8..32x32 planes, 36..144 channels) and leave most of the GPU
+        idle one at a time; the preprocessing pair and each node's two branches do not depend on each
+        other, so they can overlap.  Autograd runs each backward kernel on its forward kernel's stream,
+        so the backward overlaps the same way.  Every fork waits for the main stream (so a block freed
+        by one stream is reused only after its last reader), every join makes the main stream wait."""
+        main = torch.cuda.current_stream()
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            p0 = self.preprocess0(s0)
+        p1 = self.preprocess1(s1)
+        main.wait_stream(side)
+        states = [p0, p1]
+        for i in range(len(self.ops) // 2):
+            side.wait_stream(main)
+            with torch.cuda.stream(side):
+                b = self._branch(2 * i + 1, states[self.indices[2 * i + 1]], drop_prob)
+            a = self._branch(2 * i, states[self.indices[2 * i]], drop_prob)
+            main.wait_stream(side)
+            states.append(a + b)
+        return torch.cat([states[i] for i in self.concat], dim=1)
+
+
+#: values of runtime.branch_streams
+BRANCH_STREAM_CHOICES = ("auto", "true", "false")
+
+
+def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: bool, replayed: bool) -> bool:
+    """Whether the evaluation cells run their branches on two streams (``runtime.branch_streams``).
+
+    ``auto`` takes them where they were measured faster -- a CUDA-graph-replayed step whose cells are
+    not compiled whole (H200, fp32, eighteenth session: uncompiled 0.0683 -> 0.0589 s; compiled per
+    branch, ``runtime.compile_scope=branches``, 0.0449 -> 0.0411 s).  ``true`` is a ConfigError where
+    they cannot run: without CUDA, and inside cells compiled whole, where Inductor fails on the stream
+    forks (torch's stream support in compiled graphs has no fake impl for its deallocation syncs;
+    ``benchmarks/cell_streams_debug.py`` reproduces it).  Compiled whole cells without streams stay the
+    fastest setting (0.0376 s)."""
+    setting = str(setting).lower()
+    if setting not in BRANCH_STREAM_CHOICES:
+        raise ConfigError(f"runtime.branch_streams must be auto, true or false, got '{setting}'")
+    if setting == "false":
+        return False
+    why_not = ("no CUDA device" if device.type != "cuda"
+               else "Inductor cannot compile the stream forks inside a compiled cell (use "
+                    "runtime.compile_scope=branches or runtime.compile=false)" if compiled_cells else None)
+    if setting == "true":
+        if why_not is not None:
+            raise ConfigError(f"runtime.branch_streams=true is not possible here: {why_not}")
+        return True
+    return why_not is None and replayed
+
+
+def use_branch_streams(model: nn.Module, device: torch.device) -> torch.cuda.Stream:
+    """Give every cell of ``model`` one shared side stream (cells run one after another, so one is enough)."""
+    side = torch.cuda.Stream(device)
+    for cell in model.modules():
+        if isinstance(cell, EvalCell):
+            cell.side_stream = side
+    return side
 
 
 class AuxiliaryHead(nn.Module):

@@ -48,7 +48,7 @@ from nas_cli.spaces.batchnorm import use_sync_batchnorm
 from nas_cli.spaces.conv1x1 import match_conv_precision, resolve_conv1x1, use_conv1x1_impl
 from nas_cli.spaces.depthwise import use_depthwise_impl
 from nas_cli.spaces.triton_support import resolve_kernel_impl
-from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds
+from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds, resolve_branch_streams, use_branch_streams
 from nas_cli.spaces.genotypes import Genotype
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, set_lr
 
@@ -176,6 +176,11 @@ class EvalTrainer:
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
         if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
+        self.branch_streams = resolve_branch_streams(
+            str(cfg.runtime.get("branch_streams", "auto")), self.device, replayed=self.graphs,
+            compiled_cells=self.compiled and str(cfg.runtime.get("compile_scope", "cells")) != "branches")
+        if self.branch_streams:
+            use_branch_streams(self.model, self.device)
         if self.compiled:
             compile_module(self.model, cfg.runtime, EVAL_COMPILE_OPTIONS)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
@@ -414,7 +419,7 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         "train": spec["train"],
         # what the auto settings resolved to (as a search's summary.json records its own)
         "execution": {"cuda_graphs": tr.graphs, "compiled": tr.compiled, "channels_last": tr.channels_last,
-                      "depthwise": tr.depthwise},
+                      "depthwise": tr.depthwise, "branch_streams": tr.branch_streams},
     }
     if main:
         atomic_write_json(out_dir / "summary.json", summary)
