@@ -151,12 +151,12 @@ def test_nan_loss_is_a_clear_error(tiny_cfg, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("method", METHODS)
 def test_cli_demo_preset_runs_each_method(method: str, tmp_path: Path) -> None:
-    """`nas-search experiment=demo method=<each> hydra.run.dir=<dir>` (shortened: 1 epoch over a quarter
-    of the demo's data; `make demo` runs the preset whole)."""
+    """`nas-search experiment=demo method=<each> hydra.run.dir=<dir>` (shortened: 1 epoch over an eighth
+    of the demo's data, one batch per step kind; `make demo` runs the preset whole)."""
     proc = subprocess.run(
         [sys.executable, "-m", "nas_cli", "experiment=demo", f"method={method}", f"hydra.run.dir={tmp_path}",
-         "search.epochs=1", "objective.warmup_epochs=0", "runtime.device=cpu", "dataset.num_train=256",
-         "dataset.num_test=128"],
+         "search.epochs=1", "objective.warmup_epochs=0", "runtime.device=cpu", "dataset.num_train=128",
+         "dataset.num_test=64"],
         cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "summary.json").is_file()

@@ -94,11 +94,11 @@ def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: b
     """Whether the evaluation cells run their branches on two streams (``runtime.branch_streams``).
 
     ``auto`` takes them where they were measured faster -- a CUDA-graph-replayed step whose cells are
-    not compiled whole (H200, fp32, eighteenth session: uncompiled 0.0683 -> 0.0589 s; compiled per
-    branch, ``runtime.compile_scope=branches``, 0.0449 -> 0.0411 s).  ``true`` is a ConfigError where
-    they cannot run: without CUDA, and inside cells compiled whole, where Inductor fails on the stream
-    forks (torch's stream support in compiled graphs has no fake impl for its deallocation syncs;
-    ``benchmarks/cell_streams_debug.py`` reproduces it).  Compiled whole cells without streams stay the
+    not compiled whole (H200, fp32, eighteenth session: uncompiled 0.0704 -> 0.0605 s in one call,
+    0.0683 -> 0.0589 s in another; compiled per branch, ``runtime.compile_scope=branches``, 0.0449 ->
+    0.0411 s).  ``true`` is a ConfigError where they cannot run: without CUDA, and inside cells
+    compiled whole, where Inductor failed on the stream forks (torch 2.11: no fake impl for the
+    deallocation syncs AOTAutograd inserts; ``benchmarks/cell_streams_debug.py`` reproduces it).  Compiled whole cells without streams stay the
     fastest setting (0.0376 s)."""
     setting = str(setting).lower()
     if setting not in BRANCH_STREAM_CHOICES:
