@@ -277,4 +277,15 @@ for st in false auto; do
   echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
 done
 fi
+if [ "$part" = x ]; then
+# eighteenth session, last call: the fp32 default (compiled cells, one stream) after EvalCell's branch refactor,
+# then Inductor's eval-step test against eager
+stamp eval-defaults
+timeout ${T:-200} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+  --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_defaults.json 2>&1 | cut -c1-150
+stamp inductor-test
+timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_compile.py -k "gpu and auto-auto" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+fi
 stamp end
