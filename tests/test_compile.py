@@ -348,10 +348,11 @@ def test_compile_message_warns_that_autotuning_options_take_longer(tmp_path: Pat
     monkeypatch.setattr(te, "compile_module", lambda module, runtime, opts=None: defaults.append(opts) or [])
     job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)
     for extra, longer in (([], False), (["+runtime.compile_options.coordinate_descent_tuning=true"], True),
-                          (["runtime.compile_scope=model"], False)):
+                          (["runtime.compile_scope=model"], False), (["runtime.compile_scope=branches"], False)):
         cfg = make_cfg([*EVAL, "train.epochs=1", "runtime.compile=true", *extra])
         assert train_eval_network(cfg, job, tmp_path / f"{longer}{len(extra[0]) if extra else 0}")["status"] == "complete"
         out = " ".join(capsys.readouterr().out.split())  # the console wraps long lines
         assert "compiling the network" in out and ("longer with autotuning" in out) == longer
         assert ("whole network as one graph" in out) == ("runtime.compile_scope=model" in extra)
-    assert defaults == [te.EVAL_COMPILE_OPTIONS] * 3
+        assert ("about 50 s" in out and "per branch" in out) == ("runtime.compile_scope=branches" in extra)
+    assert defaults == [te.EVAL_COMPILE_OPTIONS] * 4
