@@ -307,7 +307,8 @@ class RuntimeConfig:
     #: preprocessing convs) run concurrently, forward and backward (spaces/darts_eval.py): "auto" (for
     #: CUDA-graph-replayed steps whose cells are not compiled whole: measured faster there), "true",
     #: "false". Inductor cannot compile the stream forks inside a cell: with runtime.compile_scope=cells
-    #: (the compiled default) true is an error, and compile_scope=branches compiles each branch instead
+    #: (the compiled default) true is an error, and compile_scope=branches compiles each branch instead;
+    #: data-parallel runs (untested with two streams) refuse true as well
     branch_streams: str = "auto"
     #: how one-hot samples (GDAS, GAEA GDAS, RS-WS) run through the supernet: "selected" (the
     #: reference: only the sampled op of each edge; the choice goes to the host every forward, so
@@ -326,9 +327,9 @@ class RuntimeConfig:
     #: runtime.cuda_graphs captures the whole step itself)
     compile_mode: str = "default"
     #: what is compiled: "cells" (each cell separately; cells of one shape share code: fast to
-    #: compile), "branches" (each cell's preprocessing convs and ops separately, the node sums eager:
-    #: what runtime.branch_streams can run on two streams; slower than cells) or "model" (the whole
-    #: forward as one graph)
+    #: compile), "branches" (evaluation networks: each cell's preprocessing convs and ops separately,
+    #: the node sums eager: what runtime.branch_streams can run on two streams; slower than cells;
+    #: search supernets compile per cell) or "model" (the whole forward as one graph)
     compile_scope: str = "cells"
     #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
     #: {coordinate_descent_tuning: true}); merged over compile_mode's own options

@@ -57,6 +57,12 @@ def test_true_inside_compiled_cells_is_a_config_error() -> None:
         resolve_branch_streams("true", CUDA, compiled_cells=True, replayed=True)
 
 
+def test_data_parallel_runs_keep_one_stream() -> None:
+    assert not resolve_branch_streams("auto", CUDA, compiled_cells=False, replayed=True, data_parallel=True)
+    with pytest.raises(ConfigError, match="data-parallel runs are not tested with two streams"):
+        resolve_branch_streams("true", CUDA, compiled_cells=False, replayed=True, data_parallel=True)
+
+
 def test_compile_scope_branches_compiles_each_branch_and_computes_the_same(tmp_path: Path) -> None:
     """``compile_scope=branches`` (aot_eager on CPU): every preprocessing conv and non-identity op is
     compiled on its own, the cells are not, and the first training step's loss equals the per-cell

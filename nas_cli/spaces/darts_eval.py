@@ -90,7 +90,8 @@ class EvalCell(nn.Module):
 BRANCH_STREAM_CHOICES = ("auto", "true", "false")
 
 
-def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: bool, replayed: bool) -> bool:
+def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: bool, replayed: bool,
+                           data_parallel: bool = False) -> bool:
     """Whether the evaluation cells run their branches on two streams (``runtime.branch_streams``).
 
     ``auto`` takes them where they were measured faster -- a CUDA-graph-replayed step whose cells are
@@ -98,7 +99,8 @@ def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: b
     0.0683 -> 0.0589 s in another; compiled per branch, ``runtime.compile_scope=branches``, 0.0449 ->
     0.0411 s).  ``true`` is a ConfigError where they cannot run: without CUDA, and inside cells
     compiled whole, where Inductor failed on the stream forks (torch 2.11: no fake impl for the
-    deallocation syncs AOTAutograd inserts; ``benchmarks/cell_streams_debug.py`` reproduces it).  Compiled whole cells without streams stay the
+    deallocation syncs AOTAutograd inserts; ``benchmarks/cell_streams_debug.py`` reproduces it), and
+    in data-parallel runs, whose gradient all-reduce hooks were never run beside two streams.  Compiled whole cells without streams stay the
     fastest setting (0.0376 s)."""
     setting = str(setting).lower()
     if setting not in BRANCH_STREAM_CHOICES:
@@ -107,7 +109,8 @@ def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: b
         return False
     why_not = ("no CUDA device" if device.type != "cuda"
                else "Inductor cannot compile the stream forks inside a compiled cell (use "
-                    "runtime.compile_scope=branches or runtime.compile=false)" if compiled_cells else None)
+                    "runtime.compile_scope=branches or runtime.compile=false)" if compiled_cells
+               else "data-parallel runs are not tested with two streams" if data_parallel else None)
     if setting == "true":
         if why_not is not None:
             raise ConfigError(f"runtime.branch_streams=true is not possible here: {why_not}")

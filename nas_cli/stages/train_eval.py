@@ -178,7 +178,8 @@ class EvalTrainer:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
         self.branch_streams = resolve_branch_streams(
             str(cfg.runtime.get("branch_streams", "auto")), self.device, replayed=self.graphs,
-            compiled_cells=self.compiled and str(cfg.runtime.get("compile_scope", "cells")) != "branches")
+            compiled_cells=self.compiled and str(cfg.runtime.get("compile_scope", "cells")) != "branches",
+            data_parallel=self.ctx.enabled)
         if self.branch_streams:
             use_branch_streams(self.model, self.device)
         if self.compiled:
