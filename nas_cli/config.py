@@ -488,7 +488,9 @@ def validate(cfg: DictConfig) -> None:
 
     _check(str(rt.conv1x1).lower() in CONV1X1_CHOICES,
            f"runtime.conv1x1 must be {', '.join(CONV1X1_CHOICES[:-1])} or {CONV1X1_CHOICES[-1]}, got '{rt.conv1x1}'")
-    _check(str(rt.get("branch_streams", "auto")).lower() in ("auto", "true", "false"),
+    from nas_cli.spaces.darts_eval import BRANCH_STREAM_CHOICES
+
+    _check(str(rt.get("branch_streams", "auto")).lower() in BRANCH_STREAM_CHOICES,
            f"runtime.branch_streams must be auto, true or false, got '{rt.get('branch_streams')}'")
     _check(str(rt.channels_last).lower() in LAYOUT_CHOICES,
            f"runtime.channels_last must be {', '.join(LAYOUT_CHOICES[:-1])} or {LAYOUT_CHOICES[-1]}, "

@@ -100,8 +100,8 @@ def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: b
     0.0411 s).  ``true`` is a ConfigError where they cannot run: without CUDA, and inside cells
     compiled whole, where Inductor failed on the stream forks (torch 2.11: no fake impl for the
     deallocation syncs AOTAutograd inserts; ``benchmarks/cell_streams_debug.py`` reproduces it), and
-    in data-parallel runs, whose gradient all-reduce hooks were never run beside two streams.  Compiled whole cells without streams stay the
-    fastest setting (0.0376 s)."""
+    in data-parallel runs, whose gradient all-reduce hooks were never run beside two streams.  Compiled
+    whole cells without streams stay the fastest setting (0.0376-0.0400 s between machine starts)."""
     setting = str(setting).lower()
     if setting not in BRANCH_STREAM_CHOICES:
         raise ConfigError(f"runtime.branch_streams must be auto, true or false, got '{setting}'")
