@@ -6,6 +6,7 @@ The setting needs CUDA, so everything but the config checks runs only on a GPU."
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -92,28 +93,97 @@ def test_execution_only_setting_keeps_the_resume_fingerprint() -> None:
     assert a == config_fingerprint(make_cfg(["experiment=demo", "runtime.branch_streams=true"]))
 
 
+class _FakeStream:
+    """Stands in for a CUDA stream on CPU: records the forks and joins the cell asks for."""
+
+    def __init__(self, log: list[str], name: str) -> None:
+        self.log, self.name = log, name
+
+    def wait_stream(self, other: "_FakeStream") -> None:
+        self.log.append(f"{self.name} waits for {other.name}")
+
+
+def test_the_first_of_each_pair_runs_on_the_side_stream_in_one_streams_order(monkeypatch) -> None:
+    """CPU, with the stream calls faked: each pair forks, launches its first half on the side stream
+    and then its second on the main stream (one stream's order), then joins; so the drop-path masks
+    are drawn in the order of one stream, and one seed gives the same output with one stream or two."""
+    log: list[str] = []
+    main, side = _FakeStream(log, "main"), _FakeStream(log, "side")
+    on_side = []
+
+    class _OnSide:
+        def __init__(self, stream: _FakeStream) -> None:
+            assert stream is side
+
+        def __enter__(self) -> None:
+            on_side.append(True)
+
+        def __exit__(self, *exc: object) -> None:
+            on_side.pop()
+
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda *a: main)
+    monkeypatch.setattr(torch.cuda, "stream", _OnSide)
+    torch.manual_seed(0)
+    one = NetworkCIFAR(8, 10, 5, auxiliary=False, genotype=get_genotype("GAEA_PCDARTS_cifar10"),
+                       drop_path_prob=0.3).train()
+    two = copy.deepcopy(one)
+    ran: dict[str, bool] = {}
+    for cell in two.cells:
+        cell.side_stream = side  # type: ignore[assignment]
+
+    def where(name: str):
+        def hook(_mod: torch.nn.Module, _inp: object) -> None:
+            ran.setdefault(name, bool(on_side))
+        return hook
+
+    for name, m in two.named_modules():
+        if re.fullmatch(r"cells\.\d+\.(preprocess[01]|ops\.\d+)", name):
+            m.register_forward_pre_hook(where(name))
+    x = torch.randn(4, 3, 16, 16)
+    outs = []
+    for net in (one, two):
+        torch.manual_seed(1)
+        outs.append(net(x)[0])
+    assert torch.equal(outs[0], outs[1])  # the same masks, drawn in the same order
+    assert not torch.equal(outs[0], one.eval()(x)[0])  # drop-path did draw masks
+    n_ops = len(two.cells[0].ops)
+    for c in range(len(two.cells)):
+        assert ran[f"cells.{c}.preprocess0"] is True and ran[f"cells.{c}.preprocess1"] is False
+        for k in range(n_ops):
+            assert ran[f"cells.{c}.ops.{k}"] is (k % 2 == 0), (c, k)
+    pairs = len(two.cells) * (1 + n_ops // 2)
+    assert log == ["side waits for main", "main waits for side"] * pairs
+
+
 @GPU
 @pytest.mark.gpu
 @pytest.mark.parametrize("genotype", ["DARTS_V2", "PC_DARTS_cifar", "GAEA_PCDARTS_cifar10"])
-def test_two_streams_compute_what_one_stream_computes(genotype: str) -> None:
-    """Eager forward and backward with drop-path off: the same kernels on each stream.  Logits agree
-    exactly; a gradient summed from three or more consumers (a cell output feeds two later cells) may
-    be accumulated in another order, so gradients agree to float rounding (cuDNN autotuning is off)."""
+@pytest.mark.parametrize("drop_path", [0.0, 0.3])
+def test_two_streams_compute_what_one_stream_computes(genotype: str, drop_path: float) -> None:
+    """Eager forward and backward: the same kernels on each stream, and with drop-path the same masks
+    (drawn in the same order).  Logits agree exactly; a gradient summed from three or more consumers
+    (a cell output feeds two later cells) may be accumulated in another order, so gradients agree to
+    float rounding (cuDNN autotuning is off)."""
     torch.backends.cudnn.benchmark = False
     torch.manual_seed(0)
-    one = NetworkCIFAR(8, 10, 5, auxiliary=True, genotype=get_genotype(genotype)).cuda()
+    one = NetworkCIFAR(8, 10, 5, auxiliary=True, genotype=get_genotype(genotype), drop_path_prob=drop_path).cuda()
     two = copy.deepcopy(one)
     side = torch.cuda.Stream()
     for cell in two.cells:
         cell.side_stream = side
     x = torch.randn(16, 3, 16, 16, device="cuda")
+    logits = []
     for net in (one, two):
-        logits, aux = net(x)
-        (logits.square().mean() + aux.square().mean()).backward()
+        torch.manual_seed(1)
+        out, aux = net(x)
+        (out.square().mean() + aux.square().mean()).backward()
+        logits.append(out.detach())
     torch.cuda.synchronize()
-    assert torch.equal(one(x)[0], two(x)[0])
+    assert torch.equal(logits[0], logits[1])
     for (name, p), q in zip(one.named_parameters(), two.parameters()):
         torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    one.eval(), two.eval()
+    assert torch.equal(one(x)[0], two(x)[0])
 
 
 @GPU
@@ -121,11 +191,12 @@ def test_two_streams_compute_what_one_stream_computes(genotype: str) -> None:
 @pytest.mark.parametrize("compile_", ["false", "true"])
 def test_trainer_with_two_streams_matches_one(tmp_path: Path, compile_: str) -> None:
     """The graph-replayed training step with two streams, uncompiled (where ``auto`` takes them) and
-    compiled per branch (Inductor kernels launched on the side stream): the first step's loss equal to
-    float precision, a 2-epoch run's loss and test metrics close."""
+    compiled per branch (Inductor kernels launched on the side stream), with drop-path (the same masks
+    either way): the first step's loss equal to float precision, a 2-epoch run's loss and test metrics
+    close."""
     first, losses, tests = {}, {}, {}
     for streams in ("true", "false"):
-        cfg = make_cfg([*EVAL, "runtime.device=cuda", "runtime.deterministic=true",
+        cfg = make_cfg([*EVAL, "train.drop_path=0.2", "runtime.device=cuda", "runtime.deterministic=true",
                         f"runtime.compile={compile_}", "runtime.compile_scope=branches",
                         f"runtime.branch_streams={'auto' if streams == 'true' else 'false'}"])
         tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True), tmp_path / streams)
