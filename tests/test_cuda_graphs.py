@@ -68,7 +68,7 @@ def test_unknown_cuda_graphs_value_is_rejected(tmp_path: Path) -> None:
 def test_eval_trainer_cuda_graphs_true_on_cpu_is_a_config_error(tmp_path: Path) -> None:
     cfg = make_cfg(["experiment=demo", "runtime.device=cpu", "runtime.cuda_graphs=true", "dataset.num_train=64",
                     "dataset.image_size=8", "train.init_channels=4", "train.layers=3", "train.batch_size=16"])
-    with pytest.raises(ConfigError, match="cuda_graphs=true but no CUDA device"):
+    with pytest.raises(ConfigError, match="cuda_graphs=true but CUDA graphs need a CUDA device"):
         EvalTrainer(cfg, EvalJob("x", get_genotype("darts_v2"), 0), tmp_path)
 
 

@@ -138,6 +138,10 @@ def warm_call(fn: Callable[[], Any], side_stream: bool) -> Any:
     return out
 
 
+#: why a machine without CUDA cannot replay steps (the reason every resolver gives)
+NO_CUDA = "CUDA graphs need a CUDA device"
+
+
 def graphs_enabled(mode: Any, why_not: str | None) -> bool:
     """Resolve ``runtime.cuda_graphs`` (auto / true / false) against the reason, if any, that this
     run cannot be captured: ``true`` with a reason is a one-line config error, ``auto`` falls back."""

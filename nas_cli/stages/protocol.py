@@ -33,6 +33,7 @@ from nas_cli.runtime.console import console
 from nas_cli.runtime.distributed import env_world
 from nas_cli.runtime.io import atomic_write_json, read_jsonl
 from nas_cli.runtime.jobs import Job, run_jobs
+from nas_cli.runtime.preflight import check_device_settings
 from nas_cli.spaces.genotypes import Genotype, get_genotype
 from nas_cli.stages.train_eval import EvalJob, job_fingerprint, train_eval_network, validate_train
 
@@ -74,6 +75,7 @@ METRICS = {"val_acc": True, "val_loss": False}  # metric -> higher is better
 def _validate_stage(cfg: DictConfig) -> None:
     st = cfg.stage
     validate_train(cfg)
+    check_device_settings(cfg)  # before any header or directory: a wrong device setting leaves nothing
     if st.metric not in METRICS:
         raise ConfigError(f"stage.metric must be one of {', '.join(METRICS)}, got '{st.metric}'")
     if not 0 < float(st.val_portion) < 1:

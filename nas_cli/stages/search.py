@@ -49,6 +49,7 @@ from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import GraphedForward, load_optimizer_state, make_capturable, weight_sgd
 from nas_cli.runtime.optstate import load_optimizer_state_by_name, optimizer_state_by_name
 from nas_cli.runtime.layout import channels_last_enabled
+from nas_cli.runtime.preflight import check_device_settings
 from nas_cli.runtime.io import atomic_save_npz, atomic_write_json, atomic_write_jsonl, atomic_write_text
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.runtime.switches import apply_switches
@@ -296,6 +297,9 @@ def _selected(run: SearchRun, state: dict[str, Any]) -> dict[str, Any]:
 
 def run_search(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
     """Run (or resume, or report a finished) search in ``out_dir``; returns the summary."""
+    # before resume=false deletes a previous run's files: a bad setting loses nothing
+    validate(cfg)
+    resolve_hard_forward(cfg, uses_graphs(cfg, check_device_settings(cfg)))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     world = dist.context()

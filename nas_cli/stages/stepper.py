@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 import torch
 
 from nas_cli.objectives import Batch, StepOut
-from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, warm_call
+from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, warm_call
 
 if TYPE_CHECKING:
     from nas_cli.stages.search import SearchRun
@@ -105,7 +105,7 @@ def graph_blocker(cfg: Any, device: torch.device) -> str | None:
     from nas_cli.runtime import distributed as dist
 
     if device.type != "cuda":
-        return "CUDA graphs need a CUDA device"
+        return NO_CUDA
     if not getattr(OBJECTIVES.get(str(cfg.objective.name)), "graph_safe", False):
         return f"objective '{cfg.objective.name}' synchronises with the host inside its step"
     if not ARCH_OPTIMIZERS.get(str(cfg.optimizer.name)).graph_safe:

@@ -38,7 +38,7 @@ from nas_cli.runtime.console import console, kv_table
 from nas_cli.runtime.compile import EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, toolchain_blocker
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
-from nas_cli.runtime.graphs import GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
+from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
 from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
@@ -153,7 +153,7 @@ class EvalTrainer:
         sync_bn = self.ctx.enabled and bool(cfg.runtime.sync_bn)
         if sync_bn:
             use_sync_batchnorm(self.model)
-        why_not = ("no CUDA device" if self.device.type != "cuda"
+        why_not = (NO_CUDA if self.device.type != "cuda"
                    else "data-parallel training runs eagerly" if self.ctx.enabled else None)
         self.graphs = graphs_enabled(cfg.runtime.cuda_graphs, why_not)
         self.compiled = compile_enabled(cfg.runtime.compile,
