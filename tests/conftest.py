@@ -12,6 +12,25 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+
+def _share_cores_between_workers() -> int | None:
+    """Under pytest-xdist, give each worker (and the CLI subprocesses it starts, through
+    OMP_NUM_THREADS) its share of the cores.  Left alone, every worker's torch takes all cores: with
+    two workers on CI's two cores the spinning OpenMP threads made tests/test_search.py take 370 s
+    instead of 62 s.  A thread count the user set is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers < 2 or "OMP_NUM_THREADS" in os.environ:
+        return None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    return threads
+
+
+WORKER_THREADS = _share_cores_between_workers()
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10"
 
