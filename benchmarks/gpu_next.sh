@@ -288,4 +288,58 @@ stamp inductor-test
 timeout 100 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_compile.py -k "gpu and auto-auto" 2>&1 \
   | grep -E "passed|failed|^E " | head -8
 fi
+if [ "$part" = y ]; then
+# nineteenth session: EvalCell._pair launches each pair's first half on the main stream before the second on the
+# side stream (drop-path masks drawn in one stream's order): the stream GPU tests (now with drop-path), the
+# uncompiled step with one and two streams, then the compiled default (its Dynamo graphs lift their inputs in
+# another order now; the same ops)
+stamp stream-tests
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py tests/test_preflight.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -12
+for st in false auto; do
+  stamp eval-uncompiled-streams-$st
+  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
+done
+stamp eval-defaults
+timeout ${T:-220} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
+  --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_defaults.json 2>&1 | cut -c1-150
+fi
+if [ "$part" = z ]; then
+# nineteenth session: the evaluation network compiled as one graph (runtime.compile_scope=model; part o stopped it
+# still compiling after 210 s), with the whole call's time for its warm-up
+stamp eval-model-scope
+timeout ${T:-560} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=model \
+  --json $OUT/eval_model_scope.json >$OUT/eval_model_scope.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_model_scope.json 2>&1 | cut -c1-150; tail -3 $OUT/eval_model_scope.log
+fi
+if [ "$part" = y2 ]; then
+# nineteenth session: part y measured main-first pairs at 0.0678 s against 0.0697 s with one stream (side-first
+# gave 0.0605 against 0.0704 s in part w), so each pair's first half now goes on the side stream, launched first
+# (one stream's order, so the same drop-path masks): the stream GPU tests, then the uncompiled step both ways
+stamp stream-tests
+timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py 2>&1 \
+  | grep -E "passed|failed|^E " | head -12
+for st in false auto; do
+  stamp eval-uncompiled-streams-$st
+  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
+done
+fi
+if [ "$part" = z2 ]; then
+# nineteenth session: part z measured compile_scope=model at 0.0360 s (8.64 GB, 239 s warm-up) on another machine
+# start than the default; here both in one call, then Inductor's GPU test of the model scope against eager
+stamp inductor-test-model
+timeout 150 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_compile.py -k "gpu and auto-auto-model" 2>&1 \
+  | grep -E "passed|failed|^E " | head -8
+for sc in cells model; do
+  stamp eval-scope-$sc
+  timeout ${T:-270} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile_scope=$sc \
+    --json $OUT/eval_scope_$sc.json >$OUT/eval_scope_$sc.log 2>&1
+  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_scope_$sc.json 2>&1 | cut -c1-150
+done
+fi
 stamp end

@@ -221,19 +221,21 @@ def test_compiled_eval_trainer_matches_uncompiled(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (Inductor kernels)")
-@pytest.mark.parametrize("layout,conv1x1", [("false", "auto"), ("auto", "auto"), ("auto", "matmul"),
-                                                ("auto", "wgrad_matmul"), ("auto", "triton")])
-def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path, layout: str, conv1x1: str) -> None:
+@pytest.mark.parametrize("layout,conv1x1,scope", [("false", "auto", "cells"), ("auto", "auto", "cells"),
+                                                  ("auto", "matmul", "cells"), ("auto", "wgrad_matmul", "cells"),
+                                                  ("auto", "triton", "cells"), ("auto", "auto", "model")])
+def test_inductor_eval_step_matches_eager_on_gpu(tmp_path: Path, layout: str, conv1x1: str, scope: str) -> None:
     """Inductor computes the same function with other kernels (fused reductions, another summation
     order): the first step agrees to float precision; over a 2-epoch training run the trajectories
     drift apart by rounding (measured on the H200: 0.5 % in the epoch-2 mean loss), so that is
     compared loosely.  Evaluation passes must not compile (eval mode, other batch sizes).
     ``layout=auto``: the compiled network runs channels_last with the routed Triton depthwise
     kernels (the default), the eager one NCHW.  ``conv1x1=matmul``/``triton``: the compiled network's 1x1
-    convs are Inductor matmuls / the Triton GEMM ops (the eager one keeps the convs)."""
+    convs are Inductor matmuls / the Triton GEMM ops (the eager one keeps the convs).  ``scope=model``:
+    the whole network as one graph."""
     base = ["experiment=demo", "runtime.device=cuda", "runtime.deterministic=true", "dataset.num_train=256", "dataset.image_size=16",
             "train.init_channels=8", "train.layers=5", "train.batch_size=32", "train.drop_path=0.0",
-            f"runtime.channels_last={layout}"]
+            f"runtime.channels_last={layout}", f"runtime.compile_scope={scope}"]
     first, losses, tests = {}, {}, {}
     for mode in ("true", "false"):
         tr = EvalTrainer(make_cfg([*base, f"runtime.compile={mode}",
