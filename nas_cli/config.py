@@ -329,8 +329,11 @@ class RuntimeConfig:
     #: what is compiled: "cells" (each cell separately; cells of one shape share code: fast to
     #: compile), "branches" (evaluation networks: each cell's preprocessing convs and ops separately,
     #: the node sums eager: what runtime.branch_streams can run on two streams; slower than cells;
-    #: search supernets compile per cell) or "model" (the whole forward as one graph)
-    compile_scope: str = "cells"
+    #: search supernets compile per cell), "model" (the whole forward as one graph: H200, 0.0362 s per
+    #: evaluation step against 0.0378 s, 1 GB less, about a minute more compilation) or "auto" (model
+    #: for evaluation networks training at least 150,000 steps, where that repays it; else cells;
+    #: runtime/compile.py MODEL_SCOPE_MIN_STEPS)
+    compile_scope: str = "auto"
     #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
     #: {coordinate_descent_tuning: true}); merged over compile_mode's own options
     compile_options: Dict[str, Any] = field(default_factory=dict)
@@ -499,8 +502,10 @@ def validate(cfg: DictConfig) -> None:
            f"runtime.hard_forward must be auto, selected or masked, got '{rt.hard_forward}'")
     _check(str(rt.compile).lower() in ("auto", "true", "false"),
            f"runtime.compile must be auto, true or false, got '{rt.compile}'")
-    _check(str(rt.compile_scope) in ("cells", "branches", "model"),
-           f"runtime.compile_scope must be cells, branches or model, got '{rt.compile_scope}'")
+    from nas_cli.runtime.compile import SCOPES
+
+    _check(str(rt.compile_scope) in SCOPES,
+           f"runtime.compile_scope must be one of {', '.join(SCOPES)}, got '{rt.compile_scope}'")
     _check(str(rt.compile_mode) not in ("reduce-overhead", "max-autotune"),
            f"runtime.compile_mode={rt.compile_mode} would capture CUDA graphs inside the step that "
            "runtime.cuda_graphs already captures; use default or max-autotune-no-cudagraphs")

@@ -194,3 +194,28 @@ def test_settings_line_names_two_streams() -> None:
            "compile": "false", "stepper": "cuda_graph"}
     assert "streams=2" not in settings_text(row)
     assert "compile=false streams=2 cuda_graph" in settings_text({**row, "branch_streams": True})
+
+
+def test_settings_line_names_the_compile_scope() -> None:
+    """A compiled evaluation row names what was compiled (the whole network or per cell)."""
+    from nas_cli.bench.table import settings_text
+
+    row = {"precision": "fp32", "channels_last": True, "fused": True, "cuda_graphs": "auto",
+           "compile": "auto", "stepper": "cuda_graph"}
+    assert "compile=auto cuda_graph" in settings_text({**row, "compile_scope": None})
+    assert "compile=auto/model cuda_graph" in settings_text({**row, "compile_scope": "model"})
+
+
+def test_full_size_eval_step_takes_the_paper_runs_compile_scope() -> None:
+    """The benchmark's synthetic set is smaller than CIFAR-10, so the full-size evaluation step names
+    the scope compile_scope=auto gives the papers' 600-epoch retraining; a user override wins."""
+    from nas_cli.bench.workloads import WORKLOADS, compose_workload
+    from nas_cli.runtime.compile import MODEL_SCOPE_MIN_STEPS, resolve_compile_scope
+
+    w = WORKLOADS.get("eval_step")
+    cfg = compose_workload(w, "cpu", full=True)
+    assert cfg.runtime.compile_scope == "model"
+    assert resolve_compile_scope("auto", int(cfg.train.epochs) * (50_000 // int(cfg.train.batch_size))) == "model"
+    assert int(cfg.train.epochs) * (50_000 // int(cfg.train.batch_size)) >= MODEL_SCOPE_MIN_STEPS
+    assert compose_workload(w, "cpu", full=True, user=["runtime.compile_scope=cells"]).runtime.compile_scope == "cells"
+    assert compose_workload(w, "cpu", full=False).runtime.compile_scope == "auto"

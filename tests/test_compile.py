@@ -17,7 +17,7 @@ from conftest import make_cfg
 from nas_cli.config import validate
 from nas_cli.errors import ConfigError
 from nas_cli.runtime.checkpoint import config_fingerprint
-from nas_cli.runtime.compile import compile_enabled, run_eagerly
+from nas_cli.runtime.compile import MODEL_SCOPE_MIN_STEPS, compile_enabled, resolve_compile_scope, run_eagerly
 from nas_cli.spaces.genotypes import get_genotype
 from nas_cli.stages.search import build_run
 from nas_cli.stages.stepper import build_search_stepper
@@ -347,7 +347,7 @@ def test_compile_message_warns_that_autotuning_options_take_longer(tmp_path: Pat
     import nas_cli.stages.train_eval as te
 
     defaults: list = []  # the message, not the compilation; the trainer passes the network's defaults
-    monkeypatch.setattr(te, "compile_module", lambda module, runtime, opts=None: defaults.append(opts) or [])
+    monkeypatch.setattr(te, "compile_module", lambda module, runtime, opts=None, scope=None: defaults.append(opts) or [])
     job = EvalJob("g", get_genotype("darts_v2"), 0, 0.0, True)
     for extra, longer in (([], False), (["+runtime.compile_options.coordinate_descent_tuning=true"], True),
                           (["runtime.compile_scope=model"], False), (["runtime.compile_scope=branches"], False)):
@@ -358,3 +358,33 @@ def test_compile_message_warns_that_autotuning_options_take_longer(tmp_path: Pat
         assert ("whole network as one graph" in out) == ("runtime.compile_scope=model" in extra)
         assert ("about 50 s" in out and "per branch" in out) == ("runtime.compile_scope=branches" in extra)
     assert defaults == [te.EVAL_COMPILE_OPTIONS] * 4
+
+
+@pytest.mark.parametrize("setting,steps,expected", [
+    ("auto", MODEL_SCOPE_MIN_STEPS, "model"),       # long evaluation runs: the faster step repays compilation
+    ("auto", MODEL_SCOPE_MIN_STEPS - 1, "cells"),
+    ("auto", None, "cells"),                        # search supernets (and data-parallel training)
+    ("cells", 10 ** 9, "cells"), ("model", 1, "model"), ("branches", 10 ** 9, "branches"),
+])
+def test_compile_scope_auto_compiles_long_runs_whole(setting: str, steps, expected: str) -> None:
+    assert resolve_compile_scope(setting, steps) == expected
+
+
+def test_compile_scope_rejects_unknown_values() -> None:
+    with pytest.raises(ConfigError, match="runtime.compile_scope must be one of auto, cells, branches, model"):
+        resolve_compile_scope("layer", 10)
+
+
+@pytest.mark.parametrize("epochs,scope", [(2, "cells"), (40_000, "model")])
+def test_trainer_compiles_the_whole_network_for_long_runs(tmp_path: Path, epochs: int, scope: str) -> None:
+    """64 training images at batch 16: 4 steps per epoch, so 40,000 epochs pass the threshold and
+    2 do not; the trainer compiles the cells or the whole network accordingly, and says which."""
+    assert 40_000 * 4 >= MODEL_SCOPE_MIN_STEPS > 2 * 4
+    cfg = make_cfg([*EVAL, f"train.epochs={epochs}", "runtime.compile=true", "runtime.compile_backend=aot_eager"])
+    tr = EvalTrainer(cfg, EvalJob("g", get_genotype("darts_v2"), 0), tmp_path)
+    assert tr.compile_scope == scope
+    compiled = {name for name, m in tr.model.named_modules() if getattr(m, "_compiled_call_impl", None)}
+    assert compiled == ({""} if scope == "model" else {f"cells.{i}" for i in range(len(tr.model.cells))})
+    uncompiled = EvalTrainer(make_cfg([*EVAL, f"train.epochs={epochs}", "runtime.compile=false"]),
+                             EvalJob("g", get_genotype("darts_v2"), 0), tmp_path / "eager")
+    assert uncompiled.compile_scope is None

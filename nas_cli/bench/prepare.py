@@ -103,7 +103,7 @@ def prepare_eval(cfg: DictConfig, genotype: str) -> Prepared:
     return Prepared(step, trainer.device, bs, sizes, "cuda_graph" if trainer.graphs else "eager",
                     {"genotype": genotype, "params": trainer.params, "batch": bs, "image_size": px,
                      "drop_path_now": p, "channels_last": trainer.channels_last,
-                     "branch_streams": trainer.branch_streams}, keep=tmp)
+                     "branch_streams": trainer.branch_streams, "compile_scope": trainer.compile_scope}, keep=tmp)
 
 
 def _no_check(cfg: DictConfig) -> None:

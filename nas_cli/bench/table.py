@@ -29,7 +29,7 @@ def settings_text(r: dict[str, Any]) -> str:
             f"graphs={r['cuda_graphs']} bn={r.get('batchnorm', 'auto')} dw={r.get('depthwise', 'native')} pw={r.get('pointwise', 'native')} "
             f"mix={r.get('mixing', 'native')} "
             f"{'1x1=' + r['conv1x1'] + ' ' if r.get('conv1x1', 'auto') != 'auto' else ''}"
-            f"compile={r.get('compile', 'false')} "
+            f"compile={r.get('compile', 'false')}{'/' + r['compile_scope'] if r.get('compile_scope') else ''} "
             f"{'streams=2 ' if r.get('branch_streams') else ''}"
             f"{r['stepper']}")
 

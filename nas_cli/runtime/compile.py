@@ -125,6 +125,31 @@ def check_compile_options(options: Any, backend: str) -> None:
 EVAL_COMPILE_OPTIONS: dict[str, Any] = {"combo_kernels": True}
 
 
+#: values of runtime.compile_scope
+SCOPES = ("auto", "cells", "branches", "model")
+
+#: ``compile_scope=auto`` compiles an evaluation network whole when it trains at least this many steps.
+#: H200, fp32, one call (nineteenth session): the whole-network graph's step took 0.0362 s against
+#: 0.0378 s per cell, 8.64 against 9.66 GB, after 175 s of compilation against 119 s (239 s on another
+#: machine start; cells 116-146 s between starts).  The 1.6 ms per step repays up to 123 s more
+#: compilation after about 77,000 steps; twice that is the threshold (385 CIFAR-10 epochs at batch 128:
+#: the papers' 600-epoch retraining qualifies, short runs keep the quicker per-cell compilation).
+MODEL_SCOPE_MIN_STEPS = 150_000
+
+
+def resolve_compile_scope(setting: Any, train_steps: int | None) -> str:
+    """``runtime.compile_scope`` -> ``cells`` / ``branches`` / ``model``.  ``auto``: ``model`` for an
+    evaluation network training at least :data:`MODEL_SCOPE_MIN_STEPS` steps (``train_steps``; None for
+    search supernets, which compile per cell, and for data-parallel training, where the whole-network
+    graph was not measured), else ``cells``."""
+    scope = str(setting).lower()
+    if scope not in SCOPES:
+        raise ConfigError(f"runtime.compile_scope must be one of {', '.join(SCOPES)}, got '{scope}'")
+    if scope != "auto":
+        return scope
+    return "model" if train_steps is not None and train_steps >= MODEL_SCOPE_MIN_STEPS else "cells"
+
+
 def compile_kwargs(runtime: Any, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
     """``torch.compile`` keyword arguments for ``runtime``: backend, static shapes, and either the mode
     or -- with ``compile_options`` -- the mode's own Inductor options with those merged over them
@@ -144,8 +169,10 @@ def compile_kwargs(runtime: Any, defaults: dict[str, Any] | None = None) -> dict
     return kwargs
 
 
-def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | None = None) -> list[nn.Module]:
-    """Compile ``module`` in place as ``runtime.compile_scope`` says; returns the compiled modules.
+def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | None = None,
+                   scope: str | None = None) -> list[nn.Module]:
+    """Compile ``module`` in place as ``scope`` (default: ``runtime.compile_scope``, with ``auto`` as
+    ``cells``; see :func:`resolve_compile_scope`) says; returns the compiled modules.
 
     ``cells`` (regional compilation): each module of ``module.cells`` is compiled on its own.  Cells
     of one kind and size share their compiled code (parameters are graph inputs, not constants),
@@ -161,7 +188,8 @@ def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | N
     if str(runtime.get("compile", "auto")).lower() == "auto":
         # a default should never stop a run: a failed compilation falls back to the eager code
         torch._dynamo.config.suppress_errors = True
-    scope = str(runtime.get("compile_scope") or "cells")
+    if scope is None:
+        scope = resolve_compile_scope(runtime.get("compile_scope") or "auto", None)
     if scope == "branches" and hasattr(module, "cells") and all(_is_eval_cell(c) for c in module.cells):
         targets = [m for cell in module.cells for m in cell_branches(cell)]
     elif scope in ("cells", "branches") and hasattr(module, "cells"):  # search supernets: per cell

@@ -92,20 +92,21 @@ def resolve_branch_streams(setting: str, device: torch.device, compiled_cells: b
     """Whether the evaluation cells run their branches on two streams (``runtime.branch_streams``).
 
     ``auto`` takes them where they were measured faster -- a CUDA-graph-replayed step whose cells are
-    not compiled whole (H200, fp32, eighteenth session: uncompiled 0.0704 -> 0.0605 s in one call,
-    0.0683 -> 0.0589 s in another; compiled per branch, ``runtime.compile_scope=branches``, 0.0449 ->
-    0.0411 s).  ``true`` is a ConfigError where they cannot run: without CUDA, and inside cells
-    compiled whole, where Inductor failed on the stream forks (torch 2.11: no fake impl for the
-    deallocation syncs AOTAutograd inserts; ``benchmarks/cell_streams_debug.py`` reproduces it), and
-    in data-parallel runs, whose gradient all-reduce hooks were never run beside two streams.  Compiled
-    whole cells without streams stay the fastest setting (0.0376-0.0400 s between machine starts)."""
+    not compiled whole (H200, fp32: uncompiled 0.0693 -> 0.0598 s in one call, nineteenth session;
+    0.0704 -> 0.0605 s and 0.0683 -> 0.0589 s in the eighteenth; compiled per branch,
+    ``runtime.compile_scope=branches``, 0.0449 -> 0.0411 s).  ``true`` is a ConfigError where they
+    cannot run: without CUDA, and inside cells or networks compiled whole, where Inductor failed on the
+    stream forks (torch 2.11: no fake impl for the deallocation syncs AOTAutograd inserts;
+    ``benchmarks/cell_streams_debug.py`` reproduces it), and in data-parallel runs, whose gradient
+    all-reduce hooks were never run beside two streams.  Compiled whole without streams stays the
+    fastest setting (per cell 0.0376-0.0400 s between machine starts, the whole network 0.0362 s)."""
     setting = str(setting).lower()
     if setting not in BRANCH_STREAM_CHOICES:
         raise ConfigError(f"runtime.branch_streams must be auto, true or false, got '{setting}'")
     if setting == "false":
         return False
     why_not = ("no CUDA device" if device.type != "cuda"
-               else "Inductor cannot compile the stream forks inside a compiled cell (use "
+               else "Inductor cannot compile the stream forks inside a compiled cell or network (use "
                     "runtime.compile_scope=branches or runtime.compile=false)" if compiled_cells
                else "data-parallel runs are not tested with two streams" if data_parallel else None)
     if setting == "true":

@@ -35,7 +35,8 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
-from nas_cli.runtime.compile import EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, toolchain_blocker
+from nas_cli.runtime.compile import (EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, resolve_compile_scope,
+                                     toolchain_blocker)
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -176,14 +177,22 @@ class EvalTrainer:
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
         if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
+        # what torch.compile covers (auto: the whole network for long single-process runs, where its
+        # faster step repays the longer compilation; data-parallel runs were not measured with it);
+        # None when uncompiled
+        n_train = int(ds.train_x.shape[0])
+        if job.holdout > 0:
+            n_train = int((1.0 - float(job.holdout)) * n_train)
+        steps = None if self.ctx.enabled else int(t.epochs) * (n_train // max(1, int(t.batch_size)))
+        self.compile_scope = (resolve_compile_scope(cfg.runtime.get("compile_scope", "auto"), steps)
+                              if self.compiled else None)
         self.branch_streams = resolve_branch_streams(
             str(cfg.runtime.get("branch_streams", "auto")), self.device, replayed=self.graphs,
-            compiled_cells=self.compiled and str(cfg.runtime.get("compile_scope", "cells")) != "branches",
-            data_parallel=self.ctx.enabled)
+            compiled_cells=self.compile_scope in ("cells", "model"), data_parallel=self.ctx.enabled)
         if self.branch_streams:
             use_branch_streams(self.model, self.device)
-        if self.compiled:
-            compile_module(self.model, cfg.runtime, EVAL_COMPILE_OPTIONS)
+        if self.compile_scope is not None:
+            compile_module(self.model, cfg.runtime, EVAL_COMPILE_OPTIONS, scope=self.compile_scope)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
                               bool(t.nesterov), self.device, self.graphs)
         # drop-path probability in device memory: read by the captured step, and a compiled cell
@@ -359,13 +368,13 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
             # autotuning options took over 250 s (runtime.compile_options, docs/speed.md)
             tuned = " with the defaults; longer with autotuning runtime.compile_options" if cfg.runtime.get(
                 "compile_options") else ""
-            # runtime.compile_scope=model: one graph of the whole network, still compiling after 210 s
-            # on the H200 (sixteenth session): say so, since nothing else prints while Inductor works
-            scope = str(cfg.runtime.get("compile_scope", "cells"))
-            took = ("over 210 s measured on an H200 for the whole network as one graph "
-                    "(runtime.compile_scope=model; cells compile in 90-140 s)" if scope == "model"
+            # nothing else prints while Inductor works: say how long it took on the H200 (nineteenth
+            # session: the whole network as one graph 175-239 s, per cell 116-146 s; per branch ~50 s)
+            scope = tr.compile_scope
+            took = (f"175-240 s measured on an H200 for the whole network as one graph{tuned}; "
+                    "runtime.compile_scope=cells compiles in 90-150 s for a slower step" if scope == "model"
                     else f"about 50 s measured on an H200 per branch{tuned}" if scope == "branches"
-                    else f"90-140 s measured on an H200{tuned}")
+                    else f"90-150 s measured on an H200{tuned}")
             console.print("[dim]  compiling the network with torch.compile: the first epoch starts after "
                           f"the compilation ({took}); nothing is printed meanwhile[/dim]")
     eval_every = int(t.eval_every)
@@ -421,7 +430,8 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         "train": spec["train"],
         # what the auto settings resolved to (as a search's summary.json records its own)
         "execution": {"cuda_graphs": tr.graphs, "compiled": tr.compiled, "channels_last": tr.channels_last,
-                      "depthwise": tr.depthwise, "branch_streams": tr.branch_streams},
+                      "compile_scope": tr.compile_scope, "depthwise": tr.depthwise,
+                      "branch_streams": tr.branch_streams},
     }
     if main:
         atomic_write_json(out_dir / "summary.json", summary)
