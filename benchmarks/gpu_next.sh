@@ -72,6 +72,15 @@ bench_nb201() {
     --json $OUT/nb201.json >$OUT/bench_nb201.log 2>&1; echo "bench rc $?"
   python3 benchmarks/summarize.py $OUT/nb201.json | cut -c1-210
 }
+# parts w, y and y2: the uncompiled evaluation step with runtime.branch_streams false and auto in one call
+bench_uncompiled_streams() {
+  for st in false auto; do
+    stamp eval-uncompiled-streams-$st
+    timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
+      runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
+    echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
+  done
+}
 part=${1:-a}
 if [ "$part" = h ]; then
 stamp cuda-bn-check
@@ -270,12 +279,7 @@ echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_bf16_combo.json 2>
 fi
 if [ "$part" = w ]; then
 # eighteenth session: the uncompiled step with runtime.branch_streams false and auto in one call
-for st in false auto; do
-  stamp eval-uncompiled-streams-$st
-  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
-    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
-  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
-done
+bench_uncompiled_streams
 fi
 if [ "$part" = x ]; then
 # eighteenth session, last call: the fp32 default (compiled cells, one stream) after EvalCell's branch refactor,
@@ -296,12 +300,7 @@ if [ "$part" = y ]; then
 stamp stream-tests
 timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py tests/test_preflight.py 2>&1 \
   | grep -E "passed|failed|^E " | head -12
-for st in false auto; do
-  stamp eval-uncompiled-streams-$st
-  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
-    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
-  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
-done
+bench_uncompiled_streams
 stamp eval-defaults
 timeout ${T:-220} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step \
   --json $OUT/eval_defaults.json >$OUT/eval_defaults.log 2>&1
@@ -322,12 +321,7 @@ if [ "$part" = y2 ]; then
 stamp stream-tests
 timeout 200 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_branch_streams.py 2>&1 \
   | grep -E "passed|failed|^E " | head -12
-for st in false auto; do
-  stamp eval-uncompiled-streams-$st
-  timeout 100 python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.compile=false \
-    runtime.branch_streams=$st --json $OUT/eval_uncompiled_streams_$st.json >$OUT/eval_uncompiled_streams_$st.log 2>&1
-  echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_uncompiled_streams_$st.json 2>&1 | cut -c1-150
-done
+bench_uncompiled_streams
 fi
 if [ "$part" = z2 ]; then
 # nineteenth session: part z measured compile_scope=model at 0.0360 s (8.64 GB, 239 s warm-up) on another machine
