@@ -331,8 +331,8 @@ class RuntimeConfig:
     #: the node sums eager: what runtime.branch_streams can run on two streams; slower than cells;
     #: search supernets compile per cell), "model" (the whole forward as one graph: H200, 0.0362 s per
     #: evaluation step against 0.0378 s, 1 GB less, about a minute more compilation) or "auto" (model
-    #: for evaluation networks training at least 150,000 steps, where that repays it; else cells;
-    #: runtime/compile.py MODEL_SCOPE_MIN_STEPS)
+    #: for evaluation networks that train at least 150,000 steps in this invocation, where that repays
+    #: it; else cells; runtime/compile.py MODEL_SCOPE_MIN_STEPS)
     compile_scope: str = "auto"
     #: extra Inductor options for torch.compile (names from torch._inductor.config, e.g.
     #: {coordinate_descent_tuning: true}); merged over compile_mode's own options

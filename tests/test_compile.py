@@ -388,3 +388,16 @@ def test_trainer_compiles_the_whole_network_for_long_runs(tmp_path: Path, epochs
     uncompiled = EvalTrainer(make_cfg([*EVAL, f"train.epochs={epochs}", "runtime.compile=false"]),
                              EvalJob("g", get_genotype("darts_v2"), 0), tmp_path / "eager")
     assert uncompiled.compile_scope is None
+
+
+def test_the_scope_follows_the_epochs_this_invocation_trains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A sliced run compiles for what it runs now: stage 2's epochs before early elimination (``until``)
+    per cell, whatever ``train.epochs`` says; a trainer told it has 40,000 epochs left compiles whole."""
+    job = EvalJob("g", get_genotype("darts_v2"), 0)
+    base = [*EVAL, "runtime.compile=true", "runtime.compile_backend=aot_eager"]
+    assert EvalTrainer(make_cfg([*base, "train.epochs=40000"]), job, tmp_path / "a", planned_epochs=2).compile_scope == "cells"
+    assert EvalTrainer(make_cfg([*base, "train.epochs=2"]), job, tmp_path / "b", planned_epochs=40_000).compile_scope == "model"
+    out = train_eval_network(make_cfg([*base, "train.epochs=40000"]), job, tmp_path / "c", until=1)
+    assert out["status"] == "partial"
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "compiling the network" in printed and "whole network" not in printed

@@ -134,7 +134,9 @@ def validate_train(cfg: DictConfig) -> None:
 class EvalTrainer:
     """Builds network, optimizer and data streams for one job; runs epochs; checkpoints."""
 
-    def __init__(self, cfg: DictConfig, job: EvalJob, out_dir: Path) -> None:
+    def __init__(self, cfg: DictConfig, job: EvalJob, out_dir: Path, planned_epochs: int | None = None) -> None:
+        """``planned_epochs``: how many epochs this invocation will train (default ``train.epochs``); a
+        resumed or sliced run (``until``, ``train.stop_after``) compiles for what it has left to run."""
         validate_train(cfg)
         self.cfg, self.job, self.out_dir = cfg, job, Path(out_dir)
         self.ctx = dist.context()
@@ -183,7 +185,8 @@ class EvalTrainer:
         n_train = int(ds.train_x.shape[0])
         if job.holdout > 0:
             n_train = int((1.0 - float(job.holdout)) * n_train)
-        steps = None if self.ctx.enabled else int(t.epochs) * (n_train // max(1, int(t.batch_size)))
+        epochs = int(t.epochs) if planned_epochs is None else int(planned_epochs)
+        steps = None if self.ctx.enabled else epochs * (n_train // max(1, int(t.batch_size)))
         self.compile_scope = (resolve_compile_scope(cfg.runtime.get("compile_scope", "auto"), steps)
                               if self.compiled else None)
         self.branch_streams = resolve_branch_streams(
@@ -351,13 +354,16 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
     if ckpt is not None and int(ckpt["epoch"]) >= target and target < epochs:
         return {"status": "partial", "epoch": int(ckpt["epoch"]), "name": job.name}
 
-    tr = EvalTrainer(cfg, job, out_dir)
+    start = int(ckpt["epoch"]) if ckpt is not None else 0
+    stop_at = target if t.stop_after is None else min(target, start + int(t.stop_after))
+    # compiled for the epochs this invocation runs: stage 2's first 20 epochs before early
+    # elimination compile per cell, the survivors' remaining 580 epochs the whole network
+    tr = EvalTrainer(cfg, job, out_dir, planned_epochs=max(0, stop_at - start))
     env = environment_info(tr.device)
     state: dict[str, Any] = {"epoch": 0, "elapsed": 0.0, "history": []}
     if ckpt is not None:
         tr.load_state(ckpt["trainer"])
         state = {k: ckpt[k] for k in ("epoch", "elapsed", "history")}
-    stop_at = target if t.stop_after is None else min(target, state["epoch"] + int(t.stop_after))
     if main:
         atomic_write_json(out_dir / "genotype.json", job.genotype.to_json())
         atomic_write_json(out_dir / "job.json", {**job.to_json(), "fingerprint": fingerprint})
