@@ -16,6 +16,7 @@ import torch
 
 from nas_cli.runtime.device import resolve_device
 
+
 def check_device_settings(cfg: Any) -> torch.device:
     """Resolve ``runtime.device`` and raise the first ConfigError a builder would raise on this
     machine for a setting that needs hardware or software it lacks; returns the device's kind
