@@ -102,6 +102,9 @@ def test_subprocess_mode_and_comma_list(tmp_path: Path) -> None:
     (["dataset.num_train=abc"], "bad override"),
     (["runtime.precision=fp8"], "runtime.precision"),
     (["--steps", "0"], "--steps must be >= 1"),
+    # device-dependent settings are refused before any workload runs, not as failed rows
+    (["--workloads", "eval_step", "runtime.branch_streams=true"], "branch_streams=true is not possible here"),
+    (["runtime.cuda_graphs=true"], "CUDA graphs need a CUDA device"),
 ])
 def test_user_errors_are_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["--same-process", "--device", "cpu", *argv])

@@ -157,6 +157,9 @@ def compose_workload(w: Workload, device: str, full: bool, user: Sequence[str] =
     else:
         cfg = probe
     validate(cfg)
+    from nas_cli.runtime.preflight import check_device_settings
+
+    check_device_settings(cfg)  # a setting this device cannot run: one line before any workload runs
     from nas_cli.bench.prepare import PREPARERS
 
     PREPARERS.get(w.kind).check(cfg)
