@@ -336,4 +336,19 @@ for sc in cells model; do
   echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_scope_$sc.json 2>&1 | cut -c1-150
 done
 fi
+if [ "$part" = aa ]; then
+# prepared in the nineteenth session for the next: the kernel profile of the evaluation step compiled whole
+# (profile_step.py --eval takes nas-bench's full sizes, now compile_scope=model; 0.0362 s per step): where the
+# remaining 11 ms to the 0.025 s target go
+stamp profile-eval-model
+timeout ${T:-560} python3 benchmarks/profile_step.py --eval 2>&1 | grep -v Warning | tail -45
+fi
+if [ "$part" = ab ]; then
+# prepared in the nineteenth session for the next: bf16 with the whole network compiled (bf16 per cell measured
+# 0.0311 s in the eighteenth session; fp32 whole 0.0362 s against 0.0378 s per cell)
+stamp eval-bf16-model
+timeout ${T:-560} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
+  --json $OUT/eval_bf16_model.json >$OUT/eval_bf16_model.log 2>&1
+echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_bf16_model.json 2>&1 | cut -c1-150
+fi
 stamp end
