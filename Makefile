@@ -5,8 +5,9 @@ PIP ?= $(PYTHON) -m pip
 # machine gets them from PyPI. Override TORCH_SPEC to pick another build.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
-# pytest-xdist processes for the suite: CI's machine has 2 cores, and the suite is CPU-bound in one
-# process (about 17 min in one process on a slow 2-core machine, 9 min with two); 0 runs it in-process
+# pytest-xdist processes for the suite: CI's machine has 2 cores, and the suite is CPU-bound (about
+# 7 min with two workers on a 2-core machine, each taking its share of the cores: tests/conftest.py);
+# 0 runs it in-process
 TEST_WORKERS ?= 2
 # e.g. make bench BENCH_ARGS="--compare --json bench.json runtime.precision=bf16"
 BENCH_ARGS ?=
