@@ -179,14 +179,16 @@ class EvalTrainer:
         self.conv1x1 = resolve_conv1x1(str(cfg.runtime.conv1x1), self.device)
         if use_conv1x1_impl(self.model, self.conv1x1) and "matmul" in self.conv1x1:
             match_conv_precision()  # the convs they replace compute in TF32 where cuDNN may
+        n = ds.train_x.shape[0]
+        if job.holdout > 0:
+            train_idx, val_idx = search_split(n, 1.0 - float(job.holdout))
+        else:
+            train_idx, val_idx = torch.arange(n), None
         # what torch.compile covers (auto: the whole network for long single-process runs, where its
         # faster step repays the longer compilation; data-parallel runs were not measured with it);
         # None when uncompiled
-        n_train = int(ds.train_x.shape[0])
-        if job.holdout > 0:
-            n_train = int((1.0 - float(job.holdout)) * n_train)
         epochs = int(t.epochs) if planned_epochs is None else int(planned_epochs)
-        steps = None if self.ctx.enabled else epochs * (n_train // max(1, int(t.batch_size)))
+        steps = None if self.ctx.enabled else epochs * (len(train_idx) // int(t.batch_size))
         self.compile_scope = (resolve_compile_scope(cfg.runtime.get("compile_scope", "auto"), steps)
                               if self.compiled else None)
         self.branch_streams = resolve_branch_streams(
@@ -204,13 +206,9 @@ class EvalTrainer:
         if self.graphs:
             self._graph = GraphedStep(self._step, warmup=2)
         data = DeviceData.from_arrays(ds.train_x, ds.train_y, ds.mean, ds.std, self.device)
-        n = ds.train_x.shape[0]
-        if job.holdout > 0:
-            train_idx, val_idx = search_split(n, 1.0 - float(job.holdout))
-            self.val: DeviceData | None = DeviceData(data.x[val_idx.to(self.device)], data.y[val_idx.to(self.device)],
-                                                     data.mean, data.std)
-        else:
-            train_idx, self.val = torch.arange(n), None
+        self.val: DeviceData | None = (
+            DeviceData(data.x[val_idx.to(self.device)], data.y[val_idx.to(self.device)], data.mean, data.std)
+            if val_idx is not None else None)
         self.test = (DeviceData.from_arrays(ds.test_x, ds.test_y, ds.mean, ds.std, self.device)
                      if job.report_test else None)
         gen = torch.Generator(device=self.device).manual_seed(int(job.seed) * 1000 + 7)
