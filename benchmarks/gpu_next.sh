@@ -341,7 +341,7 @@ if [ "$part" = aa ]; then
 # (profile_step.py --eval takes nas-bench's full sizes, now compile_scope=model; 0.0362 s per step): where the
 # remaining 11 ms to the 0.025 s target go
 stamp profile-eval-model
-timeout ${T:-560} python3 benchmarks/profile_step.py --eval 2>&1 | grep -v Warning | tail -45
+PROFILE_TABLE=$OUT/profile_eval_model.txt ROWS=120 timeout ${T:-560} python3 benchmarks/profile_step.py --eval 2>&1 | grep -v Warning | tail -30
 fi
 if [ "$part" = ab ]; then
 # prepared in the nineteenth session for the next: bf16 with the whole network compiled (bf16 per cell measured
@@ -350,5 +350,22 @@ stamp eval-bf16-model
 timeout ${T:-560} python3 -m nas_cli.bench --steps 10 --warmup 4 --workloads eval_step runtime.precision=bf16 \
   --json $OUT/eval_bf16_model.json >$OUT/eval_bf16_model.log 2>&1
 echo "bench rc $?"; python3 benchmarks/summarize.py $OUT/eval_bf16_model.json 2>&1 | cut -c1-150
+fi
+if [ "$part" = ac ]; then
+# twentieth session: bf16 measured 0.0299 s per evaluation step with the whole network compiled (fp32 0.0362 s).
+# Is its training the same as fp32's on real CIFAR-10? Full training set, 5-epoch schedule, two seeds per
+# precision (the seed-to-seed spread is the yardstick), all four runs at once on the one GPU. Needs .devdata.
+python3 .devdata/prepare.py .devdata >/dev/null
+R="stage=retrain stage.arch=GAEA_PCDARTS_cifar10 stage.retrain_seeds=1 dataset=cifar10 dataset.root=.devdata train.epochs=${EPOCHS:-5} train.log_every=100000"
+stamp real-eval-fp32-bf16
+for prec in fp32 bf16; do for seed in 0 1; do
+  timeout ${T:-500} python3 -m nas_cli $R seed=$seed runtime.precision=$prec hydra.run.dir=$OUT/eval_${prec}_s$seed \
+    >$OUT/log_${prec}_s$seed.txt 2>&1 &
+done; done
+wait
+stamp tables
+find $OUT -name checkpoint.pt -delete
+python3 benchmarks/metrics_table.py f32s0=$OUT/eval_fp32_s0 f32s1=$OUT/eval_fp32_s1 bf16s0=$OUT/eval_bf16_s0 bf16s1=$OUT/eval_bf16_s1
+for f in $OUT/log_*.txt; do echo "== $f"; grep -iE "error|Traceback|test error" $f | head -5; done
 fi
 stamp end

@@ -9,6 +9,7 @@ Prints torch.profiler's top kernels by device time and the number of kernel laun
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -46,7 +47,45 @@ def main() -> None:
     n = sum(e.count for e in kernels) / steps
     total = sum(e.self_device_time_total for e in kernels) / steps / 1e3
     print(f"stepper {prep.stepper}: {n:.0f} kernels per step, {total:.1f} ms device time per step")
-    print(events.table(sort_by="self_cuda_time_total", row_limit=int(__import__("os").environ.get("ROWS", "60")), max_name_column_width=70))
+    print_categories(kernels, steps)
+    table = events.table(sort_by="self_cuda_time_total", row_limit=int(os.environ.get("ROWS", "60")), max_name_column_width=70)
+    if os.environ.get("PROFILE_TABLE"):  # the long table to a file, so a terminal tail keeps the summary
+        Path(os.environ["PROFILE_TABLE"]).write_text(table)
+    else:
+        print(table)
+
+
+# Kernel families by name, first match wins: which kind of work the device time goes to, so a lever can be
+# sized before it is built (a conv family's share is what a faster conv could save at most).
+CATEGORIES = (
+    ("inductor reduction (BN statistics, sums)", ("triton_red", "triton_per")),
+    ("inductor pointwise (BN apply, ReLU, add, cat)", ("triton_poi",)),
+    ("project Triton kernels (depthwise, 1x1, BN)", ("^_",)),  # ^: a name prefix (_gather_kernel, ...)
+    ("cuDNN depthwise conv", ("depthwise",)),
+    ("cuDNN conv dgrad", ("dgrad",)),
+    ("cuDNN conv wgrad", ("wgrad",)),
+    ("cuDNN conv fprop", ("fprop", "implicit_gemm", "conv")),
+    ("gemm (1x1 as matmul, linear)", ("gemm", "cutlass", "sm90_xmma")),
+    ("optimizer (foreach)", ("multi_tensor_apply",)),
+    ("memset / memcpy", ("memset", "memcpy")),
+)
+
+
+def _matches(name: str, key: str) -> bool:
+    return name.startswith(key[1:]) if key.startswith("^") else key in name
+
+
+def print_categories(kernels: list, steps: int) -> None:
+    """Device time and kernel count per family, per step."""
+    sums: dict[str, list[float]] = {}
+    for e in kernels:
+        name = e.key.lower()
+        cat = next((c for c, keys in CATEGORIES if any(_matches(name, k) for k in keys)), "other")
+        acc = sums.setdefault(cat, [0.0, 0.0])
+        acc[0] += e.self_device_time_total / steps / 1e3
+        acc[1] += e.count / steps
+    for cat, (ms, count) in sorted(sums.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {cat:<45} {ms:7.2f} ms  {count:6.0f} kernels")
 
 
 if __name__ == "__main__":
