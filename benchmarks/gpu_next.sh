@@ -368,4 +368,13 @@ find $OUT -name checkpoint.pt -delete
 python3 benchmarks/metrics_table.py f32s0=$OUT/eval_fp32_s0 f32s1=$OUT/eval_fp32_s1 bf16s0=$OUT/eval_bf16_s0 bf16s1=$OUT/eval_bf16_s1
 for f in $OUT/log_*.txt; do echo "== $f"; grep -iE "error|Traceback|test error" $f | head -5; done
 fi
+if [ "$part" = ad ]; then
+# twentieth session: the NHWC depthwise weight gradient finished by one reduction (the profile showed two
+# ATen sums and a copy, ~11 us, after each of its 88 calls per step): per-conv times of both forms, then the
+# CUDA check of the NHWC kernels
+stamp wgrad-finish
+timeout ${T:-150} python3 benchmarks/eval_convs.py --wgrad-finish 2>&1 | grep -v Warn | tail -12
+stamp nhwc-cuda-test
+timeout 120 python3 -m pytest -q -p no:cacheprovider -rf --tb=short tests/test_depthwise.py -k "nhwc_kernels_match_conv2d_cuda" 2>&1 | grep -E "passed|failed|^E " | head -6
+fi
 stamp end

@@ -203,11 +203,47 @@ def assert_nhwc(r: dict[str, Any]) -> None:
     for name, (y, gx, gw, layout_ok) in r["cases"].items():
         assert max(y, gx, gw) < 2e-6 and layout_ok == 1.0, (name, y, gx, gw, layout_ok)
     assert r["supported"] == {"nchw": False, "stride2": False}
+    for one in ("True", "False"):  # both finishing forms of the weight gradient (3x8x8 rows: several slices)
+        assert r["finish"][one][0] < 2e-6 and r["finish"][one][1:] == [1.0, [36, 1, 5, 5]], (one, r["finish"])
     assert r["module_cudnn"]["calls"] == []
     assert r["module_nhwc"]["calls"] == ["_gather", "_gather", "_grad_weight"]
     assert r["module_nhwc_wgrad"]["calls"] == ["_grad_weight"]
     for key in ("module_cudnn", "module_nhwc", "module_nhwc_wgrad"):
         assert r[key]["error"] < 2e-6 and r[key]["channels_last"], (key, r[key])
+
+
+def test_the_nhwc_weight_grad_is_finished_by_one_reduction() -> None:
+    """The per-slice, per-position sums become the (C, 1, k, k) gradient in one ATen reduction written
+    through a transposed view (the profile showed two sums and a copy per weight kernel); the chained
+    form behind the switch gives the same values."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nas_cli.spaces import depthwise_nhwc as nh
+
+    class Ops(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.names: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.names.append(str(func.overloadpacket.__name__))
+            return func(*args, **(kwargs or {}))
+
+    part = torch.randn(7, 9, 5, 6, dtype=torch.float32)  # (slices, k*k taps, W, C)
+    ref = part.double().sum((0, 2)).t().reshape(6, 1, 3, 3)
+    results = {}
+    for one in (True, False):
+        nh.ONE_REDUCE = one
+        try:
+            with Ops() as ops:
+                results[one] = nh._finish_weight_grad(part, torch.float32)
+        finally:
+            nh.ONE_REDUCE = True
+        assert results[one].shape == (6, 1, 3, 3) and results[one].is_contiguous()
+        assert torch.allclose(results[one].double(), ref, rtol=0, atol=1e-5)
+        computing = [n for n in ops.names if n not in ("empty", "view", "t", "transpose", "reshape", "_unsafe_view")]
+        assert computing == (["sum"] if one else ["sum", "sum", "clone"]), (one, ops.names)
+    assert nh._finish_weight_grad(part, torch.bfloat16).dtype == torch.bfloat16
 
 
 @needs_triton

@@ -72,7 +72,8 @@ if triton is not None:
     @triton.jit
     def _weight_kernel(x_ptr, gy_ptr, part_ptr, ROWS, span, H, W, C, HO, WO, K: tl.constexpr, P: tl.constexpr,
                        D: tl.constexpr, TAPS: tl.constexpr, BLOCK: tl.constexpr):
-        """part[slice, tap, f] = sum over the slice's output rows of gy[row, f] * x[tap-shifted row, f]."""
+        """part[slice, tap, f] = sum over the slice's output rows of gy[row, f] * x[tap-shifted row, f], for
+        the K*K live taps (the padding taps up to TAPS are not stored)."""
         f = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
         f_ok = f < WO * C
         ow = f // C
@@ -92,8 +93,8 @@ if triton is not None:
             g = tl.load(gy_ptr + r * (WO * C) + f, mask=f_ok, other=0.0).to(tl.float32)
             xv = tl.load(x_ptr + ((n * H + ih) * (W * C))[:, None] + x_col, mask=r_ok[:, None] & col_ok, other=0.0)
             acc += xv.to(tl.float32) * g[None, :]
-        tl.store(part_ptr + (tl.program_id(1) * TAPS + taps)[:, None] * (WO * C) + f[None, :], acc,
-                 mask=f_ok[None, :])
+        tl.store(part_ptr + (tl.program_id(1) * (K * K) + taps)[:, None] * (WO * C) + f[None, :], acc,
+                 mask=live[:, None] & f_ok[None, :])
 
 
 _BLOCK = 128      # flattened (w, c) row positions per program
@@ -161,12 +162,31 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, nativ
     slices = max(1, min(n * ho, (_PROGRAMS_PER_SM * sm_count(x) + blocks - 1) // blocks))
     span = triton.cdiv(n * ho, slices)
     slices = triton.cdiv(n * ho, span)
-    part = torch.empty((slices, taps, wo * c), device=x.device, dtype=torch.float32)
+    part = torch.empty((slices, k * k, wo * c), device=x.device, dtype=torch.float32)
     _weight_kernel[(blocks, slices)](x, gy, part, n * ho, span, h, wd, c, ho, wo, k, p, d, TAPS=taps, BLOCK=_BLOCK,
                                      num_warps=4)
-    # sum over slices, then over the positions of each channel: (taps, W, C) -> (taps, C) -> (C, 1, k, k)
-    per_tap = part.sum(0).view(taps, wo, c).sum(1)[: k * k]
-    return per_tap.t().reshape(c, 1, k, k).to(w.dtype).contiguous()
+    return _finish_weight_grad(part.view(slices, k * k, wo, c), w.dtype)
+
+
+#: the weight gradient's per-slice, per-position sums reduced by one kernel straight into the (C, 1, k, k)
+#: layout; false: two chained sums and a transposing copy (three small kernels, the form before).  Both are
+#: deterministic; they add the same float32 terms in a different order, so results agree to rounding.
+ONE_REDUCE = True
+
+
+def _finish_weight_grad(part: Tensor, dtype: torch.dtype) -> Tensor:
+    """(slices, taps, W, C) float32 sums -> the (C, 1, k, k) weight gradient in ``dtype``.
+
+    Why one reduction: the per-slice sums are small (about 5 MB at the evaluation network's shapes), so
+    each extra kernel over them costs its launch and latency, not bandwidth; the profile of the compiled
+    evaluation step (twentieth session) showed two reductions and a copy after every weight kernel."""
+    slices, kk, _, c = part.shape
+    k = int(round(kk ** 0.5))
+    if not ONE_REDUCE:
+        return part.sum(0).sum(1).t().reshape(c, 1, k, k).to(dtype).contiguous()
+    grad = torch.empty((c, 1, k, k), device=part.device, dtype=torch.float32)
+    torch.sum(part, dim=(0, 2), out=grad.view(c, kk).t())  # (taps, C) written through the transposed view
+    return grad if dtype == torch.float32 else grad.to(dtype)
 
 
 @_grad_weight.register_fake
