@@ -13,7 +13,7 @@ CUDA graph, the replay timed -- and prints them weighted by how often the networ
   python benchmarks/eval_convs.py --routes             # depthwise convs: forward+backward per channels_last route
   python benchmarks/eval_convs.py --routes --bf16      # the same under bf16 autocast (runtime.precision=bf16)
   python benchmarks/eval_convs.py --conv1x1            # dense 1x1 convs: cuDNN conv vs matmul vs Triton (runtime.conv1x1)
-  python benchmarks/eval_convs.py --wgrad-finish       # NHWC depthwise weight gradient: one finishing reduction vs three kernels
+  python benchmarks/eval_convs.py --wgrad-finish       # NHWC depthwise weight gradient: finished straight into the weight's layout vs with a copy
 
 ``--routes`` times what ``runtime.depthwise=triton`` runs for a channels_last input
 (``spaces/depthwise.py`` ``channels_last_route``): each route forced in turn, the module's forward and
@@ -159,14 +159,14 @@ def routes_main(census: Counter, repeats: int, bf16: bool = False) -> None:
 
 def wgrad_finish_main(census: Counter, repeats: int) -> None:
     """The NHWC Triton weight gradient per depthwise conv whose route runs it (``nhwc``, ``nhwc_wgrad``),
-    with its partial sums finished by one reduction (``depthwise_nhwc.ONE_REDUCE``) and by the chained
-    form; us per call, checked against float64 first, and the per-step sums weighted by call counts."""
+    with its partial sums' second sum written straight into the weight's layout (``depthwise_nhwc.DIRECT_LAYOUT``)
+    and followed by a transposing copy (the form before); us per call, checked against float64 first, and the per-step sums weighted by call counts."""
     from nas_cli.spaces import depthwise as dw
     from nas_cli.spaces import depthwise_nhwc as nh
 
     dev = torch.device("cuda")
     totals: Counter = Counter()
-    print(f"{'calls':>5s} {'input':>18s} k d {'route':>10s} | one reduce | chained (us)")
+    print(f"{'calls':>5s} {'input':>18s} k d {'route':>10s} |     direct | with copy (us)")
     for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
         x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last)
         w = torch.randn(shape[1], 1, k, k, device=dev)
@@ -177,17 +177,17 @@ def wgrad_finish_main(census: Counter, repeats: int) -> None:
                                                   False, [0, 0], g, [False, True, False])[1]
         t = []
         for one in (True, False):
-            nh.ONE_REDUCE = one
+            nh.DIRECT_LAYOUT = one
             err = float((nh._grad_weight(gy, x, w, k, p, d, False) - ref).abs().max() / ref.abs().max())
             if err > 1e-4:
                 raise SystemExit(f"weight gradient mismatch ({one=}) of {shape} k{k} d{d}: {err:.1e}")
             with torch.no_grad():
                 t.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d, False), repeats))
             totals[one] += count * t[-1]
-        nh.ONE_REDUCE = True
+        nh.DIRECT_LAYOUT = True
         route = dw.channels_last_route(x, w, k, s, p, d)
         print(f"{count:5d} {str(shape):>18s} {k} {d} {route:>10s} | {t[0]:10.1f} | {t[1]:7.1f}")
-    print(f"per step, ms: one reduce {totals[True] / 1e3:.3f}, chained {totals[False] / 1e3:.3f}")
+    print(f"per step, ms: direct {totals[True] / 1e3:.3f}, with copy {totals[False] / 1e3:.3f}")
 
 
 def _conv1x1_times(shape: tuple, cout: int, repeats: int) -> list[float]:
@@ -258,7 +258,7 @@ def main() -> None:
     ap.add_argument("--conv1x1", action="store_true",
                     help="only the dense 1x1 convs: cuDNN conv vs the matmuls and Triton kernels of runtime.conv1x1, per direction")
     ap.add_argument("--wgrad-finish", action="store_true",
-                    help="only the NHWC Triton depthwise weight gradients: one finishing reduction vs the chained form")
+                    help="only the NHWC Triton depthwise weight gradients: finished straight into the weight's layout vs with a copy")
     ap.add_argument("--bf16", action="store_true",
                     help="with --routes: bf16 inputs under bf16 autocast, as runtime.precision=bf16 runs them")
     args = ap.parse_args()

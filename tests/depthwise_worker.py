@@ -632,7 +632,7 @@ def nhwc(device: str) -> dict[str, Any]:
                             _rel(y, yr), _rel(gx, gxr), _rel(gw, gwr),
                             float(y.is_contiguous(memory_format=torch.channels_last)
                                   and gx.is_contiguous(memory_format=torch.channels_last))]
-    # the weight gradient's finishing reduction, both forms (runtime.kernel_switches.nhwc_weight_grad_one_reduce)
+    # the weight gradient's finishing reduction, both forms (runtime.kernel_switches.nhwc_weight_grad_direct_layout)
     x = torch.randn(3, 36, 8, 8, device=device, generator=g).to(memory_format=torch.channels_last)
     wt = torch.randn(36, 1, 5, 5, device=device, generator=g)
     gy = torch.randn(3, 36, 8, 8, device=device, generator=g).to(memory_format=torch.channels_last)
@@ -640,10 +640,10 @@ def nhwc(device: str) -> dict[str, Any]:
     gwr = torch.autograd.grad(F.conv2d(x.double(), wr, None, 1, 2, 1, 36), wr, gy.double())[0]
     out["finish"] = {}
     for one in (True, False):
-        nh.ONE_REDUCE = one
+        nh.DIRECT_LAYOUT = one
         gw = nh._grad_weight(gy, x, wt, 5, 2, 1, False)
         out["finish"][str(one)] = [_rel(gw, gwr), float(gw.is_contiguous()), list(gw.shape)]
-    nh.ONE_REDUCE = True
+    nh.DIRECT_LAYOUT = True
     x = torch.randn(2, 4, 6, 6, device=device, generator=g)
     wt = torch.randn(4, 1, 3, 3, device=device, generator=g)
     out["supported"] = {"nchw": nh.supported(x, wt, 1, 1, 1), "stride2": nh.supported(

@@ -61,10 +61,10 @@ SWITCHES: dict[str, Switch] = {
     "native_strided_depthwise_forward": Switch(
         "depthwise", "NATIVE_STRIDED_FORWARD", True,
         "strided depthwise forwards keep the native kernel when runtime.depthwise=triton (measured faster)"),
-    "nhwc_weight_grad_one_reduce": Switch(
-        "depthwise_nhwc", "ONE_REDUCE", True,
-        "the channels_last depthwise weight gradient's partial sums reduced by one kernel into the weight's "
-        "layout; false: two sums and a transposing copy"),
+    "nhwc_weight_grad_direct_layout": Switch(
+        "depthwise_nhwc", "DIRECT_LAYOUT", True,
+        "the channels_last depthwise weight gradient's second partial sum written straight into the weight's "
+        "layout; false: into a (taps, C) tensor, then a transposing copy"),
     "native_pointwise_weight_grad": Switch(
         "pointwise", "NATIVE_WEIGHT_GRAD", True,
         "the fused cells' block-diagonal 1x1 weight gradient as a batched matmul (measured faster than Triton)"),
