@@ -176,14 +176,14 @@ def wgrad_finish_main(census: Counter, repeats: int) -> None:
         ref = torch.ops.aten.convolution_backward(gy.double(), x.double(), w.double(), None, [1, 1], [p, p], [d, d],
                                                   False, [0, 0], g, [False, True, False])[1]
         t = []
-        for one in (True, False):
-            nh.DIRECT_LAYOUT = one
+        for direct in (True, False):
+            nh.DIRECT_LAYOUT = direct
             err = float((nh._grad_weight(gy, x, w, k, p, d, False) - ref).abs().max() / ref.abs().max())
             if err > 1e-4:
-                raise SystemExit(f"weight gradient mismatch ({one=}) of {shape} k{k} d{d}: {err:.1e}")
+                raise SystemExit(f"weight gradient mismatch ({direct=}) of {shape} k{k} d{d}: {err:.1e}")
             with torch.no_grad():
                 t.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d, False), repeats))
-            totals[one] += count * t[-1]
+            totals[direct] += count * t[-1]
         nh.DIRECT_LAYOUT = True
         route = dw.channels_last_route(x, w, k, s, p, d)
         print(f"{count:5d} {str(shape):>18s} {k} {d} {route:>10s} | {t[0]:10.1f} | {t[1]:7.1f}")

@@ -203,8 +203,8 @@ def assert_nhwc(r: dict[str, Any]) -> None:
     for name, (y, gx, gw, layout_ok) in r["cases"].items():
         assert max(y, gx, gw) < 2e-6 and layout_ok == 1.0, (name, y, gx, gw, layout_ok)
     assert r["supported"] == {"nchw": False, "stride2": False}
-    for one in ("True", "False"):  # both finishing forms of the weight gradient (3x8x8 rows: several slices)
-        assert r["finish"][one][0] < 2e-6 and r["finish"][one][1:] == [1.0, [36, 1, 5, 5]], (one, r["finish"])
+    for direct in ("True", "False"):  # both finishing forms of the weight gradient (3x8x8 rows: several slices)
+        assert r["finish"][direct][0] < 2e-6 and r["finish"][direct][1:] == [1.0, [36, 1, 5, 5]], r["finish"]
     assert r["module_cudnn"]["calls"] == []
     assert r["module_nhwc"]["calls"] == ["_gather", "_gather", "_grad_weight"]
     assert r["module_nhwc_wgrad"]["calls"] == ["_grad_weight"]
@@ -232,18 +232,18 @@ def test_the_nhwc_weight_grad_is_finished_by_one_reduction() -> None:
     part = torch.randn(7, 9, 5, 6, dtype=torch.float32)  # (slices, k*k taps, W, C)
     ref = part.double().sum((0, 2)).t().reshape(6, 1, 3, 3)
     results = {}
-    for one in (True, False):
-        nh.DIRECT_LAYOUT = one
+    for direct in (True, False):
+        nh.DIRECT_LAYOUT = direct
         try:
             with Ops() as ops:
-                results[one] = nh._finish_weight_grad(part, torch.float32)
+                results[direct] = nh._finish_weight_grad(part, 3, torch.float32)
         finally:
             nh.DIRECT_LAYOUT = True
-        assert results[one].shape == (6, 1, 3, 3) and results[one].is_contiguous()
-        assert torch.allclose(results[one].double(), ref, rtol=0, atol=1e-5)
+        assert results[direct].shape == (6, 1, 3, 3) and results[direct].is_contiguous()
+        assert torch.allclose(results[direct].double(), ref, rtol=0, atol=1e-5)
         computing = [n for n in ops.names if n not in ("empty", "view", "t", "transpose", "reshape", "_unsafe_view")]
-        assert computing == (["sum", "sum"] if one else ["sum", "sum", "clone"]), (one, ops.names)
-    assert nh._finish_weight_grad(part, torch.bfloat16).dtype == torch.bfloat16
+        assert computing == (["sum", "sum"] if direct else ["sum", "sum", "clone"]), (direct, ops.names)
+    assert nh._finish_weight_grad(part, 3, torch.bfloat16).dtype == torch.bfloat16
 
 
 @needs_triton

@@ -165,7 +165,7 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, nativ
     part = torch.empty((slices, k * k, wo * c), device=x.device, dtype=torch.float32)
     _weight_kernel[(blocks, slices)](x, gy, part, n * ho, span, h, wd, c, ho, wo, k, p, d, TAPS=taps, BLOCK=_BLOCK,
                                      num_warps=4)
-    return _finish_weight_grad(part.view(slices, k * k, wo, c), w.dtype)
+    return _finish_weight_grad(part.view(slices, k * k, wo, c), k, w.dtype)
 
 
 #: the weight gradient's per-slice sums added over the slices, then over each channel's positions straight
@@ -173,19 +173,18 @@ def _grad_weight(gy: Tensor, x: Tensor, w: Tensor, k: int, p: int, d: int, nativ
 #: transposing copy (three kernels, the form before).  H200, twentieth session (``benchmarks/eval_convs.py
 #: --wgrad-finish``, the whole op per call in a CUDA graph): 14.2 vs 15.5 us at 3x3 144x8x8, 70.6 vs 73.1 us
 #: at dilated 3x3 36x32x32; 1.84 vs 1.96 ms summed over an evaluation step's 88 calls (the step itself was
-#: not re-timed).  One reduction over both dimensions at
-#: once was slower (2.53 ms).  Both forms are deterministic and add the same terms in the same order.
+#: not re-timed).  One reduction over both dimensions at once was slower (2.53 ms).  Both forms are
+#: deterministic and add the same terms in the same order.
 DIRECT_LAYOUT = True
 
 
-def _finish_weight_grad(part: Tensor, dtype: torch.dtype) -> Tensor:
+def _finish_weight_grad(part: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     """(slices, taps, W, C) float32 sums -> the (C, 1, k, k) weight gradient in ``dtype``.
 
     Why: the per-slice sums are small (about 5 MB at the evaluation network's shapes), so each kernel over
     them costs its launch and latency more than bandwidth; the profile of the compiled evaluation step
     (twentieth session) showed two sums and a copy after each of the 88 weight kernels per step."""
-    slices, kk, _, c = part.shape
-    k = int(round(kk ** 0.5))
+    kk, c = part.shape[1], part.shape[3]
     if not DIRECT_LAYOUT:
         return part.sum(0).sum(1).t().reshape(c, 1, k, k).to(dtype).contiguous()
     grad = torch.empty((c, 1, k, k), device=part.device, dtype=torch.float32)
