@@ -166,11 +166,13 @@ def wgrad_finish_main(census: Counter, repeats: int) -> None:
 
     dev = torch.device("cuda")
     totals: Counter = Counter()
+    default = nh.DIRECT_LAYOUT
     print(f"{'calls':>5s} {'input':>18s} k d {'route':>10s} |     direct | with copy (us)")
     for (shape, cout, k, s, p, d, g), count in sorted(census.items(), key=lambda kv: -kv[1]):
         x = torch.randn(shape, device=dev).to(memory_format=torch.channels_last)
         w = torch.randn(shape[1], 1, k, k, device=dev)
-        if g != shape[1] or g == 1 or dw.channels_last_route(x, w, k, s, p, d) not in ("nhwc", "nhwc_wgrad"):
+        route = dw.channels_last_route(x, w, k, s, p, d) if g == shape[1] and g != 1 else None
+        if route not in ("nhwc", "nhwc_wgrad"):
             continue
         gy = torch.randn_like(torch.nn.functional.conv2d(x, w, None, 1, p, d, g))
         ref = torch.ops.aten.convolution_backward(gy.double(), x.double(), w.double(), None, [1, 1], [p, p], [d, d],
@@ -184,8 +186,7 @@ def wgrad_finish_main(census: Counter, repeats: int) -> None:
             with torch.no_grad():
                 t.append(_time(lambda: nh._grad_weight(gy, x, w, k, p, d, False), repeats))
             totals[direct] += count * t[-1]
-        nh.DIRECT_LAYOUT = True
-        route = dw.channels_last_route(x, w, k, s, p, d)
+        nh.DIRECT_LAYOUT = default
         print(f"{count:5d} {str(shape):>18s} {k} {d} {route:>10s} | {t[0]:10.1f} | {t[1]:7.1f}")
     print(f"per step, ms: direct {totals[True] / 1e3:.3f}, with copy {totals[False] / 1e3:.3f}")
 

@@ -75,18 +75,20 @@ def _matches(name: str, key: str) -> bool:
     return name.startswith(key[1:]) if key.startswith("^") else key in name
 
 
-def print_categories(kernels: list, steps: int) -> None:
-    """Device time and kernel count per family, per step."""
-    sums: dict[str, list[float]] = {}
+def category_sums(kernels: list, steps: int) -> dict[str, tuple[float, float]]:
+    """Device ms and kernel count per family, per step (profiler events of ``steps`` steps)."""
+    sums: dict[str, tuple[float, float]] = {}
     for e in kernels:
         name = e.key.lower()
         cat = next((c for c, keys in CATEGORIES if any(_matches(name, k) for k in keys)), "other")
-        acc = sums.setdefault(cat, [0.0, 0.0])
-        acc[0] += e.self_device_time_total / steps / 1e3
-        acc[1] += e.count / steps
-    for cat, (ms, count) in sorted(sums.items(), key=lambda kv: -kv[1][0]):
-        print(f"  {cat:<45} {ms:7.2f} ms  {count:6.0f} kernels")
+        ms, count = sums.get(cat, (0.0, 0.0))
+        sums[cat] = (ms + e.self_device_time_total / steps / 1e3, count + e.count / steps)
+    return sums
 
+
+def print_categories(kernels: list, steps: int) -> None:
+    for cat, (ms, count) in sorted(category_sums(kernels, steps).items(), key=lambda kv: -kv[1][0]):
+        print(f"  {cat:<45} {ms:7.2f} ms  {count:6.0f} kernels")
 
 if __name__ == "__main__":
     main()

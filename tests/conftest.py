@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from torch.utils._python_dispatch import TorchDispatchMode
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -82,3 +84,16 @@ def assert_searches_match(results: dict, atol: float) -> None:
     assert list(m1) == list(m2)  # checkpoints are interchangeable
     assert s1["supernet_params"] == s2["supernet_params"]
     assert abs(s1["final"]["train_loss"] - s2["final"]["train_loss"]) < 1e-3
+
+
+class OpCount(TorchDispatchMode):
+    """ATen ops dispatched inside the block, by name; views are left out (they launch no kernel)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: Counter[str] = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        if not func.is_view:
+            self.ops[str(func)] += 1
+        return func(*args, **(kwargs or {}))

@@ -639,11 +639,12 @@ def nhwc(device: str) -> dict[str, Any]:
     wr = wt.double().requires_grad_()
     gwr = torch.autograd.grad(F.conv2d(x.double(), wr, None, 1, 2, 1, 36), wr, gy.double())[0]
     out["finish"] = {}
+    default = nh.DIRECT_LAYOUT
     for direct in (True, False):
         nh.DIRECT_LAYOUT = direct
         gw = nh._grad_weight(gy, x, wt, 5, 2, 1, False)
         out["finish"][str(direct)] = [_rel(gw, gwr), float(gw.is_contiguous()), list(gw.shape)]
-    nh.DIRECT_LAYOUT = True
+    nh.DIRECT_LAYOUT = default
     x = torch.randn(2, 4, 6, 6, device=device, generator=g)
     wt = torch.randn(4, 1, 3, 3, device=device, generator=g)
     out["supported"] = {"nchw": nh.supported(x, wt, 1, 1, 1), "stride2": nh.supported(

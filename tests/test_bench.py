@@ -224,7 +224,7 @@ def test_full_size_eval_step_takes_the_paper_runs_compile_scope() -> None:
     assert compose_workload(w, "cpu", full=False).runtime.compile_scope == "auto"
 
 
-def test_the_profile_sums_device_time_per_kernel_family(capsys) -> None:
+def test_the_profile_sums_device_time_per_kernel_family() -> None:
     """benchmarks/profile_step.py's families: Inductor kernels whose names mention convolution stay
     Inductor's, the project's Triton kernels are told apart from ATen's ``*_kernel`` templates, and the
     per-step sums divide by the profiled steps."""
@@ -232,12 +232,12 @@ def test_the_profile_sums_device_time_per_kernel_family(capsys) -> None:
     from types import SimpleNamespace
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from benchmarks.profile_step import print_categories
+    from benchmarks.profile_step import category_sums
 
     def ev(key: str, us: float, count: int) -> SimpleNamespace:
         return SimpleNamespace(key=key, self_device_time_total=us, count=count)
 
-    print_categories([
+    got = category_sums([
         ev("triton_poi_fused_add_convolution_backward_mul_0", 4000.0, 8),
         ev("triton_red_fused_native_batch_norm_backward_1", 2000.0, 4),
         ev("_weight_kernel", 3000.0, 6),
@@ -247,8 +247,7 @@ def test_the_profile_sums_device_time_per_kernel_family(capsys) -> None:
         ev("sm90_xmma_dgrad_implicit_gemm_f32f32_tf32f32", 200.0, 2),
         ev("void at::native::reduce_kernel<128, 4>", 100.0, 2),
     ], steps=2)
-    lines = {line.split("  ")[1].strip(): line.split()[-4:] for line in capsys.readouterr().out.splitlines()}
-    got = {name: (float(v[0]), float(v[2])) for name, v in ((n.split(" (")[0], v) for n, v in lines.items())}
+    got = {name.split(" (")[0]: (round(ms, 6), count) for name, (ms, count) in got.items()}
     assert got == {"inductor pointwise": (2.0, 4.0), "inductor reduction": (1.0, 2.0),
                    "project Triton kernels": (1.5, 3.0), "optimizer": (0.5, 1.0), "cuDNN depthwise conv": (0.3, 1.0),
                    "gemm": (0.4, 2.0), "cuDNN conv dgrad": (0.1, 1.0), "other": (0.05, 1.0)}, got

@@ -17,12 +17,10 @@ wrong row mask changes the results by orders of magnitude more (checked below).
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from nas_cli.arch.hard_forward import FreezeUnselected, resolve_hard_forward
 from nas_cli.arch.sampling import SAMPLINGS
@@ -31,25 +29,12 @@ from nas_cli.runtime.optstate import optimizer_state_by_name
 from nas_cli.spaces.base import RelaxationSpec
 from nas_cli.spaces.nb201 import NB201SearchCell, NB201Space, NB201Supernet
 from nas_cli.spaces.nb201_fused import FusedNB201Cell
-from tests.conftest import assert_searches_match, make_cfg
+from tests.conftest import OpCount, assert_searches_match, make_cfg
 from tests.test_fused import grads_by_state_name
 from tests.test_fused import one_thread  # noqa: F401  (autouse: one torch thread for these tiny nets)
 from tests.test_nb201 import NB_TINY
 
 ATOL, RTOL = 1e-5, 1e-4
-
-
-class OpCount(TorchDispatchMode):
-    """ATen ops dispatched inside the block, by name; views are left out (they launch no kernel)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ops: Counter[str] = Counter()
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        if not func.is_view:
-            self.ops[str(func)] += 1
-        return func(*args, **(kwargs or {}))
 
 
 def build_pair(cfg: dict | None = None, sampling: str = "hard") -> tuple[NB201Supernet, NB201Supernet]:
