@@ -162,7 +162,7 @@ def test_pipeline_end_to_end_and_report(tmp_path: Path) -> None:
     # each training job records what the auto settings resolved to (CPU: eager, NCHW, native kernels)
     assert json.loads((out / "retrain/seed0/summary.json").read_text())["execution"] == {
         "cuda_graphs": False, "compiled": False, "compile_scope": None, "channels_last": False, "depthwise": "native",
-        "branch_streams": False}
+        "branch_streams": False, "compile_fallbacks": []}
     table = (out / "report/table1.md").read_text()
     assert "gaea_pcdarts" in table and "±" in table
     for name in ("table1.csv", "table1.tex", "entropy_normal.png", "entropy_normal.svg",

@@ -127,6 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         table = render(rows, f"nas-bench on {name}: {mode}; targets: the issue's {rows[0]['target_device']} targets")
         # piped output (files, CI logs) would otherwise wrap the table at 80 columns
         (console if console.is_terminal else Console(width=160, highlight=False)).print(table)
+        for r in rows:
+            for failed in r.get("compile_fallbacks") or ():
+                console.print(f"[yellow]{r['workload']}: torch.compile failed on {failed}[/]; that part ran "
+                              "eagerly, so its time is not the compiled step's (runtime.compile=true stops instead)")
         if args.json:
             path = write_json(args.json, rows, options)
             console.print(f"wrote {path}")

@@ -24,6 +24,7 @@ import torch
 from nas_cli.bench.measure import time_steps
 from nas_cli.bench.prepare import DEFAULT_GENOTYPE, PREPARERS
 from nas_cli.bench.workloads import TARGET_DEVICE, WORKLOADS, compose_workload
+from nas_cli.runtime.compile import take_fallbacks
 
 
 @dataclass
@@ -59,6 +60,7 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
     gc.collect()
     if torch.cuda.is_available() and spec.device.startswith("cuda"):
         torch.cuda.empty_cache()
+    take_fallbacks()  # forget an earlier workload's
     prep = PREPARERS.get(w.kind).build(cfg, spec.genotype)
     try:
         timing, peak_gb, mem_kind = time_steps(prep.step, prep.device, spec.steps, spec.warmup)
@@ -83,6 +85,8 @@ def run_in_process(spec: RunSpec) -> dict[str, Any]:
         "mixing": str(rt.mixing).lower(), "conv1x1": str(rt.conv1x1).lower(), "compile": str(rt.compile).lower(),
         "stepper": prep.stepper,
         "overrides": [*spec.extra, *spec.overrides], **prep.info, "error": None,
+        # functions torch.compile gave up on: those ran eagerly, so the timing is not the compiled step's
+        "compile_fallbacks": take_fallbacks(),
     }
 
 

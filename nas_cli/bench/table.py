@@ -31,6 +31,7 @@ def settings_text(r: dict[str, Any]) -> str:
             f"{'1x1=' + r['conv1x1'] + ' ' if r.get('conv1x1', 'auto') != 'auto' else ''}"
             f"compile={r.get('compile', 'false')}{'/' + r['compile_scope'] if r.get('compile_scope') else ''} "
             f"{'streams=2 ' if r.get('branch_streams') else ''}"
+            f"{'EAGER-FALLBACKS=' + str(len(r['compile_fallbacks'])) + ' ' if r.get('compile_fallbacks') else ''}"
             f"{r['stepper']}")
 
 

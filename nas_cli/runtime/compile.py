@@ -30,6 +30,7 @@ step -- each new sample would be a new graph to compile.  ``auto`` then stays un
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 from contextlib import nullcontext
@@ -42,6 +43,56 @@ from nas_cli.errors import ConfigError
 
 #: values of runtime.compile
 CHOICES = ("auto", "true", "false")
+
+
+#: the logger Dynamo reports a frame it could not compile to, when errors are suppressed
+DYNAMO_FRAME_LOGGER = "torch._dynamo.convert_frame"
+
+
+class FallbackLog(logging.Handler):
+    """The functions ``torch.compile`` gave up on and ran eagerly, one line each.
+
+    Why: ``runtime.compile=auto`` must never stop a run, so it suppresses compilation errors -- and then
+    the failing part of the network runs uncompiled, slower, with nothing in the run's output to say so
+    (a benchmark of the twenty-first session timed such a network and took it for a slow variant).
+    Dynamo logs each suppressed failure as a warning that starts ``WON'T CONVERT <function> <file> line
+    <n>``; this handler keeps that header and the error's first lines, so runs and ``nas-bench`` can
+    report them (:func:`take_fallbacks`)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.entries: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if not message.startswith("WON'T CONVERT"):
+            return
+        where = message.split("\n", 1)[0].removeprefix("WON'T CONVERT").strip()
+        if "_dynamo" in where:  # nn.Module.compile's wrapper frame: it names no module
+            where = "a compiled module's forward"
+        exc = record.exc_info[1] if record.exc_info else None
+        lines = [ln.strip() for ln in (str(exc) if exc is not None else "").splitlines()
+                 if ln.strip() and not ln.startswith(("Set TORCHDYNAMO", "For even more"))]
+        why = " ".join(lines[:2]) or (type(exc).__name__ if exc is not None else "unknown error")
+        entry = f"{where}: {why}"[:300]
+        if entry not in self.entries:
+            self.entries.append(entry)
+
+
+FALLBACKS = FallbackLog()
+
+
+def watch_fallbacks() -> None:
+    """Collect Dynamo's suppressed compilation failures in :data:`FALLBACKS` (idempotent)."""
+    logger = logging.getLogger(DYNAMO_FRAME_LOGGER)
+    if FALLBACKS not in logger.handlers:
+        logger.addHandler(FALLBACKS)
+
+
+def take_fallbacks() -> list[str]:
+    """The failures collected since the last call (and forget them)."""
+    entries, FALLBACKS.entries = FALLBACKS.entries, []
+    return entries
 
 
 def compile_enabled(mode: Any, why_not: str | None, device: torch.device, auto: bool = True) -> bool:
@@ -186,8 +237,10 @@ def compile_module(module: nn.Module, runtime: Any, defaults: dict[str, Any] | N
     :func:`compile_kwargs`."""
     kwargs = compile_kwargs(runtime, defaults)
     if str(runtime.get("compile", "auto")).lower() == "auto":
-        # a default should never stop a run: a failed compilation falls back to the eager code
+        # a default should never stop a run: a failed compilation falls back to the eager code, and
+        # the run reports which functions did (take_fallbacks)
         torch._dynamo.config.suppress_errors = True
+        watch_fallbacks()
     if scope is None:
         scope = resolve_compile_scope(runtime.get("compile_scope") or "auto", None)
     if scope == "branches" and hasattr(module, "cells") and all(_is_eval_cell(c) for c in module.cells):

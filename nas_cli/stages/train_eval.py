@@ -36,7 +36,7 @@ from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
 from nas_cli.runtime.compile import (EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, resolve_compile_scope,
-                                     toolchain_blocker)
+                                     take_fallbacks, toolchain_blocker)
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -196,7 +196,10 @@ class EvalTrainer:
             compiled_cells=self.compile_scope in ("cells", "model"), data_parallel=self.ctx.enabled)
         if self.branch_streams:
             use_branch_streams(self.model, self.device)
+        #: functions torch.compile could not compile and ran eagerly (runtime.compile=auto suppresses errors)
+        self.compile_fallbacks: list[str] = []
         if self.compile_scope is not None:
+            take_fallbacks()  # forget another job's
             compile_module(self.model, cfg.runtime, EVAL_COMPILE_OPTIONS, scope=self.compile_scope)
         self.opt = weight_sgd(self.model.parameters(), float(t.lr), float(t.momentum), float(t.weight_decay),
                               bool(t.nesterov), self.device, self.graphs)
@@ -250,6 +253,12 @@ class EvalTrainer:
             acc.add(loss, correct, count)
         loss_v, acc_v = dist.reduce_metrics(acc, self.ctx)
         return {"train_loss": loss_v, "train_acc": acc_v, "lr": lr, "drop_path": p}
+
+    def new_compile_fallbacks(self) -> list[str]:
+        """The functions torch.compile gave up on (and ran eagerly) since the last call, one line each."""
+        new = [e for e in take_fallbacks() if e not in self.compile_fallbacks] if self.compiled else []
+        self.compile_fallbacks += new
+        return new
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
         """One SGD step on a global batch (sharded across ranks); returns (loss, correct, count) on device.
@@ -385,6 +394,10 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1, **tr.train_epoch(epoch)}
+        for failed in tr.new_compile_fallbacks():
+            if main:
+                console.print(f"[yellow]torch.compile failed on {failed}[/]; that part runs eagerly (slower); "
+                              "runtime.compile=true stops with the error instead")
         if not math.isfinite(row["train_loss"]):
             raise TrainingDiverged(f"{job.name}: loss became {row['train_loss']} in epoch {epoch + 1}; "
                                    f"lower train.lr and rerun with resume=false")
@@ -435,7 +448,8 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         # what the auto settings resolved to (as a search's summary.json records its own)
         "execution": {"cuda_graphs": tr.graphs, "compiled": tr.compiled, "channels_last": tr.channels_last,
                       "compile_scope": tr.compile_scope, "depthwise": tr.depthwise,
-                      "branch_streams": tr.branch_streams},
+                      "branch_streams": tr.branch_streams,
+                      "compile_fallbacks": tr.compile_fallbacks},
     }
     if main:
         atomic_write_json(out_dir / "summary.json", summary)
