@@ -53,6 +53,8 @@ def test_the_log_keeps_dynamos_header_and_the_errors_first_lines() -> None:
     log.emit(logging.LogRecord(rc.DYNAMO_FRAME_LOGGER, logging.WARNING, __file__, 1, "Raw profile at x", None, None))
     assert log.entries == ["forward /x/cell.py line 80: backend='inductor' raised: "
                            "RuntimeError: A leaf node was passed"]
+    assert rc.fallback_text(["f a.py line 1: boom"]) == "torch.compile failed on f a.py line 1: boom"
+    assert rc.fallback_text(["f: boom", "g: boom", "h: boom"]).endswith("f: boom and 2 more function(s)")
 
 
 def test_a_suppressed_failure_runs_eagerly_and_is_collected() -> None:
@@ -87,3 +89,27 @@ def test_the_bench_settings_line_flags_fallbacks() -> None:
            "compile": "auto", "compile_scope": "cells"}
     assert "EAGER-FALLBACKS" not in settings_text({**row, "compile_fallbacks": []})
     assert "EAGER-FALLBACKS=2 " in settings_text({**row, "compile_fallbacks": ["a", "b"]})
+
+
+def test_nas_bench_flags_a_row_timed_with_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``nas-bench`` (in-process) with a failing backend under ``auto``: the row records the failure, the
+    settings line counts the failed functions and a line names the first; the time is then the eager one."""
+    import contextlib
+    import io
+    import json
+
+    from nas_cli.bench.cli import main
+
+    monkeypatch.setattr(te, "compile_enabled", lambda *a, **k: True)
+    path = tmp_path / "bench.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = main(["--same-process", "--device", "cpu", "--steps", "1", "--warmup", "1", "--workloads", "eval_step",
+                   "--json", str(path), "runtime.num_threads=1", "train.init_channels=4", "train.layers=3",
+                   "runtime.compile=auto", f"runtime.compile_backend={FAILING}", "runtime.compile_scope=model"])
+    assert rc == 0
+    row = json.loads(path.read_text())["rows"][0]
+    failed = row["compile_fallbacks"]  # the whole forward, then each function Dynamo tried inside it
+    assert failed and all("no kernels for this graph" in f for f in failed)
+    text = " ".join(out.getvalue().split())
+    assert f"EAGER-FALLBACKS={len(failed)}" in text and "torch.compile failed on" in text

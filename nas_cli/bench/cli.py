@@ -9,6 +9,7 @@ from typing import Any, Sequence
 from nas_cli.bench.prepare import DEFAULT_GENOTYPE
 from nas_cli.bench.workloads import EAGER_OVERRIDES, ORDER, InapplicableOverride, compose_workload, select
 from nas_cli.errors import ConfigError, UserError
+from nas_cli.runtime.compile import fallback_text
 
 EPILOG = """\
 examples:
@@ -128,9 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # piped output (files, CI logs) would otherwise wrap the table at 80 columns
         (console if console.is_terminal else Console(width=160, highlight=False)).print(table)
         for r in rows:
-            for failed in r.get("compile_fallbacks") or ():
-                console.print(f"[yellow]{r['workload']}: torch.compile failed on {failed}[/]; that part ran "
-                              "eagerly, so its time is not the compiled step's (runtime.compile=true stops instead)")
+            if r.get("compile_fallbacks"):
+                console.print(f"[yellow]{r['workload']}: {fallback_text(r['compile_fallbacks'])}[/]; that ran "
+                              "eagerly, so its time is not the compiled step's (runtime.compile=true stops instead; "
+                              "the JSON lists every failure)")
         if args.json:
             path = write_json(args.json, rows, options)
             console.print(f"wrote {path}")

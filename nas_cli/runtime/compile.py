@@ -95,6 +95,13 @@ def take_fallbacks() -> list[str]:
     return entries
 
 
+def fallback_text(entries: list[str]) -> str:
+    """One line for a batch of failures: Dynamo retries the functions inside a failed one, so one cause
+    often yields many entries."""
+    more = f" and {len(entries) - 1} more function(s)" if len(entries) > 1 else ""
+    return f"torch.compile failed on {entries[0]}{more}"
+
+
 def compile_enabled(mode: Any, why_not: str | None, device: torch.device, auto: bool = True) -> bool:
     """Whether to compile: ``false`` never; ``true`` always (a blocker is a ConfigError);
     ``auto`` when ``auto`` is true (the caller's measured default), the device is CUDA (on CPU

@@ -36,7 +36,7 @@ from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
 from nas_cli.runtime.compile import (EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, resolve_compile_scope,
-                                     take_fallbacks, toolchain_blocker)
+                                     fallback_text, take_fallbacks, toolchain_blocker)
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
@@ -394,10 +394,10 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
     for epoch in range(state["epoch"], stop_at):
         t0 = time.perf_counter()
         row: dict[str, Any] = {"epoch": epoch + 1, **tr.train_epoch(epoch)}
-        for failed in tr.new_compile_fallbacks():
-            if main:
-                console.print(f"[yellow]torch.compile failed on {failed}[/]; that part runs eagerly (slower); "
-                              "runtime.compile=true stops with the error instead")
+        failed = tr.new_compile_fallbacks()
+        if failed and main:
+            console.print(f"[yellow]{fallback_text(failed)}[/]; that part runs eagerly (slower); "
+                          "summary.json lists every failure; runtime.compile=true stops with the error instead")
         if not math.isfinite(row["train_loss"]):
             raise TrainingDiverged(f"{job.name}: loss became {row['train_loss']} in epoch {epoch + 1}; "
                                    f"lower train.lr and rerun with resume=false")
