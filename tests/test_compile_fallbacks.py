@@ -6,6 +6,9 @@ row, the settings line): a benchmark that silently times a partly eager network 
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ import pytest
 import torch
 from torch import nn
 
+from nas_cli.bench.cli import main as bench_main
 from nas_cli.bench.table import settings_text
 from nas_cli.runtime import compile as rc
 from nas_cli.spaces.genotypes import get_genotype
@@ -72,7 +76,7 @@ def test_a_suppressed_failure_runs_eagerly_and_is_collected() -> None:
 
 def test_the_trainer_reports_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     """The evaluation trainer under ``auto`` (made to compile on CPU) with a failing backend: the run
-    completes eagerly, prints one line per failed function and records them in summary.json."""
+    completes eagerly, prints one line for the failures and records each of them in summary.json."""
     monkeypatch.setattr(te, "compile_enabled", lambda *a, **k: True)
     cfg = make_cfg([*TINY, "train.epochs=1", "train.batch_size=32", "train.init_channels=4", "train.layers=3",
                     "runtime.compile=auto", f"runtime.compile_backend={FAILING}", "runtime.compile_scope=model"])
@@ -94,20 +98,14 @@ def test_the_bench_settings_line_flags_fallbacks() -> None:
 def test_nas_bench_flags_a_row_timed_with_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``nas-bench`` (in-process) with a failing backend under ``auto``: the row records the failure, the
     settings line counts the failed functions and a line names the first; the time is then the eager one."""
-    import contextlib
-    import io
-    import json
-
-    from nas_cli.bench.cli import main
-
     monkeypatch.setattr(te, "compile_enabled", lambda *a, **k: True)
     path = tmp_path / "bench.json"
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        rc = main(["--same-process", "--device", "cpu", "--steps", "1", "--warmup", "1", "--workloads", "eval_step",
+        code = bench_main(["--same-process", "--device", "cpu", "--steps", "1", "--warmup", "1", "--workloads", "eval_step",
                    "--json", str(path), "runtime.num_threads=1", "train.init_channels=4", "train.layers=3",
                    "runtime.compile=auto", f"runtime.compile_backend={FAILING}", "runtime.compile_scope=model"])
-    assert rc == 0
+    assert code == 0
     row = json.loads(path.read_text())["rows"][0]
     failed = row["compile_fallbacks"]  # the whole forward, then each function Dynamo tried inside it
     assert failed and all("no kernels for this graph" in f for f in failed)
