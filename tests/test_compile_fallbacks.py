@@ -52,18 +52,20 @@ def test_the_log_keeps_dynamos_header_and_the_errors_first_lines() -> None:
         record = logging.LogRecord(rc.DYNAMO_FRAME_LOGGER, logging.WARNING, __file__, 1,
                                    "WON'T CONVERT forward /x/cell.py line 80 \ndue to: \nTraceback ...", None,
                                    sys.exc_info())
-    log.emit(record)
-    log.emit(record)  # the same failure again (another step): kept once
-    log.emit(logging.LogRecord(rc.DYNAMO_FRAME_LOGGER, logging.WARNING, __file__, 1, "Raw profile at x", None, None))
+    assert log.filter(record) is False  # kept here, not printed
+    assert log.filter(record) is False  # the same failure again (another step): kept once
+    other = logging.LogRecord(rc.DYNAMO_FRAME_LOGGER, logging.WARNING, __file__, 1, "Raw profile at x", None, None)
+    assert log.filter(other) is True  # Dynamo's other warnings print as before
     assert log.entries == ["forward /x/cell.py line 80: backend='inductor' raised: "
                            "RuntimeError: A leaf node was passed"]
     assert rc.fallback_text(["f a.py line 1: boom"]) == "torch.compile failed on f a.py line 1: boom"
     assert rc.fallback_text(["f: boom", "g: boom", "h: boom"]).endswith("f: boom and 2 more function(s)")
 
 
-def test_a_suppressed_failure_runs_eagerly_and_is_collected() -> None:
+def test_a_suppressed_failure_runs_eagerly_and_is_collected(capfd: pytest.CaptureFixture[str]) -> None:
     """A real Dynamo failure (a backend that raises) under ``auto``: the module still computes eagerly,
-    and :func:`take_fallbacks` names the function and the error, once."""
+    :func:`take_fallbacks` names the function and the error, once, and Dynamo's report (a traceback of
+    ~150 lines per failed function) is kept for a file instead of going to stderr."""
     lin = nn.Linear(3, 2)
     cfg = make_cfg(["experiment=demo", "runtime.compile=auto", f"runtime.compile_backend={FAILING}"])
     rc.compile_module(lin, cfg.runtime, scope="model")
@@ -72,11 +74,18 @@ def test_a_suppressed_failure_runs_eagerly_and_is_collected() -> None:
     entries = rc.take_fallbacks()
     assert len(entries) == 1 and "forward" in entries[0] and "no kernels for this graph" in entries[0]
     assert rc.take_fallbacks() == []
+    err = capfd.readouterr().err
+    assert "WON'T CONVERT" not in err and "Traceback" not in err
+    report = rc.fallback_tracebacks(entries)
+    assert report.startswith("WON'T CONVERT") and "Traceback (most recent call last)" in report
+    assert "no kernels for this graph" in report
 
 
-def test_the_trainer_reports_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+def test_the_trainer_reports_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                       capfd: pytest.CaptureFixture[str]) -> None:
     """The evaluation trainer under ``auto`` (made to compile on CPU) with a failing backend: the run
-    completes eagerly, prints one line for the failures and records each of them in summary.json."""
+    completes eagerly, prints one line for the failures (and no traceback), records each of them in
+    summary.json and Dynamo's reports in compile_fallbacks.log."""
     monkeypatch.setattr(te, "compile_enabled", lambda *a, **k: True)
     cfg = make_cfg([*TINY, "train.epochs=1", "train.batch_size=32", "train.init_channels=4", "train.layers=3",
                     "runtime.compile=auto", f"runtime.compile_backend={FAILING}", "runtime.compile_scope=model"])
@@ -84,8 +93,12 @@ def test_the_trainer_reports_fallbacks(tmp_path: Path, monkeypatch: pytest.Monke
     assert summary["status"] == "complete"
     failed = summary["execution"]["compile_fallbacks"]
     assert failed and all("no kernels for this graph" in f for f in failed)
-    out = " ".join(capsys.readouterr().out.split())  # rich wraps at the console width, anywhere in the line
-    assert "torch.compile failed on" in out and "runs eagerly" in out
+    captured = capfd.readouterr()
+    out = " ".join(captured.out.split())  # rich wraps at the console width, anywhere in the line
+    assert "torch.compile failed on" in out and "runs eagerly" in out and te.FALLBACK_LOG in out
+    assert "WON'T CONVERT" not in captured.err and "Traceback" not in captured.err
+    log = (tmp_path / te.FALLBACK_LOG).read_text()
+    assert log.count("WON'T CONVERT") == len(failed) and "no kernels for this graph" in log
 
 
 def test_the_bench_settings_line_flags_fallbacks() -> None:

@@ -49,24 +49,29 @@ CHOICES = ("auto", "true", "false")
 DYNAMO_FRAME_LOGGER = "torch._dynamo.convert_frame"
 
 
-class FallbackLog(logging.Handler):
-    """The functions ``torch.compile`` gave up on and ran eagerly, one line each.
+class FallbackLog(logging.Filter):
+    """The functions ``torch.compile`` gave up on and ran eagerly: one line each, and their tracebacks.
 
     Why: ``runtime.compile=auto`` must never stop a run, so it suppresses compilation errors -- and then
     the failing part of the network runs uncompiled, slower, with nothing in the run's output to say so
     (a benchmark of the twenty-first session timed such a network and took it for a slow variant).
     Dynamo logs each suppressed failure as a warning that starts ``WON'T CONVERT <function> <file> line
-    <n>``; this handler keeps that header and the error's first lines, so runs and ``nas-bench`` can
-    report them (:func:`take_fallbacks`)."""
+    <n>``, with a traceback of about 150 lines, once per function it retries inside a failed one (one
+    cause: thousands of lines on stderr).  As a filter on Dynamo's logger this keeps the header and the
+    error's first lines (:func:`take_fallbacks`) and the whole record (:attr:`tracebacks`, which a run
+    writes to a file) and drops the record, so the run prints one line instead (other records pass)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+        super().__init__()
         self.entries: list[str] = []
+        #: entry -> the record as Dynamo would have printed it (message and traceback)
+        self.tracebacks: dict[str, str] = {}
+        self._format = logging.Formatter("%(message)s")
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if not message.startswith("WON'T CONVERT"):
-            return
+            return True
         where = message.split("\n", 1)[0].removeprefix("WON'T CONVERT").strip()
         if "_dynamo" in where:  # nn.Module.compile's wrapper frame: it names no module
             where = "a compiled module's forward"
@@ -77,22 +82,33 @@ class FallbackLog(logging.Handler):
         entry = f"{where}: {why}"[:300]
         if entry not in self.entries:
             self.entries.append(entry)
+        self.tracebacks.setdefault(entry, self._format.format(record))
+        return False
 
 
 FALLBACKS = FallbackLog()
 
 
 def watch_fallbacks() -> None:
-    """Collect Dynamo's suppressed compilation failures in :data:`FALLBACKS` (idempotent)."""
+    """Collect Dynamo's suppressed compilation failures in :data:`FALLBACKS`, instead of printing them
+    (idempotent)."""
     logger = logging.getLogger(DYNAMO_FRAME_LOGGER)
-    if FALLBACKS not in logger.handlers:
-        logger.addHandler(FALLBACKS)
+    if FALLBACKS not in logger.filters:
+        logger.addFilter(FALLBACKS)
 
 
 def take_fallbacks() -> list[str]:
-    """The failures collected since the last call (and forget them)."""
+    """The failures collected since the last call (and forget them; their tracebacks stay readable
+    through :func:`fallback_tracebacks`)."""
     entries, FALLBACKS.entries = FALLBACKS.entries, []
     return entries
+
+
+def fallback_tracebacks(entries: list[str]) -> str:
+    """Dynamo's full report (message and traceback) of each failure in ``entries``, separated by rules:
+    what a run writes to ``compile_fallbacks.log`` rather than to the terminal."""
+    rule = "\n" + "-" * 78 + "\n"
+    return rule.join(FALLBACKS.tracebacks.get(e, e) for e in entries) + "\n"
 
 
 def fallback_text(entries: list[str]) -> str:

@@ -35,12 +35,12 @@ from nas_cli.errors import ConfigError, TrainingDiverged
 from nas_cli.runtime import distributed as dist
 from nas_cli.runtime.checkpoint import load_checkpoint, save_checkpoint
 from nas_cli.runtime.console import console, kv_table
-from nas_cli.runtime.compile import (EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, resolve_compile_scope,
-                                     fallback_text, take_fallbacks, toolchain_blocker)
+from nas_cli.runtime.compile import (EVAL_COMPILE_OPTIONS, compile_enabled, compile_module, fallback_text,
+                                     fallback_tracebacks, resolve_compile_scope, take_fallbacks, toolchain_blocker)
 from nas_cli.runtime.device import autocast, resolve_device
 from nas_cli.runtime.env import environment_info
 from nas_cli.runtime.graphs import NO_CUDA, GraphedStep, graphs_enabled, load_optimizer_state, weight_sgd
-from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from nas_cli.runtime.io import atomic_write_json, atomic_write_jsonl, atomic_write_text, read_jsonl
 from nas_cli.runtime.layout import channels_last_enabled
 from nas_cli.runtime.seed import rng_state, seed_everything, set_rng_state
 from nas_cli.runtime.switches import apply_switches
@@ -53,7 +53,9 @@ from nas_cli.spaces.darts_eval import NetworkCIFAR, count_multiply_adds, resolve
 from nas_cli.spaces.genotypes import Genotype
 from nas_cli.stages.common import Accumulator, cosine_lr, evaluate, set_lr
 
-EVAL_FILES = ("metrics.jsonl", "genotype.json", "checkpoint.pt", "summary.json")
+#: Dynamo's reports of the functions torch.compile gave up on (runtime.compile=auto), not the terminal's
+FALLBACK_LOG = "compile_fallbacks.log"
+EVAL_FILES = ("metrics.jsonl", "genotype.json", "checkpoint.pt", "summary.json", FALLBACK_LOG)
 #: train.* keys that may change between an interrupted job and its resumption
 _NEUTRAL_TRAIN_KEYS = ("stop_after", "log_every", "eval_batch_size")
 
@@ -396,8 +398,10 @@ def train_eval_network(cfg: DictConfig, job: EvalJob, out_dir: Path, until: int 
         row: dict[str, Any] = {"epoch": epoch + 1, **tr.train_epoch(epoch)}
         failed = tr.new_compile_fallbacks()
         if failed and main:
+            log = atomic_write_text(out_dir / FALLBACK_LOG, fallback_tracebacks(tr.compile_fallbacks))
             console.print(f"[yellow]{fallback_text(failed)}[/]; that part runs eagerly (slower); "
-                          "summary.json lists every failure; runtime.compile=true stops with the error instead")
+                          f"the tracebacks are in {log}; runtime.compile=true stops with the error instead",
+                          soft_wrap=True)  # the terminal wraps it: the path stays whole, copyable
         if not math.isfinite(row["train_loss"]):
             raise TrainingDiverged(f"{job.name}: loss became {row['train_loss']} in epoch {epoch + 1}; "
                                    f"lower train.lr and rerun with resume=false")
