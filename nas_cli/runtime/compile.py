@@ -82,7 +82,8 @@ class FallbackLog(logging.Filter):
         entry = f"{where}: {why}"[:300]
         if entry not in self.entries:
             self.entries.append(entry)
-        self.tracebacks.setdefault(entry, self._format.format(record))
+        if entry not in self.tracebacks:  # format a repeat's traceback (Dynamo's retries) only once
+            self.tracebacks[entry] = self._format.format(record)
         return False
 
 
